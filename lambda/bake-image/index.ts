@@ -1,0 +1,356 @@
+/**
+ * onEvent and isComplete handlers of the BakedImage provider (CDK provider framework).
+ *
+ * onEvent starts the work and answers at once: Create and image-changing Updates call CreateImage and
+ * return the AMI id as PhysicalResourceId immediately, so that a bake which later fails or times out
+ * still receives the Delete that cleans it up. isComplete makes one DescribeImages call per poll.
+ * Delete deregisters the image and deletes its snapshots, and is safe to repeat.
+ */
+import {
+  CreateImageCommand,
+  DeleteSnapshotCommand,
+  DeregisterImageCommand,
+  DescribeImagesCommand,
+  DescribeSnapshotsCommand,
+  EC2Client,
+  type Image,
+  StopInstancesCommand,
+  type Tag as Ec2Tag,
+  TerminateInstancesCommand,
+} from '@aws-sdk/client-ec2';
+import { bakeProgress } from './image-state';
+import { log, warn } from './log';
+import { imageName } from './naming';
+import { type BakeProperties, imageInputsChanged, parseProperties } from './properties';
+import type { IsCompleteRequest, IsCompleteResponse, OnEventRequest, OnEventResponse } from './types';
+import { Attr, BuilderMode, MANAGED_BY_VALUE, RemovalMode, Tag } from '../../src/private/contract';
+
+const ec2 = new EC2Client({ maxAttempts: 6 });
+
+export async function onEvent(event: OnEventRequest): Promise<OnEventResponse> {
+  log('onEvent', eventFields(event));
+  const requestType = event.RequestType;
+  switch (requestType) {
+    case 'Create':
+      return bakeOrAdopt(event, parseProperties(event.ResourceProperties));
+    case 'Update':
+      return update(event);
+    case 'Delete':
+      return remove(event);
+    default: {
+      const unknown: never = requestType;
+      throw new Error(`Unknown request type: ${unknown}`);
+    }
+  }
+}
+
+export async function isComplete(event: IsCompleteRequest): Promise<IsCompleteResponse> {
+  const requestType = event.RequestType;
+  switch (requestType) {
+    case 'Delete':
+      // onEvent finished the delete synchronously.
+      return { IsComplete: true };
+    case 'Create':
+    case 'Update':
+      return pollBake(event, parseProperties(event.ResourceProperties));
+    default: {
+      const unknown: never = requestType;
+      throw new Error(`Unknown request type: ${unknown}`);
+    }
+  }
+}
+
+async function update(event: OnEventRequest): Promise<OnEventResponse> {
+  const props = parseProperties(event.ResourceProperties);
+  const physicalId = event.PhysicalResourceId;
+  if (!isImageId(physicalId) || imageInputsChanged(event.OldResourceProperties ?? {}, event.ResourceProperties)) {
+    // A new physical id makes this a replacement: CloudFormation deletes the old image once the whole
+    // stack update has succeeded, and keeps it if the update rolls back.
+    return bakeOrAdopt(event, props);
+  }
+  log('image inputs unchanged: keeping the image', { imageId: physicalId });
+  return { PhysicalResourceId: physicalId };
+}
+
+/**
+ * Creates the image, or adopts the one these inputs already produced: a retried Create, or the Update
+ * of a rollback that asks for the previous image again, must not leave a second image behind.
+ */
+async function bakeOrAdopt(event: OnEventRequest, props: BakeProperties): Promise<OnEventResponse> {
+  const name = imageName(props);
+  const existing = await findImageByName(name);
+  if (existing?.ImageId) {
+    log('adopting the image these inputs already produced', { imageId: existing.ImageId, imageName: name, state: existing.State });
+    return bakeStarted(existing.ImageId, name);
+  }
+
+  const tags = imageTags(event, name);
+  try {
+    const response = await ec2.send(new CreateImageCommand({
+      InstanceId: props.instanceId,
+      Name: name,
+      Description: props.description,
+      NoReboot: props.noReboot,
+      TagSpecifications: [
+        { ResourceType: 'image', Tags: tags },
+        { ResourceType: 'snapshot', Tags: tags },
+      ],
+    }));
+    if (!response.ImageId) {
+      throw new Error('CreateImage returned no ImageId');
+    }
+    log('image creation started', { imageId: response.ImageId, imageName: name, instanceId: props.instanceId, noReboot: props.noReboot });
+    return bakeStarted(response.ImageId, name);
+  } catch (error) {
+    if (errorCode(error) === 'InvalidAMIName.Duplicate') {
+      // Another invocation created it between our lookup and CreateImage.
+      const raced = await findImageByName(name);
+      if (raced?.ImageId) {
+        log('adopting the image a concurrent request created', { imageId: raced.ImageId, imageName: name });
+        return bakeStarted(raced.ImageId, name);
+      }
+    }
+    throw new Error(createImageFailure(props, name, error));
+  }
+}
+
+function bakeStarted(imageId: string, name: string): OnEventResponse {
+  return { PhysicalResourceId: imageId, Data: { [Attr.IMAGE_ID]: imageId, [Attr.IMAGE_NAME]: name } };
+}
+
+async function pollBake(event: IsCompleteRequest, props: BakeProperties): Promise<IsCompleteResponse> {
+  const imageId = event.PhysicalResourceId;
+  const image = await describeImage(imageId);
+  const progress = bakeProgress(image);
+  switch (progress.kind) {
+    case 'pending': {
+      const elapsedSeconds = secondsSince(image?.CreationDate);
+      if (props.bakeTimeoutSeconds !== undefined && elapsedSeconds !== undefined && elapsedSeconds > props.bakeTimeoutSeconds) {
+        throw new Error(
+          `Image ${imageId} from builder ${props.instanceId} is still pending after ${Math.round(elapsedSeconds)} s, ` +
+          `longer than bakeTimeout (${props.bakeTimeoutSeconds} s). Raise bakeTimeout for large volumes; ` +
+          'the pending image is deleted with this resource.',
+        );
+      }
+      log('image pending', { imageId, elapsedSeconds });
+      return { IsComplete: false };
+    }
+    case 'failed':
+      throw new Error(
+        `Image ${imageId} from builder ${props.instanceId} is ${progress.state} (${progress.reason}). ` +
+        'Check the image in the EC2 console and the builder\'s /var/log/cfn-init.log; the image is deleted with this resource.',
+      );
+    case 'available': {
+      await settleBuilder(props);
+      const name = image?.Name ?? imageName(props);
+      log('image available', { imageId, imageName: name });
+      return { IsComplete: true, Data: { [Attr.IMAGE_ID]: imageId, [Attr.IMAGE_NAME]: name } };
+    }
+  }
+}
+
+/** Stops, terminates or leaves the builder once the image is available. Repeatable. */
+async function settleBuilder(props: BakeProperties): Promise<void> {
+  const instanceId = props.instanceId;
+  try {
+    switch (props.builderAfterBake) {
+      case BuilderMode.STOP:
+        await ec2.send(new StopInstancesCommand({ InstanceIds: [instanceId] }));
+        log('builder stopping', { instanceId });
+        return;
+      case BuilderMode.TERMINATE:
+        await ec2.send(new TerminateInstancesCommand({ InstanceIds: [instanceId] }));
+        log('builder terminating', { instanceId });
+        return;
+      case BuilderMode.KEEP_RUNNING:
+        log('builder left running', { instanceId });
+        return;
+    }
+  } catch (error) {
+    const code = errorCode(error);
+    if (code === 'InvalidInstanceID.NotFound' || code === 'IncorrectInstanceState') {
+      // Already terminated (or terminating): nothing left to stop.
+      log('builder already gone', { instanceId, code });
+      return;
+    }
+    throw new Error(`Could not ${props.builderAfterBake} builder ${instanceId}: ${describeError(error)}`);
+  }
+}
+
+async function remove(event: OnEventRequest): Promise<OnEventResponse> {
+  const imageId = event.PhysicalResourceId;
+  if (!isImageId(imageId)) {
+    // The Create failed before CreateImage answered: there is no image to delete.
+    log('no image to delete', { physicalResourceId: imageId });
+    return { PhysicalResourceId: imageId };
+  }
+  const props = parseProperties(event.ResourceProperties);
+  if (props.removal === RemovalMode.RETAIN) {
+    log('removal policy RETAIN: image and snapshots kept', { imageId });
+    return { PhysicalResourceId: imageId };
+  }
+
+  const image = await describeImage(imageId);
+  if (image && !madeByThisResource(image, event)) {
+    warn('image does not carry this resource\'s tags: left alone', { imageId });
+    return { PhysicalResourceId: imageId };
+  }
+  const name = image?.Name ?? imageName(props);
+  const snapshotIds = new Set<string>();
+  for (const mapping of image?.BlockDeviceMappings ?? []) {
+    if (mapping.Ebs?.SnapshotId) {
+      snapshotIds.add(mapping.Ebs.SnapshotId);
+    }
+  }
+  // Snapshots carry the image name: a Delete repeated after the image was deregistered still finds them.
+  for (const snapshotId of await findSnapshotsByImageName(event, name)) {
+    snapshotIds.add(snapshotId);
+  }
+
+  if (image) {
+    await deregister(imageId);
+  } else {
+    log('image already gone', { imageId });
+  }
+  for (const snapshotId of snapshotIds) {
+    await deleteSnapshot(snapshotId, imageId);
+  }
+  return { PhysicalResourceId: imageId };
+}
+
+async function deregister(imageId: string): Promise<void> {
+  try {
+    await ec2.send(new DeregisterImageCommand({ ImageId: imageId }));
+    log('image deregistered', { imageId });
+  } catch (error) {
+    const code = errorCode(error);
+    if (code === 'InvalidAMIID.NotFound' || code === 'InvalidAMIID.Unavailable') {
+      log('image already gone', { imageId, code });
+      return;
+    }
+    throw new Error(`Could not deregister image ${imageId}: ${describeError(error)}`);
+  }
+}
+
+async function deleteSnapshot(snapshotId: string, imageId: string): Promise<void> {
+  try {
+    await ec2.send(new DeleteSnapshotCommand({ SnapshotId: snapshotId }));
+    log('snapshot deleted', { snapshotId, imageId });
+  } catch (error) {
+    const code = errorCode(error);
+    if (code === 'InvalidSnapshot.NotFound') {
+      log('snapshot already gone', { snapshotId, imageId });
+      return;
+    }
+    if (code === 'InvalidSnapshot.InUse') {
+      warn('snapshot kept: another image still uses it', { snapshotId, imageId });
+      return;
+    }
+    throw new Error(`Could not delete snapshot ${snapshotId} of image ${imageId}: ${describeError(error)}`);
+  }
+}
+
+async function describeImage(imageId: string): Promise<Image | undefined> {
+  try {
+    const response = await ec2.send(new DescribeImagesCommand({ ImageIds: [imageId] }));
+    return response.Images?.find((image) => image.ImageId === imageId);
+  } catch (error) {
+    const code = errorCode(error);
+    if (code === 'InvalidAMIID.NotFound' || code === 'InvalidAMIID.Unavailable') {
+      return undefined;
+    }
+    throw error;
+  }
+}
+
+async function findImageByName(name: string): Promise<Image | undefined> {
+  const response = await ec2.send(new DescribeImagesCommand({
+    Owners: ['self'],
+    Filters: [{ Name: 'name', Values: [name] }],
+  }));
+  return response.Images?.find((image) => image.Name === name && image.State !== 'deregistered');
+}
+
+async function findSnapshotsByImageName(event: OnEventRequest, name: string): Promise<string[]> {
+  const response = await ec2.send(new DescribeSnapshotsCommand({
+    OwnerIds: ['self'],
+    Filters: [
+      { Name: `tag:${Tag.IMAGE_NAME}`, Values: [name] },
+      { Name: `tag:${Tag.STACK_ID}`, Values: [event.StackId] },
+      { Name: `tag:${Tag.LOGICAL_ID}`, Values: [event.LogicalResourceId] },
+    ],
+  }));
+  return (response.Snapshots ?? []).flatMap((snapshot) => (snapshot.SnapshotId ? [snapshot.SnapshotId] : []));
+}
+
+function imageTags(event: OnEventRequest, name: string): Ec2Tag[] {
+  return [
+    { Key: 'Name', Value: name },
+    { Key: Tag.MANAGED_BY, Value: MANAGED_BY_VALUE },
+    { Key: Tag.STACK_NAME, Value: stackName(event.StackId) },
+    { Key: Tag.STACK_ID, Value: event.StackId },
+    { Key: Tag.LOGICAL_ID, Value: event.LogicalResourceId },
+    { Key: Tag.IMAGE_NAME, Value: name },
+  ];
+}
+
+function madeByThisResource(image: Image, event: OnEventRequest): boolean {
+  const tags = new Map((image.Tags ?? []).map((tag) => [tag.Key, tag.Value]));
+  return tags.get(Tag.MANAGED_BY) === MANAGED_BY_VALUE
+    && tags.get(Tag.STACK_ID) === event.StackId
+    && tags.get(Tag.LOGICAL_ID) === event.LogicalResourceId;
+}
+
+/** arn:aws:cloudformation:region:account:stack/NAME/uuid -> NAME */
+export function stackName(stackId: string): string {
+  return stackId.split('/')[1] ?? stackId;
+}
+
+function isImageId(id: string | undefined): id is string {
+  return typeof id === 'string' && /^ami-[0-9a-f]+$/.test(id);
+}
+
+function secondsSince(date: string | undefined): number | undefined {
+  if (!date) {
+    return undefined;
+  }
+  const start = Date.parse(date);
+  return Number.isNaN(start) ? undefined : (Date.now() - start) / 1000;
+}
+
+function errorCode(error: unknown): string | undefined {
+  if (typeof error === 'object' && error !== null) {
+    const { name, Code } = error as { name?: unknown; Code?: unknown };
+    if (typeof Code === 'string') {
+      return Code;
+    }
+    if (typeof name === 'string') {
+      return name;
+    }
+  }
+  return undefined;
+}
+
+function describeError(error: unknown): string {
+  const code = errorCode(error);
+  const message = error instanceof Error ? error.message : String(error);
+  return code && code !== 'Error' ? `${code}: ${message}` : message;
+}
+
+function createImageFailure(props: BakeProperties, name: string, error: unknown): string {
+  const code = errorCode(error);
+  const hint = code === 'IncorrectState' || code === 'IncorrectInstanceState' || code === 'InvalidInstanceID.NotFound'
+    ? ' The builder is no longer there to image (terminated after an earlier bake?): change rebakeTrigger to bake from a new builder.'
+    : '';
+  return `CreateImage for builder ${props.instanceId} (image name ${name}) failed: ${describeError(error)}.${hint}`;
+}
+
+/** The fields of an event that are safe and useful to log (never the ResponseURL). */
+function eventFields(event: OnEventRequest): Record<string, unknown> {
+  return {
+    requestType: event.RequestType,
+    requestId: event.RequestId,
+    logicalResourceId: event.LogicalResourceId,
+    physicalResourceId: event.PhysicalResourceId,
+  };
+}

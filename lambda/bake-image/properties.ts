@@ -1,0 +1,94 @@
+import { BuilderMode, IMAGE_SHAPING_PROPS, Prop, RemovalMode } from '../../src/private/contract';
+
+/** ResourceProperties parsed into typed values (CloudFormation delivers every value as a string). */
+export interface BakeProperties {
+  readonly instanceId: string;
+  readonly namePrefix: string;
+  readonly description?: string;
+  readonly noReboot: boolean;
+  readonly rebakeTrigger?: string;
+  readonly removal: (typeof RemovalMode)[keyof typeof RemovalMode];
+  readonly builderAfterBake: (typeof BuilderMode)[keyof typeof BuilderMode];
+  readonly bakeTimeoutSeconds?: number;
+}
+
+/** Thrown for properties the construct would never write: the message goes to the CloudFormation event. */
+export class InvalidPropertiesError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'InvalidPropertiesError';
+  }
+}
+
+function optionalString(props: Record<string, unknown>, name: string): string | undefined {
+  const value = props[name];
+  if (value === undefined || value === null || value === '') {
+    return undefined;
+  }
+  if (typeof value !== 'string' && typeof value !== 'number' && typeof value !== 'boolean') {
+    throw new InvalidPropertiesError(`Property ${name} must be a string, got ${typeof value}`);
+  }
+  return String(value);
+}
+
+function requiredString(props: Record<string, unknown>, name: string): string {
+  const value = optionalString(props, name);
+  if (value === undefined) {
+    throw new InvalidPropertiesError(`Property ${name} is required`);
+  }
+  return value;
+}
+
+function oneOf<T extends string>(name: string, value: string | undefined, allowed: Record<string, T>, fallback: T): T {
+  if (value === undefined) {
+    return fallback;
+  }
+  const values = Object.values(allowed);
+  if (!values.includes(value as T)) {
+    throw new InvalidPropertiesError(`Property ${name} must be one of ${values.join(', ')}, got '${value}'`);
+  }
+  return value as T;
+}
+
+function parseBoolean(name: string, value: string | undefined): boolean {
+  if (value === undefined) {
+    return false;
+  }
+  if (value !== 'true' && value !== 'false') {
+    throw new InvalidPropertiesError(`Property ${name} must be 'true' or 'false', got '${value}'`);
+  }
+  return value === 'true';
+}
+
+function parsePositiveInteger(name: string, value: string | undefined): number | undefined {
+  if (value === undefined) {
+    return undefined;
+  }
+  const parsed = Number(value);
+  if (!Number.isInteger(parsed) || parsed <= 0) {
+    throw new InvalidPropertiesError(`Property ${name} must be a positive whole number of seconds, got '${value}'`);
+  }
+  return parsed;
+}
+
+/** Parses the custom resource's properties at the boundary: strings in, typed values out. */
+export function parseProperties(props: Record<string, unknown>): BakeProperties {
+  return {
+    instanceId: requiredString(props, Prop.INSTANCE_ID),
+    namePrefix: requiredString(props, Prop.NAME_PREFIX),
+    description: optionalString(props, Prop.DESCRIPTION),
+    noReboot: parseBoolean(Prop.NO_REBOOT, optionalString(props, Prop.NO_REBOOT)),
+    rebakeTrigger: optionalString(props, Prop.REBAKE_TRIGGER),
+    removal: oneOf(Prop.REMOVAL, optionalString(props, Prop.REMOVAL), RemovalMode, RemovalMode.DESTROY),
+    builderAfterBake: oneOf(Prop.BUILDER_AFTER_BAKE, optionalString(props, Prop.BUILDER_AFTER_BAKE), BuilderMode, BuilderMode.STOP),
+    bakeTimeoutSeconds: parsePositiveInteger(Prop.BAKE_TIMEOUT_SECONDS, optionalString(props, Prop.BAKE_TIMEOUT_SECONDS)),
+  };
+}
+
+/**
+ * True when an Update asks for a different image: a property that shapes the image changed.
+ * Values are compared as CloudFormation delivers them (strings), absent and empty being the same.
+ */
+export function imageInputsChanged(oldProps: Record<string, unknown>, newProps: Record<string, unknown>): boolean {
+  return IMAGE_SHAPING_PROPS.some((name) => (optionalString(oldProps, name) ?? '') !== (optionalString(newProps, name) ?? ''));
+}

@@ -1,0 +1,343 @@
+import { Annotations, CfnResource, CustomResource, Duration, Names, RemovalPolicy, Stack, Token } from 'aws-cdk-lib';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import { Construct } from 'constructs';
+import { BakeProvider, MAX_BAKE_TIMEOUT } from './private/bake-provider';
+import {
+  Attr,
+  BuilderMode,
+  IMAGE_NAME_PATTERN,
+  MAX_NAME_PREFIX_LENGTH,
+  Prop,
+  RemovalMode,
+} from './private/contract';
+
+/**
+ * What happens to the builder instance once its image is available.
+ */
+export enum BuilderAfterBake {
+  /**
+   * Stop the builder. It costs only its EBS volumes, can be started again to debug the bake, and stays
+   * a normal CloudFormation resource: in-place updates and stack deletion work as usual.
+   */
+  STOP = 'STOP',
+
+  /**
+   * Terminate the builder. Nothing is left running or stored, but CloudFormation still records the
+   * instance: an in-place update of it (for example a tag added to the whole stack) fails once EC2 has
+   * forgotten the instance. Changes of the image inputs replace the builder and are safe.
+   */
+  TERMINATE = 'TERMINATE',
+
+  /**
+   * Leave the builder running, for example to inspect it. It is billed until the stack is deleted.
+   */
+  KEEP_RUNNING = 'KEEP_RUNNING',
+}
+
+/**
+ * Properties of a BakedImage.
+ */
+export interface BakedImageProps {
+  /**
+   * The VPC the builder instance runs in. The builder needs outbound access to whatever its
+   * cfn-init config downloads, and to the CloudFormation endpoint to signal.
+   */
+  readonly vpc: ec2.IVpc;
+
+  /**
+   * Where in the VPC the builder runs.
+   *
+   * @default - private subnets with egress, as for `ec2.Instance`
+   */
+  readonly vpcSubnets?: ec2.SubnetSelection;
+
+  /**
+   * The base image the builder starts from.
+   *
+   * cfn-init and cfn-signal must be installed at `/opt/aws/bin` (Amazon Linux), or installable with
+   * `dnf` or `yum` as the `aws-cfn-bootstrap` package: the builder installs it when it is missing.
+   */
+  readonly machineImage: ec2.IMachineImage;
+
+  /**
+   * What to bake: the cfn-init configuration applied to the builder before the image is captured.
+   */
+  readonly init: ec2.CloudFormationInit;
+
+  /**
+   * How to apply `init`: config sets, timeout of the builder's signal, and so on.
+   *
+   * The builder always runs with init options, so that any change of `init` replaces the builder
+   * and therefore bakes a new image.
+   *
+   * @default - the `default` config set, and a signal timeout of 30 minutes
+   */
+  readonly initOptions?: ec2.ApplyCloudFormationInitOptions;
+
+  /**
+   * The builder's instance type. Match the architecture of `machineImage` (for example a Graviton
+   * type for an arm64 image).
+   *
+   * @default t3.medium
+   */
+  readonly instanceType?: ec2.InstanceType;
+
+  /**
+   * A prefix of the AMI name. The final name is the prefix, a dash and a 16-character fingerprint of
+   * the image inputs: unique per builder and the same when a request is retried.
+   *
+   * At most 111 characters of letters, digits, spaces and `( ) [ ] . / - ' @ _`.
+   *
+   * @default - derived from the construct path
+   */
+  readonly imageName?: string;
+
+  /**
+   * The AMI description, at most 255 characters.
+   *
+   * @default - names the construct path that baked it
+   */
+  readonly imageDescription?: string;
+
+  /**
+   * What happens to the image and its snapshots when it is replaced by a rebake or removed with the
+   * stack. `DESTROY` deregisters the image and deletes its snapshots; `RETAIN` keeps both.
+   *
+   * @default RemovalPolicy.DESTROY
+   */
+  readonly removalPolicy?: RemovalPolicy;
+
+  /**
+   * Any value; change it to bake a new image from a fresh builder although nothing else changed
+   * (for example to pick up the latest package updates).
+   *
+   * @default - no trigger
+   */
+  readonly rebakeTrigger?: string;
+
+  /**
+   * What happens to the builder once the image is available.
+   *
+   * @default BuilderAfterBake.STOP
+   */
+  readonly builderAfterBake?: BuilderAfterBake;
+
+  /**
+   * Capture the image without rebooting the builder first.
+   *
+   * Faster, but EC2 then gives no file-system consistency guarantee for the image.
+   *
+   * @default false
+   */
+  readonly noReboot?: boolean;
+
+  /**
+   * How long the image may stay pending after CreateImage before the bake fails. A CloudFormation
+   * custom resource can wait at most an hour, so this is at most 50 minutes.
+   *
+   * @default Duration.minutes(50)
+   */
+  readonly bakeTimeout?: Duration;
+}
+
+/**
+ * An AMI baked at deploy time from a builder instance configured with cfn-init.
+ *
+ * The builder runs `init`, signals CloudFormation, and a custom resource captures it as an AMI and
+ * waits until the AMI is available. A change of any input (base image, init config, instance type,
+ * name, description, rebake trigger) replaces the builder and bakes a new image; the previous image is
+ * deleted with its snapshots once the stack update has succeeded.
+ *
+ * A BakedImage is itself an `ec2.IMachineImage`: hand it to an Auto Scaling group or launch template.
+ *
+ * @example
+ * declare const vpc: ec2.IVpc;
+ * const image = new BakedImage(this, 'WebImage', {
+ *   vpc,
+ *   machineImage: ec2.MachineImage.latestAmazonLinux2023(),
+ *   init: ec2.CloudFormationInit.fromElements(
+ *     ec2.InitPackage.yum('nginx'),
+ *     ec2.InitService.enable('nginx'),
+ *   ),
+ * });
+ * new autoscaling.AutoScalingGroup(this, 'Web', {
+ *   vpc,
+ *   instanceType: new ec2.InstanceType('t3.micro'),
+ *   machineImage: image,
+ * });
+ */
+export class BakedImage extends Construct implements ec2.IMachineImage, iam.IGrantable {
+  /**
+   * The id of the baked AMI (a token, available once the image is).
+   *
+   * @attribute
+   */
+  public readonly imageId: string;
+
+  /**
+   * The name of the baked AMI.
+   *
+   * @attribute
+   */
+  public readonly imageName: string;
+
+  /** The builder instance the image is captured from. */
+  public readonly builder: ec2.Instance;
+
+  /** The builder's role: grant it what the cfn-init config needs (an S3 bucket, a secret, ...). */
+  public readonly role: iam.IRole;
+
+  /** The builder's role, as a grantable. */
+  public readonly grantPrincipal: iam.IPrincipal;
+
+  /** The operating system of the base image, and so of the baked one. */
+  public readonly osType: ec2.OperatingSystemType;
+
+  constructor(scope: Construct, id: string, props: BakedImageProps) {
+    super(scope, id);
+
+    const namePrefix = props.imageName ?? defaultNamePrefix(this);
+    const description = props.imageDescription ?? `Baked by cdk-baked-image from ${this.node.path}`;
+    const bakeTimeout = props.bakeTimeout ?? MAX_BAKE_TIMEOUT;
+    const instanceType = props.instanceType ?? ec2.InstanceType.of(ec2.InstanceClass.T3, ec2.InstanceSize.MEDIUM);
+    const builderAfterBake = props.builderAfterBake ?? BuilderAfterBake.STOP;
+    const removalPolicy = props.removalPolicy ?? RemovalPolicy.DESTROY;
+    validate(this, { namePrefix, description, bakeTimeout, removalPolicy });
+
+    const base = props.machineImage.getImage(this);
+    this.osType = base.osType;
+
+    // The image inputs go into the builder's user data. With init options, ec2.Instance derives its
+    // logical id from the user data, so any change of them replaces the builder, and the new instance
+    // id tells the custom resource to bake a new image from a fresh, fully configured instance.
+    const userData = ec2.UserData.forOperatingSystem(base.osType);
+    userData.addCommands(`# cdk-baked-image inputs: ${Stack.of(this).toJsonString({
+      namePrefix,
+      description,
+      noReboot: props.noReboot ?? false,
+      rebakeTrigger: props.rebakeTrigger ?? '',
+      instanceType: instanceType.toString(),
+    })}`);
+    if (base.osType === ec2.OperatingSystemType.LINUX) {
+      // Some images (AL2023 minimal, for one) lack aws-cfn-bootstrap; cfn-init below needs it.
+      userData.addCommands(
+        'if [ ! -x /opt/aws/bin/cfn-init ]; then dnf install -y aws-cfn-bootstrap || yum install -y aws-cfn-bootstrap; fi',
+      );
+    }
+
+    this.builder = new ec2.Instance(this, 'Builder', {
+      vpc: props.vpc,
+      vpcSubnets: props.vpcSubnets,
+      instanceType,
+      machineImage: props.machineImage,
+      userData,
+      userDataCausesReplacement: true,
+      init: props.init,
+      initOptions: { timeout: Duration.minutes(30), ...props.initOptions },
+      httpTokens: ec2.HttpTokens.REQUIRED,
+      httpEndpoint: true,
+      instanceName: `${namePrefix} builder`,
+    });
+    this.role = this.builder.role;
+    this.grantPrincipal = this.builder.grantPrincipal;
+
+    const provider = BakeProvider.getOrCreate(this);
+    const image = new CustomResource(this, 'Image', {
+      serviceToken: provider.serviceToken,
+      resourceType: 'Custom::BakedImage',
+      removalPolicy,
+      properties: {
+        [Prop.INSTANCE_ID]: this.builder.instanceId,
+        [Prop.NAME_PREFIX]: namePrefix,
+        [Prop.DESCRIPTION]: description,
+        [Prop.NO_REBOOT]: String(props.noReboot ?? false),
+        [Prop.REBAKE_TRIGGER]: props.rebakeTrigger ?? '',
+        [Prop.REMOVAL]: removalPolicy === RemovalPolicy.RETAIN ? RemovalMode.RETAIN : RemovalMode.DESTROY,
+        [Prop.BUILDER_AFTER_BAKE]: builderMode(builderAfterBake),
+        [Prop.BAKE_TIMEOUT_SECONDS]: String(bakeTimeout.toSeconds()),
+      },
+    });
+    provider.grantBake(this.builder.instanceId, Stack.of(this).getLogicalId(image.node.defaultChild as CfnResource));
+    // The handlers' permissions must exist before the first request reaches them.
+    image.node.addDependency(provider.role);
+
+    this.imageId = image.getAttString(Attr.IMAGE_ID);
+    this.imageName = image.getAttString(Attr.IMAGE_NAME);
+
+    if (props.noReboot) {
+      Annotations.of(this).addWarningV2('cdk-baked-image:noReboot',
+        'noReboot is set: EC2 captures the builder without a reboot and gives no file-system consistency guarantee for the image. Remove noReboot unless the bake time matters more.');
+    }
+    if (builderAfterBake === BuilderAfterBake.KEEP_RUNNING) {
+      Annotations.of(this).addWarningV2('cdk-baked-image:builderKeepRunning',
+        'builderAfterBake is KEEP_RUNNING: the builder instance is billed until the stack is deleted. Use STOP or TERMINATE outside debugging.');
+    }
+  }
+
+  /**
+   * The baked image, for an Auto Scaling group, a launch template or an instance.
+   */
+  public getImage(_scope: Construct): ec2.MachineImageConfig {
+    return {
+      imageId: this.imageId,
+      osType: this.osType,
+      userData: ec2.UserData.forOperatingSystem(this.osType),
+    };
+  }
+}
+
+function builderMode(afterBake: BuilderAfterBake): string {
+  switch (afterBake) {
+    case BuilderAfterBake.STOP:
+      return BuilderMode.STOP;
+    case BuilderAfterBake.TERMINATE:
+      return BuilderMode.TERMINATE;
+    case BuilderAfterBake.KEEP_RUNNING:
+      return BuilderMode.KEEP_RUNNING;
+  }
+}
+
+/** A readable, valid AMI name prefix from the construct path: letters, digits and dashes. */
+function defaultNamePrefix(scope: Construct): string {
+  return Names.uniqueResourceName(scope, { maxLength: 64, separator: '-' });
+}
+
+interface ValidatedInputs {
+  readonly namePrefix: string;
+  readonly description: string;
+  readonly bakeTimeout: Duration;
+  readonly removalPolicy: RemovalPolicy;
+}
+
+/** Checks every input at synth time and reports all problems in one error. Tokens are left alone. */
+function validate(scope: Construct, inputs: ValidatedInputs): void {
+  const problems: string[] = [];
+  const { namePrefix, description, bakeTimeout, removalPolicy } = inputs;
+
+  if (!Token.isUnresolved(namePrefix)) {
+    if (namePrefix.length < 1 || namePrefix.length > MAX_NAME_PREFIX_LENGTH) {
+      problems.push(`imageName must be 1 to ${MAX_NAME_PREFIX_LENGTH} characters (a dash and a 16-character fingerprint are appended to make the AMI name), got ${namePrefix.length}: '${namePrefix}'`);
+    }
+    if (namePrefix.length > 0 && !IMAGE_NAME_PATTERN.test(namePrefix)) {
+      const bad = [...new Set([...namePrefix].filter((c) => !IMAGE_NAME_PATTERN.test(c)))].join('');
+      problems.push(`imageName may contain only letters, digits, spaces and ( ) [ ] . / - ' @ _ (EC2's rule for AMI names), got '${namePrefix}' with '${bad}'`);
+    }
+  }
+  if (!Token.isUnresolved(description) && description.length > 255) {
+    problems.push(`imageDescription must be at most 255 characters (EC2's limit), got ${description.length}`);
+  }
+  if (!bakeTimeout.isUnresolved()) {
+    const seconds = bakeTimeout.toSeconds();
+    if (seconds < 60 || seconds > MAX_BAKE_TIMEOUT.toSeconds()) {
+      problems.push(`bakeTimeout must be between 1 and ${MAX_BAKE_TIMEOUT.toMinutes()} minutes (a CloudFormation custom resource waits at most one hour), got ${bakeTimeout.toHumanString()}`);
+    }
+  }
+  if (removalPolicy !== RemovalPolicy.DESTROY && removalPolicy !== RemovalPolicy.RETAIN) {
+    problems.push(`removalPolicy must be RemovalPolicy.DESTROY or RemovalPolicy.RETAIN, got ${removalPolicy}`);
+  }
+
+  if (problems.length > 0) {
+    throw new Error(`Invalid BakedImage ${scope.node.path}:\n  - ${problems.join('\n  - ')}`);
+  }
+}

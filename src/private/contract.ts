@@ -1,0 +1,84 @@
+/**
+ * The contract between the BakedImage construct and its provider's handlers (lambda/bake-image).
+ *
+ * One place for each fact: the construct writes these property names into the custom resource,
+ * the handlers read them back. CloudFormation turns every value into a string on the way.
+ *
+ * This module must stay free of aws-cdk-lib and AWS SDK imports: the handler bundle includes it.
+ */
+
+/** Names of the custom resource's properties (ResourceProperties). */
+export const Prop = {
+  /** The builder instance the image is created from. */
+  INSTANCE_ID: 'InstanceId',
+  /** Prefix of the AMI name; the handler appends a fingerprint of the image inputs. */
+  NAME_PREFIX: 'NamePrefix',
+  /** AMI description. */
+  DESCRIPTION: 'Description',
+  /** 'true' to skip the reboot before the snapshot (no file-system consistency guarantee). */
+  NO_REBOOT: 'NoReboot',
+  /** Free-form value; a change bakes a new image from a fresh builder. */
+  REBAKE_TRIGGER: 'RebakeTrigger',
+  /** What happens to the image and its snapshots on Delete: one of RemovalMode. */
+  REMOVAL: 'Removal',
+  /** What happens to the builder once the image is available: one of BuilderMode. */
+  BUILDER_AFTER_BAKE: 'BuilderAfterBake',
+  /** Seconds an image may stay pending before the bake is failed. */
+  BAKE_TIMEOUT_SECONDS: 'BakeTimeoutSeconds',
+} as const;
+
+/**
+ * The properties whose change means a different image. Anything else (removal, builder handling,
+ * timeout) is applied to the existing image without a rebake.
+ */
+export const IMAGE_SHAPING_PROPS: readonly string[] = [
+  Prop.INSTANCE_ID,
+  Prop.NAME_PREFIX,
+  Prop.DESCRIPTION,
+  Prop.NO_REBOOT,
+  Prop.REBAKE_TRIGGER,
+];
+
+/** Values of Prop.REMOVAL. */
+export const RemovalMode = {
+  DESTROY: 'destroy',
+  RETAIN: 'retain',
+} as const;
+
+/** Values of Prop.BUILDER_AFTER_BAKE. */
+export const BuilderMode = {
+  STOP: 'stop',
+  TERMINATE: 'terminate',
+  KEEP_RUNNING: 'keep-running',
+} as const;
+
+/** Attributes the custom resource returns (Fn::GetAtt). */
+export const Attr = {
+  IMAGE_ID: 'ImageId',
+  IMAGE_NAME: 'ImageName',
+} as const;
+
+/** Tag keys set on every image and snapshot the handlers create. */
+export const Tag = {
+  MANAGED_BY: 'cdk-baked-image:managed-by',
+  STACK_NAME: 'cdk-baked-image:stack-name',
+  STACK_ID: 'cdk-baked-image:stack-id',
+  LOGICAL_ID: 'cdk-baked-image:logical-id',
+  /** The AMI name, also on the snapshots: a Delete retried after the image is gone still finds them. */
+  IMAGE_NAME: 'cdk-baked-image:image-name',
+} as const;
+
+/** Value of Tag.MANAGED_BY. */
+export const MANAGED_BY_VALUE = 'cdk-baked-image';
+
+/** Length of the fingerprint the handler appends to the name prefix (plus one '-' separator). */
+export const NAME_FINGERPRINT_LENGTH = 16;
+
+/** EC2 accepts AMI names of 3 to 128 characters. */
+export const MAX_IMAGE_NAME_LENGTH = 128;
+
+/** The longest name prefix that still leaves room for '-' and the fingerprint. */
+export const MAX_NAME_PREFIX_LENGTH = MAX_IMAGE_NAME_LENGTH - NAME_FINGERPRINT_LENGTH - 1;
+
+/** Characters EC2 accepts in an AMI name: letters, digits, ( ) [ ] . / - ' @ _ and space. */
+export const IMAGE_NAME_PATTERN = /^[A-Za-z0-9()[\]./\-'@_ ]+$/;
