@@ -1,0 +1,75 @@
+/**
+ * The built-in example: a VPC, a BakedImage with nginx baked in, and an Auto Scaling group that
+ * launches it through a launch template and replaces its instances with a rolling update whenever
+ * the image is rebaked.
+ *
+ *   npx projen example        # synthesize into cdk.out, lint with cfn-lint, list the resources
+ *   npx cdk deploy --app 'npx ts-node --prefer-ts-exts examples/web-fleet.ts'   # with an AWS account
+ */
+import { App, CfnOutput, Duration, Stack, StackProps } from 'aws-cdk-lib';
+import * as autoscaling from 'aws-cdk-lib/aws-autoscaling';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import { Construct } from 'constructs';
+import { BakedImage } from '../src';
+
+export class WebFleetStack extends Stack {
+  constructor(scope: Construct, id: string, props?: StackProps) {
+    super(scope, id, props);
+
+    const vpc = new ec2.Vpc(this, 'Vpc', { maxAzs: 2, natGateways: 1 });
+
+    // Bake time: the slow, heavy part (packages, content) goes into the image once.
+    const image = new BakedImage(this, 'WebImage', {
+      vpc,
+      machineImage: ec2.MachineImage.latestAmazonLinux2023(),
+      imageName: 'web-fleet',
+      init: ec2.CloudFormationInit.fromConfigSets({
+        configSets: { bake: ['packages', 'content'] },
+        configs: {
+          packages: new ec2.InitConfig([
+            ec2.InitPackage.yum('nginx'),
+            ec2.InitService.enable('nginx', { enabled: true, ensureRunning: true }),
+          ]),
+          content: new ec2.InitConfig([
+            ec2.InitFile.fromString('/usr/share/nginx/html/index.html', '<h1>Baked by cdk-baked-image</h1>\n'),
+          ]),
+        },
+      }),
+      initOptions: { configSets: ['bake'], timeout: Duration.minutes(20) },
+      rebakeTrigger: '2026-11-22',
+    });
+
+    // Launch time: the Auto Scaling group starts from the baked image, so instances serve in seconds.
+    const launchTemplate = new ec2.LaunchTemplate(this, 'WebTemplate', {
+      machineImage: image,
+      instanceType: ec2.InstanceType.of(ec2.InstanceClass.T3, ec2.InstanceSize.MICRO),
+      requireImdsv2: true,
+      securityGroup: new ec2.SecurityGroup(this, 'WebSecurityGroup', { vpc }),
+    });
+    new autoscaling.AutoScalingGroup(this, 'WebFleet', {
+      vpc,
+      launchTemplate,
+      minCapacity: 2,
+      maxCapacity: 4,
+      // A rebake changes the launch template's ImageId: instances are replaced two at a time, and the
+      // old image is deleted only after the whole update succeeded.
+      updatePolicy: autoscaling.UpdatePolicy.rollingUpdate({ maxBatchSize: 2, minInstancesInService: 1 }),
+    });
+
+    new CfnOutput(this, 'ImageId', { value: image.imageId, description: 'The baked AMI' });
+  }
+}
+
+/** Builds the example app; `outdir` is where the cloud assembly goes. */
+export function createApp(outdir?: string): App {
+  const app = new App({
+    outdir,
+    context: { '@aws-cdk/aws-autoscaling:generateLaunchTemplateInsteadOfLaunchConfig': true },
+  });
+  new WebFleetStack(app, 'BakedImageWebFleet');
+  return app;
+}
+
+if (require.main === module) {
+  createApp().synth();
+}

@@ -1,0 +1,334 @@
+import { App, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
+import * as autoscaling from 'aws-cdk-lib/aws-autoscaling';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import { BakedImage, BakedImageProps, BuilderAfterBake } from '../src';
+
+const BASE_AMI = 'ami-0123456789abcdef0';
+
+function newStack(): { stack: Stack; vpc: ec2.Vpc } {
+  const app = new App();
+  const stack = new Stack(app, 'TestStack', { env: { account: '123456789012', region: 'us-east-1' } });
+  const vpc = new ec2.Vpc(stack, 'Vpc', { maxAzs: 2, natGateways: 1 });
+  return { stack, vpc };
+}
+
+function bake(stack: Stack, vpc: ec2.IVpc, id = 'Image', props: Partial<BakedImageProps> = {}): BakedImage {
+  return new BakedImage(stack, id, {
+    vpc,
+    machineImage: ec2.MachineImage.genericLinux({ 'us-east-1': BASE_AMI }),
+    init: ec2.CloudFormationInit.fromElements(ec2.InitPackage.yum('nginx')),
+    ...props,
+  });
+}
+
+function builderOf(template: Template): { logicalId: string; resource: any } {
+  const builders = template.findResources('AWS::EC2::Instance');
+  const entries = Object.entries(builders);
+  expect(entries).toHaveLength(1);
+  return { logicalId: entries[0][0], resource: entries[0][1] };
+}
+
+function bakeResourceOf(template: Template): { logicalId: string; resource: any } {
+  const entries = Object.entries(template.findResources('Custom::BakedImage'));
+  expect(entries).toHaveLength(1);
+  return { logicalId: entries[0][0], resource: entries[0][1] };
+}
+
+function builderLogicalId(props: Partial<BakedImageProps>): string {
+  const { stack, vpc } = newStack();
+  bake(stack, vpc, 'Image', props);
+  return builderOf(Template.fromStack(stack)).logicalId;
+}
+
+describe('the builder', () => {
+  test('carries the cfn-init metadata and waits for its cfn-signal', () => {
+    const { stack, vpc } = newStack();
+    bake(stack, vpc);
+    const template = Template.fromStack(stack);
+
+    const { resource } = builderOf(template);
+    expect(resource.Metadata['AWS::CloudFormation::Init']).toEqual(expect.objectContaining({
+      config: { packages: { yum: { nginx: [] } } },
+    }));
+    expect(resource.CreationPolicy).toEqual({ ResourceSignal: { Count: 1, Timeout: 'PT30M' } });
+    expect(JSON.stringify(resource.Properties.UserData)).toContain('/opt/aws/bin/cfn-signal');
+  });
+
+  test('keeps the signal timeout the user sets in initOptions', () => {
+    const { stack, vpc } = newStack();
+    bake(stack, vpc, 'Image', { initOptions: { timeout: Duration.minutes(12) } });
+    expect(builderOf(Template.fromStack(stack)).resource.CreationPolicy.ResourceSignal.Timeout).toBe('PT12M');
+  });
+
+  test('starts from the base image, requires IMDSv2 and has no key pair and no inbound rule', () => {
+    const { stack, vpc } = newStack();
+    bake(stack, vpc);
+    const template = Template.fromStack(stack);
+
+    const { resource } = builderOf(template);
+    expect(resource.Properties.ImageId).toBe(BASE_AMI);
+    expect(resource.Properties.InstanceType).toBe('t3.medium');
+    expect(resource.Properties.MetadataOptions).toEqual({ HttpEndpoint: 'enabled', HttpTokens: 'required' });
+    expect(resource.Properties.KeyName).toBeUndefined();
+    const groups = template.findResources('AWS::EC2::SecurityGroup', {
+      Properties: { GroupDescription: Match.stringLikeRegexp('Builder') },
+    });
+    expect(Object.keys(groups)).toHaveLength(1);
+    expect(Object.values(groups)[0].Properties.SecurityGroupIngress).toBeUndefined();
+  });
+
+  test('installs aws-cfn-bootstrap before cfn-init runs when the image lacks it', () => {
+    const { stack, vpc } = newStack();
+    bake(stack, vpc);
+    const userData = JSON.stringify(builderOf(Template.fromStack(stack)).resource.Properties.UserData);
+    const install = userData.indexOf('install -y aws-cfn-bootstrap');
+    expect(install).toBeGreaterThan(0);
+    expect(install).toBeLessThan(userData.indexOf('/opt/aws/bin/cfn-init -v'));
+  });
+
+  test('is replaced when the init config changes', () => {
+    const before = builderLogicalId({});
+    const after = builderLogicalId({ init: ec2.CloudFormationInit.fromElements(ec2.InitPackage.yum('httpd')) });
+    expect(after).not.toEqual(before);
+  });
+
+  test.each<[string, Partial<BakedImageProps>]>([
+    ['rebakeTrigger', { rebakeTrigger: 'v2' }],
+    ['imageName', { imageName: 'other-name' }],
+    ['imageDescription', { imageDescription: 'another description' }],
+    ['noReboot', { noReboot: true }],
+    ['instanceType', { instanceType: new ec2.InstanceType('m5.large') }],
+  ])('is replaced when %s changes, so the new image comes from a fresh builder', (_name, change) => {
+    expect(builderLogicalId(change)).not.toEqual(builderLogicalId({}));
+  });
+
+  test('is not replaced when only the removal policy or the builder handling changes', () => {
+    const before = builderLogicalId({});
+    expect(builderLogicalId({ removalPolicy: RemovalPolicy.RETAIN })).toEqual(before);
+    expect(builderLogicalId({ builderAfterBake: BuilderAfterBake.TERMINATE })).toEqual(before);
+  });
+
+  test('exposes its role so that the bake can be granted access', () => {
+    const { stack, vpc } = newStack();
+    const image = bake(stack, vpc);
+    const bucket = new s3.Bucket(stack, 'Artifacts');
+    bucket.grantRead(image);
+    expect(image.role).toBe(image.builder.role);
+
+    const template = Template.fromStack(stack);
+    const roleRef = { Ref: stack.getLogicalId(image.builder.role.node.defaultChild as iam.CfnRole) };
+    template.hasResourceProperties('AWS::IAM::Policy', {
+      Roles: [roleRef],
+      PolicyDocument: { Statement: Match.arrayWith([Match.objectLike({ Action: Match.arrayWith(['s3:GetObject*']) })]) },
+    });
+  });
+});
+
+describe('the bake custom resource', () => {
+  test('receives the builder instance id and depends on the builder', () => {
+    const { stack, vpc } = newStack();
+    bake(stack, vpc, 'Image', { imageName: 'web', imageDescription: 'web servers', rebakeTrigger: '7' });
+    const template = Template.fromStack(stack);
+    const builder = builderOf(template);
+    const { resource } = bakeResourceOf(template);
+
+    expect(resource.Properties).toEqual({
+      ServiceToken: expect.anything(),
+      InstanceId: { Ref: builder.logicalId },
+      NamePrefix: 'web',
+      Description: 'web servers',
+      NoReboot: 'false',
+      RebakeTrigger: '7',
+      Removal: 'destroy',
+      BuilderAfterBake: 'stop',
+      BakeTimeoutSeconds: '3000',
+    });
+  });
+
+  test('passes the removal policy to the handler and to CloudFormation', () => {
+    const { stack, vpc } = newStack();
+    bake(stack, vpc, 'Image', { removalPolicy: RemovalPolicy.RETAIN, builderAfterBake: BuilderAfterBake.TERMINATE });
+    const { resource } = bakeResourceOf(Template.fromStack(stack));
+    expect(resource.Properties.Removal).toBe('retain');
+    expect(resource.Properties.BuilderAfterBake).toBe('terminate');
+    expect(resource.DeletionPolicy).toBe('Retain');
+    expect(resource.UpdateReplacePolicy).toBe('Retain');
+  });
+
+  test('deletes the image with the stack by default', () => {
+    const { stack, vpc } = newStack();
+    bake(stack, vpc);
+    const { resource } = bakeResourceOf(Template.fromStack(stack));
+    expect(resource.DeletionPolicy).toBe('Delete');
+    expect(resource.Properties.Removal).toBe('destroy');
+  });
+
+  test('waits for its handlers\' permissions before the first request', () => {
+    const { stack, vpc } = newStack();
+    bake(stack, vpc);
+    const template = Template.fromStack(stack);
+    const { resource } = bakeResourceOf(template);
+    const handlerPolicies = Object.keys(template.findResources('AWS::IAM::Policy')).filter((id) => id.startsWith('CdkBakedImageProviderHandlerRole'));
+    expect(handlerPolicies).toHaveLength(1);
+    expect(resource.DependsOn).toEqual(expect.arrayContaining(handlerPolicies));
+  });
+
+  test('is served by the newest Node.js runtime with structured logs', () => {
+    const { stack, vpc } = newStack();
+    bake(stack, vpc);
+    const template = Template.fromStack(stack);
+    for (const handler of ['onEvent', 'isComplete']) {
+      template.hasResourceProperties('AWS::Lambda::Function', {
+        Handler: `index.${handler}`,
+        Runtime: 'nodejs24.x',
+        LoggingConfig: Match.objectLike({ LogFormat: 'JSON' }),
+      });
+    }
+  });
+
+  test('polls every 20 seconds for at most 55 minutes', () => {
+    const { stack, vpc } = newStack();
+    bake(stack, vpc);
+    const template = Template.fromStack(stack);
+    const machines = Object.values(template.findResources('AWS::StepFunctions::StateMachine'));
+    expect(machines).toHaveLength(1);
+    const definition = JSON.stringify(machines[0].Properties.DefinitionString);
+    // 55 minutes / 20 seconds = 165 attempts, the framework's waiter retries (attempts - 1) times.
+    expect(definition).toMatch(/\\"IntervalSeconds\\":20/);
+    expect(definition).toMatch(/\\"MaxAttempts\\":165/);
+  });
+});
+
+describe('one provider per stack', () => {
+  test('two images share one provider, each with its own builder', () => {
+    const { stack, vpc } = newStack();
+    bake(stack, vpc, 'First');
+    bake(stack, vpc, 'Second', { imageName: 'second' });
+    const template = Template.fromStack(stack);
+
+    template.resourceCountIs('Custom::BakedImage', 2);
+    template.resourceCountIs('AWS::EC2::Instance', 2);
+    template.resourceCountIs('AWS::StepFunctions::StateMachine', 1);
+    template.resourceCountIs('AWS::Lambda::Function', 5); // onEvent, isComplete and the framework's three
+    const tokens = Object.values(template.findResources('Custom::BakedImage')).map((r) => JSON.stringify(r.Properties.ServiceToken));
+    expect(new Set(tokens).size).toBe(1);
+  });
+
+  test('each image may image only its own builder and delete only its own images', () => {
+    const { stack, vpc } = newStack();
+    const first = bake(stack, vpc, 'First');
+    const second = bake(stack, vpc, 'Second', { imageName: 'second' });
+    const template = Template.fromStack(stack);
+    const statements = handlerStatements(template);
+
+    for (const image of [first, second]) {
+      const builderId = stack.getLogicalId(image.builder.instance);
+      const instanceStatements = statements.filter((s) => JSON.stringify(s.Resource).includes(builderId));
+      expect(instanceStatements.map((s) => s.Action).flat().sort()).toEqual(['ec2:CreateImage', 'ec2:StopInstances', 'ec2:TerminateInstances']);
+    }
+    const deletes = statements.filter((s) => [s.Action].flat().includes('ec2:DeregisterImage'));
+    expect(deletes).toHaveLength(2);
+    const scopedTo = deletes.map((s) => s.Condition.StringEquals['aws:ResourceTag/cdk-baked-image:logical-id']).sort();
+    expect(scopedTo).toEqual(Object.keys(template.findResources('Custom::BakedImage')).sort());
+    for (const statement of deletes) {
+      expect(statement.Condition.StringEquals['aws:ResourceTag/cdk-baked-image:stack-id']).toEqual({ Ref: 'AWS::StackId' });
+    }
+  });
+
+  test('no IAM statement grants ec2:* or a destructive action on every resource', () => {
+    const { stack, vpc } = newStack();
+    bake(stack, vpc, 'First');
+    bake(stack, vpc, 'Second', { imageName: 'second' });
+    const template = Template.fromStack(stack);
+
+    const all = Object.values(template.findResources('AWS::IAM::Policy'))
+      .flatMap((policy: any) => policy.Properties.PolicyDocument.Statement);
+    expect(all.length).toBeGreaterThan(0);
+    for (const statement of all) {
+      const actions: string[] = [statement.Action].flat();
+      expect(actions).not.toContain('ec2:*');
+      expect(actions).not.toContain('*');
+    }
+    const readOnly = /^(ec2:Describe|logs:|xray:|cloudformation:DescribeStackResource|cloudformation:SignalResource|lambda:InvokeFunction|states:)/;
+    for (const statement of handlerStatements(template)) {
+      const resources = [statement.Resource].flat();
+      if (resources.includes('*')) {
+        for (const action of [statement.Action].flat()) {
+          expect(action).toMatch(readOnly);
+        }
+      }
+    }
+  });
+});
+
+describe('as a machine image', () => {
+  test('feeds an Auto Scaling group launch template with the custom resource\'s ImageId', () => {
+    const { stack, vpc } = newStack();
+    const image = bake(stack, vpc);
+    const launchTemplate = new ec2.LaunchTemplate(stack, 'Template', {
+      machineImage: image,
+      instanceType: new ec2.InstanceType('t3.micro'),
+    });
+    new autoscaling.AutoScalingGroup(stack, 'Asg', { vpc, launchTemplate });
+    const template = Template.fromStack(stack);
+    const { logicalId } = bakeResourceOf(template);
+
+    template.hasResourceProperties('AWS::EC2::LaunchTemplate', {
+      LaunchTemplateData: Match.objectLike({ ImageId: { 'Fn::GetAtt': [logicalId, 'ImageId'] } }),
+    });
+  });
+
+  test('works as machineImage of an AutoScalingGroup directly', () => {
+    const app = new App({ context: { '@aws-cdk/aws-autoscaling:generateLaunchTemplateInsteadOfLaunchConfig': true } });
+    const stack = new Stack(app, 'AsgStack', { env: { account: '123456789012', region: 'us-east-1' } });
+    const vpc = new ec2.Vpc(stack, 'Vpc', { maxAzs: 2 });
+    const image = bake(stack, vpc);
+    new autoscaling.AutoScalingGroup(stack, 'Asg', { vpc, machineImage: image, instanceType: new ec2.InstanceType('t3.micro') });
+    const template = Template.fromStack(stack);
+    const { logicalId } = bakeResourceOf(template);
+
+    template.resourceCountIs('AWS::AutoScaling::LaunchConfiguration', 0);
+    template.hasResourceProperties('AWS::EC2::LaunchTemplate', {
+      LaunchTemplateData: Match.objectLike({ ImageId: { 'Fn::GetAtt': [logicalId, 'ImageId'] } }),
+    });
+    expect(image.getImage(stack).osType).toBe(ec2.OperatingSystemType.LINUX);
+  });
+
+  test('exposes the image id and name as tokens', () => {
+    const { stack, vpc } = newStack();
+    const image = bake(stack, vpc);
+    const { logicalId } = bakeResourceOf(Template.fromStack(stack));
+    expect(stack.resolve(image.imageId)).toEqual({ 'Fn::GetAtt': [logicalId, 'ImageId'] });
+    expect(stack.resolve(image.imageName)).toEqual({ 'Fn::GetAtt': [logicalId, 'ImageName'] });
+  });
+});
+
+describe('warnings', () => {
+  test('warns when the image is captured without a reboot', () => {
+    const { stack, vpc } = newStack();
+    bake(stack, vpc, 'Image', { noReboot: true });
+    Annotations.fromStack(stack).hasWarning('/TestStack/Image', Match.stringLikeRegexp('no file-system consistency guarantee'));
+  });
+
+  test('warns when the builder is left running', () => {
+    const { stack, vpc } = newStack();
+    bake(stack, vpc, 'Image', { builderAfterBake: BuilderAfterBake.KEEP_RUNNING });
+    Annotations.fromStack(stack).hasWarning('/TestStack/Image', Match.stringLikeRegexp('billed until the stack is deleted'));
+  });
+
+  test('has no warning with the defaults', () => {
+    const { stack, vpc } = newStack();
+    bake(stack, vpc);
+    Annotations.fromStack(stack).hasNoWarning('/TestStack/Image', Match.anyValue());
+  });
+});
+
+function handlerStatements(template: Template): any[] {
+  const policies = template.findResources('AWS::IAM::Policy');
+  return Object.entries(policies)
+    .filter(([id]) => id.startsWith('CdkBakedImageProviderHandlerRole'))
+    .flatMap(([, policy]: [string, any]) => policy.Properties.PolicyDocument.Statement);
+}

@@ -1,0 +1,67 @@
+import { App, CfnParameter, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import { BakedImage, BakedImageProps } from '../src';
+
+function tryBake(props: Partial<BakedImageProps>, configure?: (stack: Stack) => Partial<BakedImageProps>): () => BakedImage {
+  const app = new App();
+  const stack = new Stack(app, 'ValidationStack', { env: { account: '123456789012', region: 'us-east-1' } });
+  const vpc = new ec2.Vpc(stack, 'Vpc', { maxAzs: 1 });
+  return () => new BakedImage(stack, 'Image', {
+    vpc,
+    machineImage: ec2.MachineImage.genericLinux({ 'us-east-1': 'ami-0123456789abcdef0' }),
+    init: ec2.CloudFormationInit.fromElements(ec2.InitCommand.shellCommand('true')),
+    ...props,
+    ...configure?.(stack),
+  });
+}
+
+describe('synth-time validation', () => {
+  test('throws when imageName is longer than 111 characters, naming the prop, the length and the limit', () => {
+    expect(tryBake({ imageName: 'a'.repeat(112) })).toThrow(/imageName must be 1 to 111 characters .* got 112/);
+  });
+
+  test('accepts an imageName of exactly 111 characters', () => {
+    expect(tryBake({ imageName: 'a'.repeat(111) })).not.toThrow();
+  });
+
+  test('throws when imageName has characters EC2 rejects, and shows them', () => {
+    expect(tryBake({ imageName: 'web#image!' })).toThrow(/imageName may contain only .* got 'web#image!' with '#!'/);
+  });
+
+  test('accepts every character EC2 allows in AMI names', () => {
+    expect(tryBake({ imageName: "Web (v1) [x86] 2026.11/a-b'c@d_e" })).not.toThrow();
+  });
+
+  test('throws when imageName is empty', () => {
+    expect(tryBake({ imageName: '' })).toThrow(/imageName must be 1 to 111 characters/);
+  });
+
+  test('throws when imageDescription is longer than 255 characters', () => {
+    expect(tryBake({ imageDescription: 'd'.repeat(256) })).toThrow(/imageDescription must be at most 255 characters .* got 256/);
+  });
+
+  test.each([Duration.seconds(30), Duration.minutes(51), Duration.hours(2)])('throws when bakeTimeout is %s, outside 1 to 50 minutes', (timeout) => {
+    expect(tryBake({ bakeTimeout: timeout })).toThrow(/bakeTimeout must be between 1 and 50 minutes .*one hour/);
+  });
+
+  test('throws when removalPolicy is SNAPSHOT, which an AMI cannot honour', () => {
+    expect(tryBake({ removalPolicy: RemovalPolicy.SNAPSHOT })).toThrow(/removalPolicy must be RemovalPolicy.DESTROY or RemovalPolicy.RETAIN, got snapshot/);
+  });
+
+  test('reports every problem in one error', () => {
+    const attempt = tryBake({ imageName: 'bad#name', imageDescription: 'd'.repeat(300), bakeTimeout: Duration.hours(3) });
+    expect(attempt).toThrow(/imageName may contain only[\s\S]*imageDescription must be[\s\S]*bakeTimeout must be/);
+  });
+
+  test('leaves token values alone', () => {
+    expect(tryBake({}, (stack) => ({
+      imageName: new CfnParameter(stack, 'Name').valueAsString,
+      imageDescription: new CfnParameter(stack, 'Description').valueAsString,
+      rebakeTrigger: new CfnParameter(stack, 'Version').valueAsString,
+    }))).not.toThrow();
+  });
+
+  test('names the construct that is misconfigured', () => {
+    expect(tryBake({ imageName: 'x'.repeat(200) })).toThrow(/Invalid BakedImage ValidationStack\/Image/);
+  });
+});
