@@ -13,8 +13,8 @@ export interface ImageStatus {
 /**
  * Maps an EC2 image state to the progress of a bake.
  *
- * `pending` is still baking; `available` is done; `failed`, `error`, `invalid`, `deregistered`,
- * `disabled` and anything EC2 adds later end the bake with the state's reason.
+ * `pending` (and the short-lived `transient`) is still baking; `available` is done; `failed`, `error`,
+ * `invalid`, `deregistered`, `disabled` and anything EC2 adds later end the bake with the state's reason.
  */
 export function bakeProgress(image: ImageStatus | undefined): BakeProgress {
   if (!image) {
@@ -22,6 +22,7 @@ export function bakeProgress(image: ImageStatus | undefined): BakeProgress {
   }
   switch (image.State) {
     case 'pending':
+    case 'transient':
       return { kind: 'pending' };
     case 'available':
       return { kind: 'available' };

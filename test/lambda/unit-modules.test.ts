@@ -1,0 +1,312 @@
+import { bakeProgress } from '../../lambda/bake-image/image-state';
+import { stackName } from '../../lambda/bake-image/index';
+import { imageName } from '../../lambda/bake-image/naming';
+import { type BakeProperties, imageInputsChanged, InvalidPropertiesError, parseProperties } from '../../lambda/bake-image/properties';
+import {
+  IMAGE_NAME_PATTERN,
+  IMAGE_SHAPING_PROPS,
+  MAX_IMAGE_NAME_LENGTH,
+  MAX_NAME_PREFIX_LENGTH,
+  NAME_FINGERPRINT_LENGTH,
+} from '../../src/private/contract';
+
+const BUILDER = 'i-0123456789abcdef0';
+const REQUIRED = { InstanceId: BUILDER, NamePrefix: 'web' };
+
+function props(overrides: Partial<BakeProperties> = {}): BakeProperties {
+  return {
+    instanceId: BUILDER,
+    namePrefix: 'web',
+    noReboot: false,
+    removal: 'destroy',
+    builderAfterBake: 'stop',
+    ...overrides,
+  };
+}
+
+/** Calls fn and returns what it threw, failing the test if it did not throw. */
+function thrownBy(fn: () => unknown): Error {
+  try {
+    fn();
+  } catch (error) {
+    return error as Error;
+  }
+  throw new Error('expected the call to throw');
+}
+
+describe('parseProperties', () => {
+  test('applies the defaults when only the required properties are given', () => {
+    expect(parseProperties({ ...REQUIRED })).toEqual({
+      instanceId: BUILDER,
+      namePrefix: 'web',
+      description: undefined,
+      noReboot: false,
+      rebakeTrigger: undefined,
+      removal: 'destroy',
+      builderAfterBake: 'stop',
+      bakeTimeoutSeconds: undefined,
+    });
+  });
+
+  test('parses every property from the strings CloudFormation delivers', () => {
+    expect(parseProperties({
+      ServiceToken: 'arn:aws:lambda:us-east-1:123456789012:function:provider',
+      InstanceId: BUILDER,
+      NamePrefix: 'web',
+      Description: 'Web server image',
+      NoReboot: 'true',
+      RebakeTrigger: 'v2',
+      Removal: 'retain',
+      BuilderAfterBake: 'keep-running',
+      BakeTimeoutSeconds: '5400',
+    })).toEqual({
+      instanceId: BUILDER,
+      namePrefix: 'web',
+      description: 'Web server image',
+      noReboot: true,
+      rebakeTrigger: 'v2',
+      removal: 'retain',
+      builderAfterBake: 'keep-running',
+      bakeTimeoutSeconds: 5400,
+    });
+  });
+
+  test.each([
+    ['true', true],
+    ['false', false],
+  ])('reads NoReboot %s as the boolean %s', (value, expected) => {
+    expect(parseProperties({ ...REQUIRED, NoReboot: value }).noReboot).toBe(expected);
+  });
+
+  test('accepts each builder mode', () => {
+    for (const mode of ['stop', 'terminate', 'keep-running']) {
+      expect(parseProperties({ ...REQUIRED, BuilderAfterBake: mode }).builderAfterBake).toBe(mode);
+    }
+  });
+
+  test('accepts each removal mode', () => {
+    for (const mode of ['destroy', 'retain']) {
+      expect(parseProperties({ ...REQUIRED, Removal: mode }).removal).toBe(mode);
+    }
+  });
+
+  test('treats empty optional strings as absent', () => {
+    const parsed = parseProperties({
+      ...REQUIRED,
+      Description: '',
+      NoReboot: '',
+      RebakeTrigger: '',
+      Removal: '',
+      BuilderAfterBake: '',
+      BakeTimeoutSeconds: '',
+    });
+
+    expect(parsed).toEqual(parseProperties({ ...REQUIRED }));
+  });
+
+  test.each([
+    ['NoReboot', 'yes'],
+    ['NoReboot', 'TRUE'],
+    ['NoReboot', '1'],
+    ['Removal', 'delete'],
+    ['Removal', 'DESTROY'],
+    ['BuilderAfterBake', 'hibernate'],
+    ['BakeTimeoutSeconds', '0'],
+    ['BakeTimeoutSeconds', '-60'],
+    ['BakeTimeoutSeconds', '90.5'],
+    ['BakeTimeoutSeconds', 'an hour'],
+  ])('rejects %s %p with an error naming the property and the value', (name, value) => {
+    const error = thrownBy(() => parseProperties({ ...REQUIRED, [name]: value }));
+
+    expect(error).toBeInstanceOf(InvalidPropertiesError);
+    expect(error.name).toBe('InvalidPropertiesError');
+    expect(error.message).toContain(`Property ${name}`);
+    expect(error.message).toContain(`'${value}'`);
+  });
+
+  test('lists the allowed values when a mode is not one of them', () => {
+    expect(() => parseProperties({ ...REQUIRED, BuilderAfterBake: 'hibernate' }))
+      .toThrow("Property BuilderAfterBake must be one of stop, terminate, keep-running, got 'hibernate'");
+  });
+
+  test.each(['InstanceId', 'NamePrefix'])('requires %s', (name) => {
+    const missing: Record<string, unknown> = { ...REQUIRED };
+    delete missing[name];
+
+    expect(() => parseProperties(missing)).toThrow(InvalidPropertiesError);
+    expect(() => parseProperties(missing)).toThrow(`Property ${name} is required`);
+    expect(() => parseProperties({ ...REQUIRED, [name]: '' })).toThrow(`Property ${name} is required`);
+  });
+
+  test('rejects a property that is not a scalar', () => {
+    expect(() => parseProperties({ ...REQUIRED, Description: { text: 'x' } })).toThrow('Property Description must be a string, got object');
+  });
+});
+
+describe('imageInputsChanged', () => {
+  const base = { ServiceToken: 'token', InstanceId: BUILDER, NamePrefix: 'web', Description: 'd', NoReboot: 'false', RebakeTrigger: 'v1' };
+
+  test('lists exactly the properties that shape the image', () => {
+    expect([...IMAGE_SHAPING_PROPS].sort()).toEqual(['Description', 'InstanceId', 'NamePrefix', 'NoReboot', 'RebakeTrigger']);
+  });
+
+  test('reports no change for identical properties', () => {
+    expect(imageInputsChanged(base, { ...base })).toBe(false);
+  });
+
+  test.each([
+    ['InstanceId', 'i-0aaaaaaaaaaaaaaaa'],
+    ['NamePrefix', 'web2'],
+    ['Description', 'd2'],
+    ['NoReboot', 'true'],
+    ['RebakeTrigger', 'v2'],
+  ])('reports a change when %s changes', (name, value) => {
+    expect(imageInputsChanged(base, { ...base, [name]: value })).toBe(true);
+  });
+
+  test.each(['Description', 'RebakeTrigger'])('reports a change when %s is added or removed', (name) => {
+    const without: Record<string, unknown> = { ...base };
+    delete without[name];
+
+    expect(imageInputsChanged(without, base)).toBe(true);
+    expect(imageInputsChanged(base, without)).toBe(true);
+  });
+
+  test.each([
+    ['Removal', 'destroy', 'retain'],
+    ['BuilderAfterBake', 'stop', 'terminate'],
+    ['BakeTimeoutSeconds', '3600', '7200'],
+    ['ServiceToken', 'token', 'other-token'],
+  ])('ignores a change of %s, which does not shape the image', (name, before, after) => {
+    expect(imageInputsChanged({ ...base, [name]: before }, { ...base, [name]: after })).toBe(false);
+  });
+
+  test('treats an absent property and an empty string as equal', () => {
+    const withoutTrigger: Record<string, unknown> = { ...base };
+    delete withoutTrigger.RebakeTrigger;
+
+    expect(imageInputsChanged(withoutTrigger, { ...base, RebakeTrigger: '' })).toBe(false);
+    expect(imageInputsChanged({ ...base, RebakeTrigger: '' }, withoutTrigger)).toBe(false);
+  });
+
+  test('compares against an empty set of old properties as a change', () => {
+    expect(imageInputsChanged({}, base)).toBe(true);
+  });
+});
+
+describe('imageName', () => {
+  test('is the prefix followed by a 16 hex digit fingerprint', () => {
+    expect(imageName(props())).toMatch(/^web-[0-9a-f]{16}$/);
+    expect(NAME_FINGERPRINT_LENGTH).toBe(16);
+  });
+
+  test('is deterministic for equal inputs', () => {
+    expect(imageName(props({ description: 'd', rebakeTrigger: 'v1' }))).toBe(imageName(props({ description: 'd', rebakeTrigger: 'v1' })));
+  });
+
+  test('keeps the names of existing images stable across releases', () => {
+    // Changing the naming scheme would make rollbacks and retried creates miss the images already made.
+    expect(imageName(props({ description: 'Web server image' }))).toBe('web-b1d9ebdcc09bd98c');
+    expect(imageName(props())).toBe('web-9cc1ca356c7583ff');
+  });
+
+  test.each<[string, Partial<BakeProperties>]>([
+    ['instanceId', { instanceId: 'i-0aaaaaaaaaaaaaaaa' }],
+    ['namePrefix', { namePrefix: 'api' }],
+    ['description', { description: 'another description' }],
+    ['noReboot', { noReboot: true }],
+    ['rebakeTrigger', { rebakeTrigger: 'v2' }],
+  ])('changes when %s changes', (_name, change) => {
+    expect(imageName(props(change))).not.toBe(imageName(props()));
+  });
+
+  test.each<[string, Partial<BakeProperties>]>([
+    ['removal', { removal: 'retain' }],
+    ['builderAfterBake', { builderAfterBake: 'terminate' }],
+    ['bakeTimeoutSeconds', { bakeTimeoutSeconds: 60 }],
+  ])('does not change when %s changes', (_name, change) => {
+    expect(imageName(props(change))).toBe(imageName(props()));
+  });
+
+  test('does not confuse inputs that would concatenate to the same text', () => {
+    expect(imageName(props({ description: 'v1' }))).not.toBe(imageName(props({ rebakeTrigger: 'v1' })));
+    expect(imageName(props({ description: 'a', rebakeTrigger: 'b' }))).not.toBe(imageName(props({ description: 'ab' })));
+  });
+
+  test('treats an absent and an empty description or trigger alike', () => {
+    expect(imageName(props({ description: '', rebakeTrigger: '' }))).toBe(imageName(props()));
+  });
+
+  test('fits EC2\'s name rules with the longest allowed prefix', () => {
+    const prefix = 'a'.repeat(MAX_NAME_PREFIX_LENGTH);
+    const name = imageName(props({ namePrefix: prefix, description: 'any', rebakeTrigger: 'x'.repeat(500) }));
+
+    expect(MAX_NAME_PREFIX_LENGTH).toBe(111);
+    expect(name).toHaveLength(MAX_IMAGE_NAME_LENGTH);
+    expect(name.length).toBeLessThanOrEqual(128);
+    expect(name).toMatch(IMAGE_NAME_PATTERN);
+    expect(name.startsWith(`${prefix}-`)).toBe(true);
+  });
+
+  test('keeps a prefix made of every allowed character within EC2\'s pattern', () => {
+    const name = imageName(props({ namePrefix: "Web (v1) [x86]./-'@_ image" }));
+
+    expect(name).toMatch(IMAGE_NAME_PATTERN);
+  });
+});
+
+describe('bakeProgress', () => {
+  test('is pending while the image is pending', () => {
+    expect(bakeProgress({ State: 'pending' })).toEqual({ kind: 'pending' });
+  });
+
+  test('is still pending while EC2 reports the short-lived transient state', () => {
+    expect(bakeProgress({ State: 'transient' })).toEqual({ kind: 'pending' });
+  });
+
+  test('is available once the image is available', () => {
+    expect(bakeProgress({ State: 'available' })).toEqual({ kind: 'available' });
+  });
+
+  test('fails with the code and message of the state reason', () => {
+    expect(bakeProgress({ State: 'failed', StateReason: { Code: 'Client.InternalError', Message: 'volume unreadable' } }))
+      .toEqual({ kind: 'failed', state: 'failed', reason: 'Client.InternalError: volume unreadable' });
+  });
+
+  test('fails with whichever part of the state reason is present', () => {
+    expect(bakeProgress({ State: 'failed', StateReason: { Code: 'Server.InternalError' } }))
+      .toEqual({ kind: 'failed', state: 'failed', reason: 'Server.InternalError' });
+    expect(bakeProgress({ State: 'failed', StateReason: { Message: 'volume unreadable' } }))
+      .toEqual({ kind: 'failed', state: 'failed', reason: 'volume unreadable' });
+  });
+
+  test('fails saying no reason was given when EC2 gave none', () => {
+    expect(bakeProgress({ State: 'failed' })).toEqual({ kind: 'failed', state: 'failed', reason: 'no reason given' });
+  });
+
+  test.each(['error', 'invalid', 'deregistered', 'disabled', 'some-future-state'])('fails for the state %s', (state) => {
+    expect(bakeProgress({ State: state })).toMatchObject({ kind: 'failed', state });
+  });
+
+  test('fails with an unknown state when EC2 reports none', () => {
+    expect(bakeProgress({})).toEqual({ kind: 'failed', state: 'unknown', reason: 'no reason given' });
+  });
+
+  test('fails as not found when there is no image', () => {
+    expect(bakeProgress(undefined)).toMatchObject({ kind: 'failed', state: 'not found' });
+  });
+});
+
+describe('stackName', () => {
+  test('takes the stack name from a stack ARN', () => {
+    expect(stackName('arn:aws:cloudformation:us-east-1:123456789012:stack/MyStack/11111111-2222-3333-4444-555555555555')).toBe('MyStack');
+  });
+
+  test('keeps hyphens in the stack name', () => {
+    expect(stackName('arn:aws-cn:cloudformation:cn-north-1:123456789012:stack/my-app-prod/abcd')).toBe('my-app-prod');
+  });
+
+  test('returns a value that is not an ARN unchanged', () => {
+    expect(stackName('MyStack')).toBe('MyStack');
+  });
+});
