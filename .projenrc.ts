@@ -77,7 +77,7 @@ project.package.addField('overrides', { 'unrs-resolver': '1.12.2' });
 
 // The provider's handlers live in the top-level lambda/ folder and are bundled into assets/, which ships
 // in the npm tarball. @aws-sdk/* stays external: every supported Node.js Lambda runtime ships SDK v3, and the
-// handlers use no API newer than the runtime's SDK (snapshots are deleted explicitly, see lambda/README.md).
+// handlers use no API newer than the runtime's SDK (snapshots are deleted explicitly, see CONTRIBUTING.md).
 const bundle = project.bundler.addBundle(BAKE_IMAGE_HANDLER, {
   platform: 'node',
   target: 'node22',
