@@ -1,0 +1,742 @@
+/**
+ * Test harness: a real EC2 API emulator (moto_server) behind a small HTTP proxy that fills the gaps
+ * between moto 5.2.1 and real EC2 that matter to the bake-image handlers.
+ *
+ * The handlers talk to the proxy (AWS_ENDPOINT_URL); tests assert against moto directly.
+ *
+ * Gaps the proxy emulates (product code is never changed for them):
+ * - CreateImage with a `snapshot` TagSpecification answers HTTP 500 in moto. The proxy strips it, forwards
+ *   the rest and applies those tags to the new image's snapshots with CreateTags, like EC2.
+ * - moto accepts a duplicate AMI name. The proxy answers `InvalidAMIName.Duplicate` like EC2. CreateImage
+ *   requests are handled one at a time, so the check is atomic.
+ * - moto's RegisterImage ignores BlockDeviceMappings, so an image registered from an existing snapshot does
+ *   not keep that snapshot in use. The proxy records the snapshots such images reference and answers
+ *   DeleteSnapshot with `InvalidSnapshot.InUse` while one of them is still registered.
+ * - moto's DeregisterImage ignores DeleteAssociatedSnapshots. The proxy deletes the image's snapshots
+ *   after a successful DeregisterImage that asks for it.
+ * - moto's StopInstances "stops" a terminated instance. The proxy answers `IncorrectInstanceState` like EC2.
+ * - moto's images are `available` at once. Tests hold an image `pending` with {@link Ec2Proxy.holdPending}.
+ * - Every moto AMI has exactly one snapshot (nothing to emulate; noted because real AMIs may have several).
+ */
+import { type ChildProcess, spawn } from 'child_process';
+import * as fs from 'fs';
+import * as http from 'http';
+import * as net from 'net';
+import * as path from 'path';
+import {
+  CreateTagsCommand,
+  DeleteSnapshotCommand,
+  DescribeImagesCommand,
+  DescribeInstancesCommand,
+  type DescribeInstancesCommandOutput,
+  EC2Client,
+  RunInstancesCommand,
+  type Tag,
+} from '@aws-sdk/client-ec2';
+import type { IsCompleteRequest, IsCompleteResponse, OnEventRequest, OnEventResponse } from '../../lambda/bake-image/types';
+
+export const REGION = 'us-east-1';
+const ACCESS_KEY_ID = 'testing';
+const SECRET_ACCESS_KEY = 'testing';
+const STARTUP_TIMEOUT_MS = 20_000;
+
+// ---------------------------------------------------------------------------------------------------------
+// Small HTTP helpers
+// ---------------------------------------------------------------------------------------------------------
+
+interface HttpResult {
+  readonly status: number;
+  readonly headers: http.IncomingHttpHeaders;
+  readonly body: Buffer;
+}
+
+function readBody(stream: http.IncomingMessage): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    stream.on('data', (chunk: Buffer) => chunks.push(chunk));
+    stream.on('end', () => resolve(Buffer.concat(chunks)));
+    stream.on('error', reject);
+  });
+}
+
+function httpRequest(options: http.RequestOptions, body?: Buffer): Promise<HttpResult> {
+  return new Promise((resolve, reject) => {
+    const request = http.request(options, (response) => {
+      readBody(response).then(
+        (data) => resolve({ status: response.statusCode ?? 0, headers: response.headers, body: data }),
+        reject,
+      );
+    });
+    request.on('error', reject);
+    request.end(body);
+  });
+}
+
+/** A port that was free a moment ago. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.unref();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      server.close(() => (port ? resolve(port) : reject(new Error('Could not find a free port'))));
+    });
+  });
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// moto_server
+// ---------------------------------------------------------------------------------------------------------
+
+function findOnPath(executable: string): string | undefined {
+  for (const dir of (process.env.PATH ?? '').split(path.delimiter)) {
+    if (!dir) {
+      continue;
+    }
+    const candidate = path.join(dir, executable);
+    try {
+      fs.accessSync(candidate, fs.constants.X_OK);
+      return candidate;
+    } catch {
+      // not here
+    }
+  }
+  return undefined;
+}
+
+export class MotoServer {
+  /** Starts moto_server on 127.0.0.1 and waits until it answers HTTP. Throws if it is not installed. */
+  static async start(): Promise<MotoServer> {
+    const executable = findOnPath('moto_server');
+    if (!executable) {
+      throw new Error(
+        'moto_server is required by the moto integration tests but was not found on PATH. ' +
+        "Install it with: pip install 'moto[server]' (tested with moto 5.2.1).",
+      );
+    }
+    const port = await freePort();
+    const child = spawn(executable, ['-H', '127.0.0.1', '-p', String(port)], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const server = new MotoServer(child, port);
+    await server.waitUntilReady();
+    return server;
+  }
+
+  readonly endpoint: string;
+  private output = '';
+  private exited: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+  private spawnError: Error | undefined;
+
+  private constructor(private readonly child: ChildProcess, readonly port: number) {
+    this.endpoint = `http://127.0.0.1:${port}`;
+    // Keep draining the logs (moto logs every request) and keep the tail for error messages.
+    const keep = (chunk: Buffer) => {
+      this.output = (this.output + chunk.toString()).slice(-4000);
+    };
+    child.stdout?.on('data', keep);
+    child.stderr?.on('data', keep);
+    child.on('exit', (code, signal) => {
+      this.exited = { code, signal };
+    });
+    child.on('error', (error) => {
+      this.spawnError = error;
+    });
+  }
+
+  private async waitUntilReady(): Promise<void> {
+    const deadline = Date.now() + STARTUP_TIMEOUT_MS;
+    while (Date.now() < deadline) {
+      if (this.spawnError) {
+        throw new Error(`moto_server could not be started: ${this.spawnError.message}`);
+      }
+      if (this.exited) {
+        throw new Error(`moto_server exited during startup (code ${this.exited.code}, signal ${this.exited.signal}):\n${this.output}`);
+      }
+      try {
+        const response = await httpRequest({ host: '127.0.0.1', port: this.port, method: 'GET', path: '/moto-api/', timeout: 1000 });
+        if (response.status > 0) {
+          return;
+        }
+      } catch {
+        // not listening yet
+      }
+      await sleep(100);
+    }
+    await this.stop();
+    throw new Error(`moto_server did not answer on ${this.endpoint} within ${STARTUP_TIMEOUT_MS / 1000} s:\n${this.output}`);
+  }
+
+  /** Forgets every resource (POST /moto-api/reset). */
+  async reset(): Promise<void> {
+    const response = await httpRequest({ host: '127.0.0.1', port: this.port, method: 'POST', path: '/moto-api/reset' });
+    if (response.status !== 200) {
+      throw new Error(`moto reset answered HTTP ${response.status}: ${response.body.toString()}`);
+    }
+  }
+
+  async stop(): Promise<void> {
+    if (this.exited || this.child.pid === undefined) {
+      return;
+    }
+    const exit = new Promise<void>((resolve) => this.child.once('exit', () => resolve()));
+    this.child.kill('SIGTERM');
+    let timer: NodeJS.Timeout | undefined;
+    const stopped = await Promise.race([
+      exit.then(() => true),
+      new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(false), 5000);
+      }),
+    ]);
+    clearTimeout(timer);
+    if (!stopped && !this.exited) {
+      this.child.kill('SIGKILL');
+      await exit;
+    }
+  }
+}
+
+/** An EC2 client for the given endpoint: static test credentials, no retries (a failure is a failure). */
+export function ec2ClientFor(endpoint: string): EC2Client {
+  return new EC2Client({
+    region: REGION,
+    endpoint,
+    credentials: { accessKeyId: ACCESS_KEY_ID, secretAccessKey: SECRET_ACCESS_KEY },
+    maxAttempts: 1,
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The proxy in front of moto
+// ---------------------------------------------------------------------------------------------------------
+
+/** One request the proxy answered. */
+export interface ProxiedRequest {
+  readonly action: string;
+  readonly params: URLSearchParams;
+  status?: number;
+  /** EC2 error code of the answer, if it was an error. */
+  errorCode?: string;
+}
+
+/** Rewrites the body of a moto response; `applies` picks the requests it is for. */
+interface ResponseRewrite {
+  readonly action: string;
+  readonly applies: (params: URLSearchParams) => boolean;
+  readonly rewrite: (body: string) => string;
+  remaining: number;
+}
+
+interface Gate {
+  readonly count: number;
+  readonly waiting: Array<() => void>;
+}
+
+function ec2ErrorXml(code: string, message: string): string {
+  const escape = (text: string) => text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+  return '<?xml version="1.0" encoding="UTF-8"?>\n'
+    + `<Response><Errors><Error><Code>${escape(code)}</Code><Message>${escape(message)}</Message></Error></Errors>`
+    + `<RequestID>moto-proxy-${Date.now().toString(16)}</RequestID></Response>`;
+}
+
+function errorCodeOf(body: string): string | undefined {
+  return /<Code>([^<]+)<\/Code>/.exec(body)?.[1];
+}
+
+/** Values of numbered query parameters: `prefix.1.suffix`, `prefix.2.suffix`, ... */
+function numberedValues(params: URLSearchParams, prefix: string, suffix = ''): string[] {
+  const values: Array<[number, string]> = [];
+  const pattern = new RegExp(`^${prefix.replace(/\./g, '\\.')}\\.(\\d+)${suffix.replace(/\./g, '\\.')}$`);
+  for (const [key, value] of params) {
+    const match = pattern.exec(key);
+    if (match) {
+      values.push([Number(match[1]), value]);
+    }
+  }
+  return values.sort((a, b) => a[0] - b[0]).map(([, value]) => value);
+}
+
+/**
+ * Removes the TagSpecification.N groups for one resource type, renumbering the others.
+ * Returns the rewritten parameters and the tags of the removed groups.
+ */
+export function stripTagSpecifications(params: URLSearchParams, resourceType: string): { params: URLSearchParams; stripped: Tag[] } {
+  const groups = new Map<number, Array<[string, string]>>();
+  for (const [key, value] of params) {
+    const match = /^TagSpecification\.(\d+)\.(.+)$/.exec(key);
+    if (match) {
+      const index = Number(match[1]);
+      groups.set(index, [...(groups.get(index) ?? []), [match[2], value]]);
+    }
+  }
+  const stripped: Tag[] = [];
+  const renumbered = new Map<number, number>();
+  let next = 1;
+  for (const index of [...groups.keys()].sort((a, b) => a - b)) {
+    const fields = new Map(groups.get(index));
+    if (fields.get('ResourceType') === resourceType) {
+      const tags = new Map<number, Tag>();
+      for (const [field, value] of fields) {
+        const tagMatch = /^Tag\.(\d+)\.(Key|Value)$/.exec(field);
+        if (tagMatch) {
+          const tagIndex = Number(tagMatch[1]);
+          tags.set(tagIndex, { ...tags.get(tagIndex), [tagMatch[2]]: value });
+        }
+      }
+      stripped.push(...[...tags.entries()].sort((a, b) => a[0] - b[0]).map(([, tag]) => tag));
+    } else {
+      renumbered.set(index, next++);
+    }
+  }
+  const result = new URLSearchParams();
+  for (const [key, value] of params) {
+    const match = /^TagSpecification\.(\d+)\.(.+)$/.exec(key);
+    if (!match) {
+      result.append(key, value);
+      continue;
+    }
+    const newIndex = renumbered.get(Number(match[1]));
+    if (newIndex !== undefined) {
+      result.append(`TagSpecification.${newIndex}.${match[2]}`, value);
+    }
+  }
+  return { params: result, stripped };
+}
+
+/**
+ * HTTP proxy in front of moto_server: forwards EC2 query-protocol requests, emulates the EC2 behaviours
+ * moto lacks (see the module comment), counts requests by Action and can rewrite responses.
+ */
+export class Ec2Proxy {
+  static async start(motoEndpoint: string): Promise<Ec2Proxy> {
+    const proxy = new Ec2Proxy(motoEndpoint);
+    const port = await freePort();
+    await new Promise<void>((resolve, reject) => {
+      proxy.server.once('error', reject);
+      proxy.server.listen(port, '127.0.0.1', () => resolve());
+    });
+    proxy.port = port;
+    return proxy;
+  }
+
+  /** Every request since the last {@link reset}, in arrival order. */
+  readonly requests: ProxiedRequest[] = [];
+  private port = 0;
+  private readonly motoUrl: URL;
+  /** Direct client to moto for the proxy's own side calls (not counted). */
+  private readonly moto: EC2Client;
+  private readonly server: http.Server;
+  private readonly rewrites: ResponseRewrite[] = [];
+  private readonly gates = new Map<string, Gate>();
+  /** snapshot id -> ids of images registered from it (moto's RegisterImage forgets them). */
+  private readonly snapshotUsers = new Map<string, Set<string>>();
+  private readonly errors: string[] = [];
+  private createImageQueue: Promise<unknown> = Promise.resolve();
+
+  private constructor(motoEndpoint: string) {
+    this.motoUrl = new URL(motoEndpoint);
+    this.moto = ec2ClientFor(motoEndpoint);
+    this.server = http.createServer((request, response) => {
+      this.handle(request, response).catch((error: unknown) => {
+        const message = error instanceof Error ? error.stack ?? error.message : String(error);
+        this.errors.push(`${request.method} ${request.url}: ${message}`);
+        if (!response.headersSent) {
+          response.writeHead(500, { 'content-type': 'text/plain' });
+        }
+        response.end(`moto proxy error: ${message}`);
+      });
+    });
+  }
+
+  get endpoint(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  /** Number of requests with this Action since the last {@link reset}. */
+  count(action: string): number {
+    return this.requests.filter((request) => request.action === action).length;
+  }
+
+  /** The Actions of the requests since the last {@link reset} (or since `from`, an index into requests). */
+  actions(from = 0): string[] {
+    return this.requests.slice(from).map((request) => request.action);
+  }
+
+  /** Forgets the requests seen so far (counts start again from zero). */
+  clearRequests(): void {
+    this.requests.length = 0;
+  }
+
+  /** Forgets counts, rewrites, gates and emulated state (call together with moto's reset). */
+  reset(): void {
+    this.requests.length = 0;
+    this.rewrites.length = 0;
+    this.gates.clear();
+    this.snapshotUsers.clear();
+  }
+
+  /** Problems inside the proxy itself since the last call (a test should see none). */
+  takeErrors(): string[] {
+    return this.errors.splice(0);
+  }
+
+  /** Rewrites the bodies of the next `times` successful responses to `action` whose request `applies`. */
+  rewriteResponses(
+    action: string,
+    times: number,
+    rewrite: (body: string) => string,
+    applies: (params: URLSearchParams) => boolean = () => true,
+  ): void {
+    this.rewrites.push({ action, applies, rewrite, remaining: times });
+  }
+
+  /** Reports the image as `pending` to the next `polls` DescribeImages requests that ask for it by id. */
+  holdPending(imageId: string, polls: number): void {
+    this.rewriteResponses(
+      'DescribeImages',
+      polls,
+      (body) => body.replace(/<imageState>available<\/imageState>/g, '<imageState>pending</imageState>'),
+      (params) => numberedValues(params, 'ImageId').includes(imageId),
+    );
+  }
+
+  /**
+   * Holds the next `count` requests with this Action until all of them have arrived, then lets them go
+   * (CreateImage still one at a time): two invocations race deterministically.
+   */
+  gate(action: string, count: number): void {
+    this.gates.set(action, { count, waiting: [] });
+  }
+
+  async stop(): Promise<void> {
+    for (const gate of this.gates.values()) {
+      gate.waiting.splice(0).forEach((release) => release());
+    }
+    this.server.closeAllConnections();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    this.moto.destroy();
+  }
+
+  private async handle(request: http.IncomingMessage, response: http.ServerResponse): Promise<void> {
+    const body = await readBody(request);
+    const params = new URLSearchParams(body.toString('utf8'));
+    const record: ProxiedRequest = { action: params.get('Action') ?? `${request.method} ${request.url}`, params };
+    this.requests.push(record);
+
+    await this.passGate(record.action);
+
+    let result: HttpResult;
+    switch (record.action) {
+      case 'CreateImage': {
+        // One at a time, so that the duplicate-name check and the creation are atomic, like in EC2.
+        const run = this.createImageQueue.then(() => this.createImage(request, params));
+        this.createImageQueue = run.catch(() => undefined);
+        result = await run;
+        break;
+      }
+      case 'RegisterImage':
+        result = await this.registerImage(request, params, body);
+        break;
+      case 'DeleteSnapshot':
+        result = await this.deleteSnapshot(request, params, body);
+        break;
+      case 'DeregisterImage':
+        result = await this.deregisterImage(request, params, body);
+        break;
+      case 'StopInstances':
+        result = await this.stopInstances(request, params, body);
+        break;
+      default:
+        result = await this.forward(request, body);
+    }
+
+    let text = result.body.toString('utf8');
+    if (result.status === 200) {
+      for (const rewrite of this.rewrites) {
+        if (rewrite.remaining > 0 && rewrite.action === record.action && rewrite.applies(params)) {
+          rewrite.remaining--;
+          text = rewrite.rewrite(text);
+        }
+      }
+    } else {
+      record.errorCode = errorCodeOf(text);
+    }
+    record.status = result.status;
+
+    const out = Buffer.from(text, 'utf8');
+    const headers: http.OutgoingHttpHeaders = {};
+    for (const [name, value] of Object.entries(result.headers)) {
+      if (!['content-length', 'transfer-encoding', 'connection', 'server', 'date'].includes(name) && value !== undefined) {
+        headers[name] = value;
+      }
+    }
+    headers['content-length'] = out.length;
+    response.writeHead(result.status, headers);
+    response.end(out);
+  }
+
+  private async passGate(action: string): Promise<void> {
+    const gate = this.gates.get(action);
+    if (!gate) {
+      return;
+    }
+    if (gate.waiting.length + 1 >= gate.count) {
+      this.gates.delete(action);
+      gate.waiting.splice(0).forEach((release) => release());
+      return;
+    }
+    let timer: NodeJS.Timeout | undefined;
+    await new Promise<void>((resolve) => {
+      gate.waiting.push(resolve);
+      timer = setTimeout(() => {
+        this.errors.push(`gate for ${action}: only ${gate.waiting.length} of ${gate.count} requests arrived within 10 s`);
+        this.gates.delete(action);
+        gate.waiting.splice(0).forEach((release) => release());
+      }, 10_000);
+    });
+    clearTimeout(timer);
+  }
+
+  private forward(request: http.IncomingMessage, body: Buffer): Promise<HttpResult> {
+    const headers: http.OutgoingHttpHeaders = { ...request.headers, 'content-length': body.length };
+    delete headers['transfer-encoding'];
+    delete headers.connection;
+    return httpRequest({
+      host: this.motoUrl.hostname,
+      port: this.motoUrl.port,
+      method: request.method,
+      path: request.url,
+      headers,
+    }, body);
+  }
+
+  private errorResult(status: number, code: string, message: string): HttpResult {
+    return { status, headers: { 'content-type': 'text/xml;charset=UTF-8' }, body: Buffer.from(ec2ErrorXml(code, message), 'utf8') };
+  }
+
+  private async createImage(request: http.IncomingMessage, params: URLSearchParams): Promise<HttpResult> {
+    const name = params.get('Name');
+    if (name) {
+      const existing = await this.moto.send(new DescribeImagesCommand({ Owners: ['self'], Filters: [{ Name: 'name', Values: [name] }] }));
+      const duplicate = existing.Images?.find((image) => image.Name === name);
+      if (duplicate) {
+        return this.errorResult(400, 'InvalidAMIName.Duplicate', `AMI name ${name} is already in use by AMI ${duplicate.ImageId}`);
+      }
+    }
+    const { params: forwarded, stripped } = stripTagSpecifications(params, 'snapshot');
+    const result = await this.forward(request, Buffer.from(forwarded.toString(), 'utf8'));
+    if (result.status !== 200 || stripped.length === 0) {
+      return result;
+    }
+    const imageId = /<imageId>([^<]+)<\/imageId>/.exec(result.body.toString('utf8'))?.[1];
+    if (!imageId) {
+      throw new Error(`CreateImage answered without an imageId: ${result.body.toString('utf8')}`);
+    }
+    const snapshotIds = await this.snapshotsOf(imageId);
+    if (snapshotIds.length === 0) {
+      throw new Error(`image ${imageId} has no snapshot to tag`);
+    }
+    await this.moto.send(new CreateTagsCommand({ Resources: snapshotIds, Tags: stripped }));
+    return result;
+  }
+
+  private async registerImage(request: http.IncomingMessage, params: URLSearchParams, body: Buffer): Promise<HttpResult> {
+    const referenced = numberedValues(params, 'BlockDeviceMapping', '.Ebs.SnapshotId');
+    const result = await this.forward(request, body);
+    const imageId = /<imageId>([^<]+)<\/imageId>/.exec(result.body.toString('utf8'))?.[1];
+    if (result.status === 200 && imageId) {
+      for (const snapshotId of referenced) {
+        this.snapshotUsers.set(snapshotId, new Set([...this.snapshotUsers.get(snapshotId) ?? [], imageId]));
+      }
+    }
+    return result;
+  }
+
+  private async deleteSnapshot(request: http.IncomingMessage, params: URLSearchParams, body: Buffer): Promise<HttpResult> {
+    const snapshotId = params.get('SnapshotId') ?? '';
+    const users = [...this.snapshotUsers.get(snapshotId) ?? []];
+    if (users.length > 0) {
+      const registered = await this.moto.send(new DescribeImagesCommand({ Filters: [{ Name: 'image-id', Values: users }] }));
+      const user = registered.Images?.[0]?.ImageId;
+      if (user) {
+        return this.errorResult(400, 'InvalidSnapshot.InUse', `The snapshot ${snapshotId} is currently in use by ${user}`);
+      }
+    }
+    return this.forward(request, body);
+  }
+
+  private async deregisterImage(request: http.IncomingMessage, params: URLSearchParams, body: Buffer): Promise<HttpResult> {
+    const deleteSnapshots = params.get('DeleteAssociatedSnapshots') === 'true';
+    const imageId = params.get('ImageId') ?? '';
+    const snapshotIds = deleteSnapshots ? await this.snapshotsOf(imageId).catch(() => []) : [];
+    const result = await this.forward(request, body);
+    if (result.status === 200) {
+      for (const snapshotId of snapshotIds) {
+        await this.moto.send(new DeleteSnapshotCommand({ SnapshotId: snapshotId }));
+      }
+    }
+    return result;
+  }
+
+  private async stopInstances(request: http.IncomingMessage, params: URLSearchParams, body: Buffer): Promise<HttpResult> {
+    const instanceIds = numberedValues(params, 'InstanceId');
+    let response: DescribeInstancesCommandOutput;
+    try {
+      response = await this.moto.send(new DescribeInstancesCommand({ InstanceIds: instanceIds }));
+    } catch {
+      // An unknown instance: moto gives EC2's own answer.
+      return this.forward(request, body);
+    }
+    for (const instance of (response.Reservations ?? []).flatMap((reservation) => reservation.Instances ?? [])) {
+      if (instance.State?.Name === 'terminated' || instance.State?.Name === 'shutting-down') {
+        return this.errorResult(400, 'IncorrectInstanceState', `This instance '${instance.InstanceId}' is not in a state from which it can be stopped.`);
+      }
+    }
+    return this.forward(request, body);
+  }
+
+  private async snapshotsOf(imageId: string): Promise<string[]> {
+    const response = await this.moto.send(new DescribeImagesCommand({ ImageIds: [imageId] }));
+    const image = response.Images?.find((candidate) => candidate.ImageId === imageId);
+    return (image?.BlockDeviceMappings ?? []).flatMap((mapping) => (mapping.Ebs?.SnapshotId ? [mapping.Ebs.SnapshotId] : []));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The whole harness
+// ---------------------------------------------------------------------------------------------------------
+
+/** The bake-image handler module as bundled (assets/lambda/bake-image/index/index.js). */
+export interface BakeImageHandler {
+  onEvent(event: OnEventRequest): Promise<OnEventResponse>;
+  isComplete(event: IsCompleteRequest): Promise<IsCompleteResponse>;
+}
+
+const REPO_ROOT = path.resolve(__dirname, '..', '..');
+export const HANDLER_BUNDLE = path.join(REPO_ROOT, 'assets', 'lambda', 'bake-image', 'index', 'index.js');
+const HANDLER_SOURCES = [path.join(REPO_ROOT, 'lambda', 'bake-image'), path.join(REPO_ROOT, 'src', 'private', 'contract.ts')];
+
+function newestSource(): { file: string; mtimeMs: number } | undefined {
+  let newest: { file: string; mtimeMs: number } | undefined;
+  const visit = (file: string) => {
+    const stat = fs.statSync(file, { throwIfNoEntry: false });
+    if (stat?.isDirectory()) {
+      fs.readdirSync(file).forEach((entry) => visit(path.join(file, entry)));
+    } else if (stat && file.endsWith('.ts') && (!newest || stat.mtimeMs > newest.mtimeMs)) {
+      newest = { file, mtimeMs: stat.mtimeMs };
+    }
+  };
+  HANDLER_SOURCES.forEach(visit);
+  return newest;
+}
+
+const ENV_KEYS = [
+  'AWS_REGION', 'AWS_DEFAULT_REGION', 'AWS_ENDPOINT_URL', 'AWS_ENDPOINT_URL_EC2', 'AWS_IGNORE_CONFIGURED_ENDPOINT_URLS',
+  'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN', 'AWS_PROFILE', 'AWS_EC2_METADATA_DISABLED',
+] as const;
+
+export class MotoHarness {
+  /** Starts moto_server and the proxy. Throws (never skips) when moto_server is missing. */
+  static async start(): Promise<MotoHarness> {
+    const moto = await MotoServer.start();
+    try {
+      const proxy = await Ec2Proxy.start(moto.endpoint);
+      return new MotoHarness(moto, proxy);
+    } catch (error) {
+      await moto.stop();
+      throw error;
+    }
+  }
+
+  /** Client straight to moto: what the tests assert with. */
+  readonly ec2: EC2Client;
+  /** Client through the proxy: for setup that needs the emulated EC2 behaviour. */
+  readonly ec2ViaProxy: EC2Client;
+  private savedEnv: Partial<Record<(typeof ENV_KEYS)[number], string>> | undefined;
+  private builderImageId: string | undefined;
+
+  private constructor(readonly moto: MotoServer, readonly proxy: Ec2Proxy) {
+    this.ec2 = ec2ClientFor(moto.endpoint);
+    this.ec2ViaProxy = ec2ClientFor(proxy.endpoint);
+  }
+
+  /**
+   * Points the AWS SDK at the proxy through the environment and loads the shipped bundle, whose EC2Client is
+   * created at module load. Fails when the bundle is missing or older than its sources.
+   */
+  loadHandler(): BakeImageHandler {
+    if (!fs.existsSync(HANDLER_BUNDLE)) {
+      throw new Error(`The handler bundle ${path.relative(REPO_ROOT, HANDLER_BUNDLE)} is missing: run npx projen bundle`);
+    }
+    const source = newestSource();
+    if (source && source.mtimeMs > fs.statSync(HANDLER_BUNDLE).mtimeMs) {
+      throw new Error(
+        `The handler bundle ${path.relative(REPO_ROOT, HANDLER_BUNDLE)} is older than ${path.relative(REPO_ROOT, source.file)}: ` +
+        'run npx projen bundle',
+      );
+    }
+    this.savedEnv = {};
+    for (const key of ENV_KEYS) {
+      this.savedEnv[key] = process.env[key];
+      delete process.env[key];
+    }
+    process.env.AWS_REGION = REGION;
+    process.env.AWS_ENDPOINT_URL = this.proxy.endpoint;
+    process.env.AWS_ACCESS_KEY_ID = ACCESS_KEY_ID;
+    process.env.AWS_SECRET_ACCESS_KEY = SECRET_ACCESS_KEY;
+    process.env.AWS_EC2_METADATA_DISABLED = 'true';
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const handler = require(HANDLER_BUNDLE) as Partial<BakeImageHandler>;
+    if (typeof handler.onEvent !== 'function' || typeof handler.isComplete !== 'function') {
+      throw new Error(`${HANDLER_BUNDLE} does not export onEvent and isComplete`);
+    }
+    return handler as BakeImageHandler;
+  }
+
+  /** Empties moto and the proxy's counters and emulated state. */
+  async reset(): Promise<void> {
+    await this.moto.reset();
+    this.proxy.reset();
+  }
+
+  /** Launches a builder instance in moto from one of its built-in Amazon Linux AMIs. */
+  async launchBuilder(): Promise<string> {
+    if (!this.builderImageId) {
+      const images = await this.ec2.send(new DescribeImagesCommand({ Owners: ['amazon'], Filters: [{ Name: 'name', Values: ['amzn*'] }] }));
+      const image = images.Images?.find((candidate) => candidate.Name?.startsWith('amzn')) ?? images.Images?.[0];
+      if (!image?.ImageId) {
+        throw new Error('moto offers no Amazon-owned AMI to launch a builder from');
+      }
+      this.builderImageId = image.ImageId;
+    }
+    const response = await this.ec2.send(new RunInstancesCommand({ ImageId: this.builderImageId, MinCount: 1, MaxCount: 1 }));
+    const instanceId = response.Instances?.[0]?.InstanceId;
+    if (!instanceId) {
+      throw new Error('RunInstances returned no instance');
+    }
+    return instanceId;
+  }
+
+  async stop(): Promise<void> {
+    if (this.savedEnv) {
+      for (const key of ENV_KEYS) {
+        const value = this.savedEnv[key];
+        if (value === undefined) {
+          delete process.env[key];
+        } else {
+          process.env[key] = value;
+        }
+      }
+    }
+    this.ec2.destroy();
+    this.ec2ViaProxy.destroy();
+    await this.proxy.stop();
+    await this.moto.stop();
+  }
+}
