@@ -35,6 +35,9 @@ const project = new awscdk.AwsCdkConstructLibrary({
     'typescript@~6.0.3',
     'aws-sdk-client-mock@4.1.0',
     'aws-sdk-client-mock-jest@4.1.0',
+    'cdk-nag@^3.0.0',
+    '@aws-cdk/integ-runner@2.197.10',
+    '@aws-cdk/integ-tests-alpha@2.245.0-alpha.0',
   ],
 
   // A root tsconfig.dev.json covers src, test, lambda, examples, build-tools and .projenrc.ts.
