@@ -1,7 +1,9 @@
-import { Annotations, CfnResource, CustomResource, Duration, Names, RemovalPolicy, Stack, Token } from 'aws-cdk-lib';
+import { Annotations, CfnResource, CustomResource, Duration, Names, RemovalPolicy, Size, Stack, Token } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
+import * as kms from 'aws-cdk-lib/aws-kms';
 import { Construct } from 'constructs';
+import { acknowledge } from './private/acknowledge';
 import { BakeProvider, MAX_BAKE_TIMEOUT } from './private/bake-provider';
 import {
   Attr,
@@ -11,6 +13,7 @@ import {
   Prop,
   RemovalMode,
 } from './private/contract';
+import { RootVolume } from './private/root-volume';
 
 /**
  * What happens to the builder instance once its image is available.
@@ -46,9 +49,10 @@ export interface BakedImageProps {
   readonly vpc: ec2.IVpc;
 
   /**
-   * Where in the VPC the builder runs.
+   * Where in the VPC the builder runs. It gets no public IP address and no inbound rule, so it needs
+   * a route out (a NAT gateway, or VPC endpoints for everything the config uses).
    *
-   * @default - private subnets with egress, as for `ec2.Instance`
+   * @default - private subnets with egress
    */
   readonly vpcSubnets?: ec2.SubnetSelection;
 
@@ -82,6 +86,38 @@ export interface BakedImageProps {
    * @default t3.medium
    */
   readonly instanceType?: ec2.InstanceType;
+
+  /**
+   * The builder's root device name, where its encrypted root volume is mapped. It must match the
+   * base image's root device, or the image keeps an unencrypted root volume and gains an extra one.
+   *
+   * @default - `/dev/xvda` for Linux (Amazon Linux), `/dev/sda1` for Windows
+   */
+  readonly rootDeviceName?: string;
+
+  /**
+   * The size of the builder's root volume, and so of the image's.
+   *
+   * @default - the size of the base image's root snapshot
+   */
+  readonly rootVolumeSize?: Size;
+
+  /**
+   * The KMS key that encrypts the builder's root volume, and so the image's snapshot. Instances
+   * launched from the image (an Auto Scaling group's service-linked role, for one) need permission
+   * to use a customer managed key.
+   *
+   * @default - the account's default EBS key (`aws/ebs`)
+   */
+  readonly volumeEncryptionKey?: kms.IKey;
+
+  /**
+   * Let AWS Systems Manager Session Manager reach the builder (for debugging a bake), through the
+   * `AmazonSSMManagedInstanceCore` managed policy on the builder's role.
+   *
+   * @default false
+   */
+  readonly ssmSessionAccess?: boolean;
 
   /**
    * A prefix of the AMI name. The final name is the prefix, a dash and a 16-character fingerprint of
@@ -203,7 +239,12 @@ export class BakedImage extends Construct implements ec2.IMachineImage, iam.IGra
     const instanceType = props.instanceType ?? ec2.InstanceType.of(ec2.InstanceClass.T3, ec2.InstanceSize.MEDIUM);
     const builderAfterBake = props.builderAfterBake ?? BuilderAfterBake.STOP;
     const removalPolicy = props.removalPolicy ?? RemovalPolicy.DESTROY;
-    validate(this, { namePrefix, description, bakeTimeout, removalPolicy });
+    const vpcSubnets = props.vpcSubnets ?? { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS };
+    const problems = inputProblems(this, { namePrefix, description, bakeTimeout, removalPolicy, vpc: props.vpc, vpcSubnets });
+    if (problems.some((problem) => problem.startsWith('vpcSubnets'))) {
+      // Without subnets there is no builder to check the rest against.
+      throwIfInvalid(this, problems);
+    }
 
     const base = props.machineImage.getImage(this);
     this.osType = base.osType;
@@ -228,7 +269,7 @@ export class BakedImage extends Construct implements ec2.IMachineImage, iam.IGra
 
     this.builder = new ec2.Instance(this, 'Builder', {
       vpc: props.vpc,
-      vpcSubnets: props.vpcSubnets,
+      vpcSubnets,
       instanceType,
       machineImage: props.machineImage,
       userData,
@@ -238,7 +279,25 @@ export class BakedImage extends Construct implements ec2.IMachineImage, iam.IGra
       httpTokens: ec2.HttpTokens.REQUIRED,
       httpEndpoint: true,
       instanceName: `${namePrefix} builder`,
+      ssmSessionPermissions: props.ssmSessionAccess ?? false,
+      blockDevices: [{
+        deviceName: props.rootDeviceName ?? (base.osType === ec2.OperatingSystemType.WINDOWS ? '/dev/sda1' : '/dev/xvda'),
+        volume: new RootVolume({
+          encrypted: true,
+          kmsKey: props.volumeEncryptionKey,
+          volumeSize: props.rootVolumeSize?.toGibibytes(),
+          volumeType: ec2.EbsDeviceVolumeType.GP3,
+          deleteOnTermination: true,
+        }),
+      }],
     });
+    problems.push(...configSetProblems(this.builder, props.initOptions?.configSets ?? ['default']));
+    throwIfInvalid(this, problems);
+
+    acknowledge(this.builder.instance, 'AwsSolutions-EC28',
+      'The builder lives for one bake and is then stopped or terminated: detailed monitoring would bill for metrics nobody reads.');
+    acknowledge(this.builder.instance, 'AwsSolutions-EC29',
+      'CloudFormation replaces the builder whenever the image inputs change, and the bake handler stops or terminates it: termination protection would block both.');
     this.role = this.builder.role;
     this.grantPrincipal = this.builder.grantPrincipal;
 
@@ -308,10 +367,12 @@ interface ValidatedInputs {
   readonly description: string;
   readonly bakeTimeout: Duration;
   readonly removalPolicy: RemovalPolicy;
+  readonly vpc: ec2.IVpc;
+  readonly vpcSubnets: ec2.SubnetSelection;
 }
 
-/** Checks every input at synth time and reports all problems in one error. Tokens are left alone. */
-function validate(scope: Construct, inputs: ValidatedInputs): void {
+/** Checks the inputs the builder needs at synth time and returns every problem. Tokens are left alone. */
+function inputProblems(scope: Construct, inputs: ValidatedInputs): string[] {
   const problems: string[] = [];
   const { namePrefix, description, bakeTimeout, removalPolicy } = inputs;
 
@@ -337,7 +398,46 @@ function validate(scope: Construct, inputs: ValidatedInputs): void {
     problems.push(`removalPolicy must be RemovalPolicy.DESTROY or RemovalPolicy.RETAIN, got ${removalPolicy}`);
   }
 
+  problems.push(...subnetProblems(scope, inputs.vpc, inputs.vpcSubnets));
+  return problems;
+}
+
+/** Throws one error that lists every problem, if there is any. */
+function throwIfInvalid(scope: Construct, problems: string[]): void {
   if (problems.length > 0) {
     throw new Error(`Invalid BakedImage ${scope.node.path}:\n  - ${problems.join('\n  - ')}`);
   }
+}
+
+/** The builder needs exactly the subnets the selection names; a public one gets a warning. */
+function subnetProblems(scope: Construct, vpc: ec2.IVpc, selection: ec2.SubnetSelection): string[] {
+  let selected: ec2.SelectedSubnets;
+  try {
+    selected = vpc.selectSubnets(selection);
+  } catch (error) {
+    return [`vpcSubnets selects no subnet of the VPC (${(error as Error).message}). Pass vpcSubnets that exist, for example { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS } in a VPC with NAT gateways`];
+  }
+  if (selected.subnets.length === 0) {
+    return [`vpcSubnets selects no subnet of the VPC: ${JSON.stringify(selection)}. Pass a selection that matches at least one subnet`];
+  }
+  if (selected.hasPublic) {
+    Annotations.of(scope).addWarningV2('cdk-baked-image:publicSubnet',
+      'The builder is placed in a public subnet. It gets no public IP address and no inbound rule, so it reaches the internet only through VPC endpoints; prefer private subnets with egress (the default).');
+  }
+  return [];
+}
+
+/** Config sets named in initOptions must exist in init, or cfn-init fails on the builder after minutes. */
+function configSetProblems(builder: ec2.Instance, configSets: string[]): string[] {
+  const metadata = builder.instance.getMetadata('AWS::CloudFormation::Init');
+  const sets = metadata?.configSets;
+  if (!sets || typeof sets !== 'object' || Token.isUnresolved(sets)) {
+    return [];
+  }
+  const defined = Object.keys(sets);
+  const missing = configSets.filter((name) => !Token.isUnresolved(name) && !defined.includes(name));
+  if (missing.length === 0) {
+    return [];
+  }
+  return [`initOptions.configSets names ${missing.map((name) => `'${name}'`).join(', ')}, which init does not define (it defines ${defined.map((name) => `'${name}'`).join(', ') || 'none'}). Name config sets of init, or add them with CloudFormationInit.fromConfigSets`];
 }

@@ -1,8 +1,9 @@
-import { App, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import { App, Duration, RemovalPolicy, Size, Stack } from 'aws-cdk-lib';
 import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import * as autoscaling from 'aws-cdk-lib/aws-autoscaling';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
+import * as kms from 'aws-cdk-lib/aws-kms';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { BakedImage, BakedImageProps, BuilderAfterBake } from '../src';
 
@@ -261,6 +262,138 @@ describe('one provider per stack', () => {
         }
       }
     }
+  });
+});
+
+describe('least privilege', () => {
+  /** The only wildcards allowed anywhere in the template's IAM policies, and the actions each may carry. */
+  function classifyWildcard(statement: any, resource: string): string | undefined {
+    const actions: string[] = [statement.Action].flat();
+    const conditions = statement.Condition ?? {};
+    if (resource === '"*"') {
+      return actions.every((action) => action.startsWith('ec2:Describe')) ? 'describe' : undefined;
+    }
+    if (/::(image|snapshot)\/\*"/.test(resource)) {
+      if (actions.every((action) => action === 'ec2:CreateImage')) {
+        return 'create-image';
+      }
+      if (actions.every((action) => action === 'ec2:CreateTags')) {
+        return conditions.StringEquals?.['ec2:CreateAction'] === 'CreateImage' ? 'tag-on-create' : undefined;
+      }
+      if (actions.every((action) => action === 'ec2:DeregisterImage' || action === 'ec2:DeleteSnapshot')) {
+        const tags = conditions.StringEquals ?? {};
+        return tags['aws:ResourceTag/cdk-baked-image:stack-id'] && tags['aws:ResourceTag/cdk-baked-image:logical-id'] ? 'delete-own' : undefined;
+      }
+      return undefined;
+    }
+    if (/"Arn"\]\},":\*"\]/.test(resource)) {
+      // The provider framework may invoke any version of one of its functions.
+      return actions.every((action) => action === 'lambda:InvokeFunction') ? 'invoke-versions' : undefined;
+    }
+    return undefined;
+  }
+
+  test('every wildcard in every IAM policy of the template is one of the allowed kinds', () => {
+    const { stack, vpc } = newStack();
+    bake(stack, vpc, 'First');
+    bake(stack, vpc, 'Second', { imageName: 'second', builderAfterBake: BuilderAfterBake.TERMINATE });
+    const template = Template.fromStack(stack);
+
+    const kinds = new Set<string>();
+    const offenders: string[] = [];
+    for (const [policyId, policy] of Object.entries<any>(template.findResources('AWS::IAM::Policy'))) {
+      for (const statement of policy.Properties.PolicyDocument.Statement) {
+        for (const resource of [statement.Resource].flat().map((r) => JSON.stringify(r))) {
+          if (!resource.includes('*')) {
+            continue;
+          }
+          const kind = classifyWildcard(statement, resource);
+          if (kind) {
+            kinds.add(kind);
+          } else {
+            offenders.push(`${policyId}: ${JSON.stringify(statement.Action)} on ${resource}`);
+          }
+        }
+      }
+    }
+    expect(offenders).toEqual([]);
+    expect([...kinds].sort()).toEqual(['create-image', 'delete-own', 'describe', 'invoke-versions', 'tag-on-create']);
+  });
+
+  test('the builder role can only read its own init metadata and signal its own stack', () => {
+    const { stack, vpc } = newStack();
+    const image = bake(stack, vpc);
+    const template = Template.fromStack(stack);
+    const roleId = stack.getLogicalId(image.builder.role.node.defaultChild as iam.CfnRole);
+    const policies = Object.values<any>(template.findResources('AWS::IAM::Policy'))
+      .filter((policy) => JSON.stringify(policy.Properties.Roles) === JSON.stringify([{ Ref: roleId }]));
+    const actions = policies.flatMap((policy) => policy.Properties.PolicyDocument.Statement).flatMap((st: any) => [st.Action].flat()).sort();
+    expect(actions).toEqual(['cloudformation:DescribeStackResource', 'cloudformation:SignalResource']);
+    template.resourceCountIs('AWS::IAM::ManagedPolicy', 0);
+    const role = template.findResources('AWS::IAM::Role')[roleId];
+    expect(role.Properties.ManagedPolicyArns).toBeUndefined();
+  });
+});
+
+describe('secure builder', () => {
+  test('encrypts its root volume with the account default key by default', () => {
+    const { stack, vpc } = newStack();
+    bake(stack, vpc);
+    expect(builderOf(Template.fromStack(stack)).resource.Properties.BlockDeviceMappings).toEqual([{
+      DeviceName: '/dev/xvda',
+      Ebs: { Encrypted: true, VolumeType: 'gp3', DeleteOnTermination: true },
+    }]);
+  });
+
+  test('encrypts its root volume with the KMS key, size and device the user passes', () => {
+    const { stack, vpc } = newStack();
+    const key = new kms.Key(stack, 'Key');
+    bake(stack, vpc, 'Image', { volumeEncryptionKey: key, rootVolumeSize: Size.gibibytes(30), rootDeviceName: '/dev/sda1' });
+    expect(builderOf(Template.fromStack(stack)).resource.Properties.BlockDeviceMappings).toEqual([{
+      DeviceName: '/dev/sda1',
+      Ebs: {
+        Encrypted: true,
+        VolumeType: 'gp3',
+        DeleteOnTermination: true,
+        VolumeSize: 30,
+        KmsKeyId: { 'Fn::GetAtt': [stack.getLogicalId(key.node.defaultChild as kms.CfnKey), 'Arn'] },
+      },
+    }]);
+  });
+
+  test('maps the root volume to /dev/sda1 for Windows base images', () => {
+    const { stack, vpc } = newStack();
+    bake(stack, vpc, 'Image', {
+      machineImage: ec2.MachineImage.genericWindows({ 'us-east-1': BASE_AMI }),
+      init: ec2.CloudFormationInit.fromElements(ec2.InitCommand.shellCommand('echo baked')),
+    });
+    expect(builderOf(Template.fromStack(stack)).resource.Properties.BlockDeviceMappings[0].DeviceName).toBe('/dev/sda1');
+  });
+
+  test('runs in private subnets with egress by default', () => {
+    const { stack, vpc } = newStack();
+    bake(stack, vpc);
+    const subnetId = builderOf(Template.fromStack(stack)).resource.Properties.SubnetId;
+    const privateIds = vpc.privateSubnets.map((subnet) => stack.resolve(subnet.subnetId));
+    expect(privateIds).toContainEqual(subnetId);
+  });
+
+  test('gets Session Manager access only when asked', () => {
+    const withoutAccess = newStack();
+    bake(withoutAccess.stack, withoutAccess.vpc);
+    expect(JSON.stringify(Template.fromStack(withoutAccess.stack).toJSON())).not.toContain('AmazonSSMManagedInstanceCore');
+
+    const withAccess = newStack();
+    const image = bake(withAccess.stack, withAccess.vpc, 'Image', { ssmSessionAccess: true });
+    const roleId = withAccess.stack.getLogicalId(image.builder.role.node.defaultChild as iam.CfnRole);
+    const role = Template.fromStack(withAccess.stack).findResources('AWS::IAM::Role')[roleId];
+    expect(JSON.stringify(role.Properties.ManagedPolicyArns)).toContain('AmazonSSMManagedInstanceCore');
+  });
+
+  test('warns when the builder is placed in a public subnet', () => {
+    const { stack, vpc } = newStack();
+    bake(stack, vpc, 'Image', { vpcSubnets: { subnetType: ec2.SubnetType.PUBLIC } });
+    Annotations.fromStack(stack).hasWarning('/TestStack/Image', Match.stringLikeRegexp('public subnet'));
   });
 });
 

@@ -61,6 +61,42 @@ describe('synth-time validation', () => {
     }))).not.toThrow();
   });
 
+  test('throws when initOptions names a config set that init does not define', () => {
+    const init = ec2.CloudFormationInit.fromConfigSets({
+      configSets: { bake: ['packages'] },
+      configs: { packages: new ec2.InitConfig([ec2.InitPackage.yum('nginx')]) },
+    });
+    expect(tryBake({ init, initOptions: { configSets: ['bake', 'deploy'] } }))
+      .toThrow(/initOptions.configSets names 'deploy', which init does not define \(it defines 'bake'\)/);
+  });
+
+  test('throws when init defines no default config set and initOptions names none', () => {
+    const init = ec2.CloudFormationInit.fromConfigSets({
+      configSets: { bake: ['packages'] },
+      configs: { packages: new ec2.InitConfig([ec2.InitPackage.yum('nginx')]) },
+    });
+    expect(tryBake({ init })).toThrow(/initOptions.configSets names 'default', which init does not define/);
+  });
+
+  test('accepts config sets that init defines', () => {
+    const init = ec2.CloudFormationInit.fromConfigSets({
+      configSets: { bake: ['packages'], extra: ['packages'] },
+      configs: { packages: new ec2.InitConfig([ec2.InitPackage.yum('nginx')]) },
+    });
+    expect(tryBake({ init, initOptions: { configSets: ['extra', 'bake'] } })).not.toThrow();
+  });
+
+  test('throws when vpcSubnets selects a subnet type the VPC does not have', () => {
+    const app = new App();
+    const stack = new Stack(app, 'IsolatedStack', { env: { account: '123456789012', region: 'us-east-1' } });
+    const vpc = new ec2.Vpc(stack, 'Vpc', { maxAzs: 1, subnetConfiguration: [{ name: 'public', subnetType: ec2.SubnetType.PUBLIC }] });
+    expect(() => new BakedImage(stack, 'Image', {
+      vpc,
+      machineImage: ec2.MachineImage.genericLinux({ 'us-east-1': 'ami-0123456789abcdef0' }),
+      init: ec2.CloudFormationInit.fromElements(ec2.InitCommand.shellCommand('true')),
+    })).toThrow(/vpcSubnets selects no subnet of the VPC .*Pass vpcSubnets that exist/);
+  });
+
   test('names the construct that is misconfigured', () => {
     expect(tryBake({ imageName: 'x'.repeat(200) })).toThrow(/Invalid BakedImage ValidationStack\/Image/);
   });

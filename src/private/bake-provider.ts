@@ -1,10 +1,11 @@
 import * as path from 'path';
-import { Aws, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import { Aws, CfnResource, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as cr from 'aws-cdk-lib/custom-resources';
 import { Construct } from 'constructs';
+import { acknowledge } from './acknowledge';
 import { Tag } from './contract';
 
 /** How often isComplete polls DescribeImages. A mean detection delay of half of it after the image is available. */
@@ -94,6 +95,9 @@ export class BakeProvider extends Construct {
       logGroup,
     });
     this.serviceToken = provider.serviceToken;
+
+    acknowledgeHandlerRole(this.role);
+    acknowledgeFramework(provider, this);
   }
 
   /**
@@ -120,6 +124,49 @@ export class BakeProvider extends Construct {
         },
       },
     }));
+  }
+}
+
+/**
+ * cdk-nag (AwsSolutions) findings on the handlers' role, each acknowledged with its reason. The README
+ * lists them.
+ */
+function acknowledgeHandlerRole(role: iam.Role): void {
+  const acknowledgements: Array<[string, string]> = [
+    ['AwsSolutions-IAM5[Resource::*]',
+      'Only ec2:DescribeImages and ec2:DescribeSnapshots are granted on *: EC2 Describe calls support no resource-level permissions.'],
+    ['AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:<AWS::Region>::image/*]',
+      'Image ids are not known before CreateImage makes them. Tagging is allowed only inside CreateImage (ec2:CreateAction), and deregistering only on images tagged with this stack id and the image\'s logical id.'],
+    ['AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:<AWS::Region>::snapshot/*]',
+      'Snapshot ids are not known before CreateImage makes them. Tagging is allowed only inside CreateImage (ec2:CreateAction), and deleting only on snapshots tagged with this stack id and the image\'s logical id.'],
+  ];
+  for (const [id, reason] of acknowledgements) {
+    acknowledge(role, id, reason);
+  }
+}
+
+/** cdk-nag findings on the resources the CDK provider framework creates, which it does not let us configure. */
+function acknowledgeFramework(provider: cr.Provider, scope: Construct): void {
+  const stack = Stack.of(scope);
+  // Every function but the framework's entry point is invoked through a role that may call its versions.
+  const functions = scope.node.findAll()
+    .filter((c): c is lambda.CfnFunction => c instanceof lambda.CfnFunction)
+    .filter((fn) => !fn.node.path.includes('/framework-onEvent/'));
+  const invokeVersions = functions.map((fn) => `AwsSolutions-IAM5[Resource::<${stack.resolve((fn as CfnResource).logicalId)}.Arn>:*]`);
+  const acknowledgements: Array<[string, string]> = [
+    ['AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]',
+      'The provider framework\'s own functions log with the AWS managed basic execution policy; the framework creates those roles.'],
+    ...invokeVersions.map((id): [string, string] => [id,
+      'The provider framework may invoke any version of its own functions (function-arn:*); the wildcard covers versions of one function only.']),
+    ['AwsSolutions-L1',
+      'The provider framework chooses the runtime of its own functions; the bake handlers run on the newest Node.js runtime aws-cdk-lib knows.'],
+    ['AwsSolutions-SF1',
+      'The waiter state machine only retries isComplete; each poll is logged as JSON by the handlers, and executions are kept in Step Functions history.'],
+    ['AwsSolutions-SF2',
+      'X-Ray tracing of the waiter would trace one DescribeImages call per poll, at a cost, for no insight the handler logs do not give.'],
+  ];
+  for (const [id, reason] of acknowledgements) {
+    acknowledge(provider, id, reason);
   }
 }
 
