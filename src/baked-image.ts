@@ -1,4 +1,4 @@
-import { Annotations, CfnResource, CustomResource, Duration, Names, RemovalPolicy, Size, Stack, Token } from 'aws-cdk-lib';
+import { Annotations, Aws, CfnResource, CustomResource, Duration, Names, RemovalPolicy, Size, Stack, Tags, Token } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
@@ -12,6 +12,7 @@ import {
   MAX_NAME_PREFIX_LENGTH,
   Prop,
   RemovalMode,
+  Tag,
 } from './private/contract';
 import { RootVolume } from './private/root-volume';
 
@@ -317,7 +318,11 @@ export class BakedImage extends Construct implements ec2.IMachineImage, iam.IGra
         [Prop.BAKE_TIMEOUT_SECONDS]: String(bakeTimeout.toSeconds()),
       },
     });
-    provider.grantBake(this.builder.instanceId, Stack.of(this).getLogicalId(image.node.defaultChild as CfnResource));
+    const imageLogicalId = Stack.of(this).getLogicalId(image.node.defaultChild as CfnResource);
+    // The handlers may image, stop and terminate only instances with these tags: this builder.
+    Tags.of(this.builder).add(Tag.STACK_ID, Aws.STACK_ID, { includeResourceTypes: ['AWS::EC2::Instance'] });
+    Tags.of(this.builder).add(Tag.LOGICAL_ID, imageLogicalId, { includeResourceTypes: ['AWS::EC2::Instance'] });
+    provider.grantBake(imageLogicalId);
     // The handlers' permissions must exist before the first request reaches them.
     image.node.addDependency(provider.role);
 

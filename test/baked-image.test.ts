@@ -1,4 +1,4 @@
-import { App, Duration, RemovalPolicy, Size, Stack } from 'aws-cdk-lib';
+import { App, CfnResource, Duration, RemovalPolicy, Size, Stack } from 'aws-cdk-lib';
 import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import * as autoscaling from 'aws-cdk-lib/aws-autoscaling';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
@@ -218,24 +218,36 @@ describe('one provider per stack', () => {
     expect(new Set(tokens).size).toBe(1);
   });
 
-  test('each image may image only its own builder and delete only its own images', () => {
+  test('each image may image, stop and delete only what carries its own tags, and its builder carries them', () => {
     const { stack, vpc } = newStack();
     const first = bake(stack, vpc, 'First');
     const second = bake(stack, vpc, 'Second', { imageName: 'second' });
     const template = Template.fromStack(stack);
     const statements = handlerStatements(template);
+    const bakeIds = Object.keys(template.findResources('Custom::BakedImage')).sort();
+
+    const scoped = (action: string) => statements
+      .filter((st) => [st.Action].flat().includes(action) && st.Condition)
+      .map((st) => {
+        expect(st.Condition.StringEquals['aws:ResourceTag/cdk-baked-image:stack-id']).toEqual({ Ref: 'AWS::StackId' });
+        return st.Condition.StringEquals['aws:ResourceTag/cdk-baked-image:logical-id'];
+      })
+      .sort();
+    for (const action of ['ec2:CreateImage', 'ec2:StopInstances', 'ec2:TerminateInstances', 'ec2:DeregisterImage', 'ec2:DeleteSnapshot']) {
+      expect(scoped(action)).toEqual(bakeIds);
+    }
+    // Unconditioned, CreateImage reaches only the new image and snapshot, never an instance.
+    for (const statement of statements.filter((st) => [st.Action].flat().includes('ec2:CreateImage') && !st.Condition)) {
+      expect(JSON.stringify(statement.Resource)).not.toContain('instance/');
+    }
 
     for (const image of [first, second]) {
-      const builderId = stack.getLogicalId(image.builder.instance);
-      const instanceStatements = statements.filter((s) => JSON.stringify(s.Resource).includes(builderId));
-      expect(instanceStatements.map((s) => s.Action).flat().sort()).toEqual(['ec2:CreateImage', 'ec2:StopInstances', 'ec2:TerminateInstances']);
-    }
-    const deletes = statements.filter((s) => [s.Action].flat().includes('ec2:DeregisterImage'));
-    expect(deletes).toHaveLength(2);
-    const scopedTo = deletes.map((s) => s.Condition.StringEquals['aws:ResourceTag/cdk-baked-image:logical-id']).sort();
-    expect(scopedTo).toEqual(Object.keys(template.findResources('Custom::BakedImage')).sort());
-    for (const statement of deletes) {
-      expect(statement.Condition.StringEquals['aws:ResourceTag/cdk-baked-image:stack-id']).toEqual({ Ref: 'AWS::StackId' });
+      const builder = template.findResources('AWS::EC2::Instance')[stack.resolve(image.builder.instance.logicalId)];
+      const bakeId = stack.resolve((image.node.findChild('Image').node.defaultChild as CfnResource).logicalId);
+      expect(builder.Properties.Tags).toEqual(expect.arrayContaining([
+        { Key: 'cdk-baked-image:logical-id', Value: bakeId },
+        { Key: 'cdk-baked-image:stack-id', Value: { Ref: 'AWS::StackId' } },
+      ]));
     }
   });
 
@@ -272,6 +284,11 @@ describe('least privilege', () => {
     const conditions = statement.Condition ?? {};
     if (resource === '"*"') {
       return actions.every((action) => action.startsWith('ec2:Describe')) ? 'describe' : undefined;
+    }
+    if (/:instance\/\*"/.test(resource)) {
+      const tags = conditions.StringEquals ?? {};
+      const ownBuilder = tags['aws:ResourceTag/cdk-baked-image:stack-id'] && tags['aws:ResourceTag/cdk-baked-image:logical-id'];
+      return ownBuilder && actions.every((action) => ['ec2:CreateImage', 'ec2:StopInstances', 'ec2:TerminateInstances'].includes(action)) ? 'own-builder' : undefined;
     }
     if (/::(image|snapshot)\/\*"/.test(resource)) {
       if (actions.every((action) => action === 'ec2:CreateImage')) {
@@ -317,7 +334,7 @@ describe('least privilege', () => {
       }
     }
     expect(offenders).toEqual([]);
-    expect([...kinds].sort()).toEqual(['create-image', 'delete-own', 'describe', 'invoke-versions', 'tag-on-create']);
+    expect([...kinds].sort()).toEqual(['create-image', 'delete-own', 'describe', 'invoke-versions', 'own-builder', 'tag-on-create']);
   });
 
   test('the builder role can only read its own init metadata and signal its own stack', () => {
@@ -428,6 +445,20 @@ describe('as a machine image', () => {
       LaunchTemplateData: Match.objectLike({ ImageId: { 'Fn::GetAtt': [logicalId, 'ImageId'] } }),
     });
     expect(image.getImage(stack).osType).toBe(ec2.OperatingSystemType.LINUX);
+  });
+
+  test('is a base image for another BakedImage, whose builder then starts from the parent\'s image', () => {
+    const { stack, vpc } = newStack();
+    const foundation = bake(stack, vpc, 'Foundation');
+    const app = bake(stack, vpc, 'App', { machineImage: foundation, imageName: 'app' });
+    const template = Template.fromStack(stack);
+    const foundationBake = stack.getLogicalId(foundation.node.findChild('Image').node.defaultChild as CfnResource);
+
+    const appBuilder = template.findResources('AWS::EC2::Instance')[stack.resolve(app.builder.instance.logicalId)];
+    // A rebaked parent changes this ImageId, which replaces the child's builder and so rebakes the child.
+    expect(appBuilder.Properties.ImageId).toEqual({ 'Fn::GetAtt': [foundationBake, 'ImageId'] });
+    expect(app.osType).toBe(ec2.OperatingSystemType.LINUX);
+    template.resourceCountIs('AWS::StepFunctions::StateMachine', 1);
   });
 
   test('exposes the image id and name as tokens', () => {

@@ -65,6 +65,12 @@ export class BakeProvider extends Construct {
       resources: ['*'],
     }));
     this.role.addToPrincipalPolicy(new iam.PolicyStatement({
+      sid: 'CreateImagesAndSnapshots',
+      // The image and snapshot CreateImage makes; which instance may be imaged is scoped per BakedImage.
+      actions: ['ec2:CreateImage'],
+      resources: [imageArn('*'), snapshotArn('*')],
+    }));
+    this.role.addToPrincipalPolicy(new iam.PolicyStatement({
       sid: 'TagOnlyWhileCreatingImages',
       actions: ['ec2:CreateTags'],
       resources: [imageArn('*'), snapshotArn('*')],
@@ -101,28 +107,30 @@ export class BakeProvider extends Construct {
   }
 
   /**
-   * Lets the handlers image one builder, stop or terminate it, and delete the images and snapshots
-   * tagged with the given custom resource's logical id in this stack, and nothing else.
+   * Lets the handlers image one builder, stop or terminate it, and delete the images and snapshots of
+   * one custom resource, and nothing else: the builder, its images and their snapshots carry this
+   * stack's id and the custom resource's logical id as tags, and every statement requires both.
+   *
+   * Scoping by tag rather than by the builder's instance id keeps the builder out of the policy: the
+   * policy exists (and has propagated) long before the builder signals, and a layered image (a
+   * BakedImage built on another) does not close a dependency cycle through the shared role.
    */
-  public grantBake(builderInstanceId: string, resourceLogicalId: string): void {
-    const instance = Stack.of(this).formatArn({ service: 'ec2', resource: 'instance', resourceName: builderInstanceId });
+  public grantBake(resourceLogicalId: string): void {
+    const ownTags = {
+      StringEquals: {
+        [`aws:ResourceTag/${Tag.STACK_ID}`]: Aws.STACK_ID,
+        [`aws:ResourceTag/${Tag.LOGICAL_ID}`]: resourceLogicalId,
+      },
+    };
     this.role.addToPrincipalPolicy(new iam.PolicyStatement({
-      actions: ['ec2:CreateImage'],
-      resources: [instance, imageArn('*'), snapshotArn('*')],
-    }));
-    this.role.addToPrincipalPolicy(new iam.PolicyStatement({
-      actions: ['ec2:StopInstances', 'ec2:TerminateInstances'],
-      resources: [instance],
+      actions: ['ec2:CreateImage', 'ec2:StopInstances', 'ec2:TerminateInstances'],
+      resources: [instanceArn('*')],
+      conditions: ownTags,
     }));
     this.role.addToPrincipalPolicy(new iam.PolicyStatement({
       actions: ['ec2:DeregisterImage', 'ec2:DeleteSnapshot'],
       resources: [imageArn('*'), snapshotArn('*')],
-      conditions: {
-        StringEquals: {
-          [`aws:ResourceTag/${Tag.STACK_ID}`]: Aws.STACK_ID,
-          [`aws:ResourceTag/${Tag.LOGICAL_ID}`]: resourceLogicalId,
-        },
-      },
+      conditions: ownTags,
     }));
   }
 }
@@ -135,6 +143,8 @@ function acknowledgeHandlerRole(role: iam.Role): void {
   const acknowledgements: Array<[string, string]> = [
     ['AwsSolutions-IAM5[Resource::*]',
       'Only ec2:DescribeImages and ec2:DescribeSnapshots are granted on *: EC2 Describe calls support no resource-level permissions.'],
+    ['AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:<AWS::Region>:<AWS::AccountId>:instance/*]',
+      'CreateImage, StopInstances and TerminateInstances are allowed only on instances tagged with this stack id and one BakedImage\'s logical id: its own builder.'],
     ['AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:<AWS::Region>::image/*]',
       'Image ids are not known before CreateImage makes them. Tagging is allowed only inside CreateImage (ec2:CreateAction), and deregistering only on images tagged with this stack id and the image\'s logical id.'],
     ['AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:<AWS::Region>::snapshot/*]',
@@ -168,6 +178,10 @@ function acknowledgeFramework(provider: cr.Provider, scope: Construct): void {
   for (const [id, reason] of acknowledgements) {
     acknowledge(provider, id, reason);
   }
+}
+
+function instanceArn(instanceId: string): string {
+  return `arn:${Aws.PARTITION}:ec2:${Aws.REGION}:${Aws.ACCOUNT_ID}:instance/${instanceId}`;
 }
 
 /** Image and snapshot ARNs have no account: arn:PARTITION:ec2:REGION::image/ID */
