@@ -37,6 +37,8 @@ export class WebFleetStack extends Stack {
       }),
       initOptions: { configSets: ['bake'], timeout: Duration.minutes(20) },
       rebakeTrigger: '2026-11-22',
+      // Other stacks and tools (instance refresh, launch templates) can resolve the current image here.
+      imageIdParameterName: '/baked-image-web-fleet/image-id',
     });
 
     // Launch time: the Auto Scaling group starts from the baked image, so instances serve in seconds.

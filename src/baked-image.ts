@@ -2,6 +2,7 @@ import { Annotations, Aws, CfnResource, CustomResource, Duration, Names, Removal
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
+import * as ssm from 'aws-cdk-lib/aws-ssm';
 import { Construct } from 'constructs';
 import { acknowledge } from './private/acknowledge';
 import { BakeProvider, MAX_BAKE_TIMEOUT } from './private/bake-provider';
@@ -170,6 +171,15 @@ export interface BakedImageProps {
   readonly noReboot?: boolean;
 
   /**
+   * Publish the image id to an SSM parameter of this name, of data type `aws:ec2:image` (so that EC2
+   * launch templates and instance refresh can resolve it). The parameter follows every rebake and is
+   * deleted with the stack.
+   *
+   * @default - no parameter
+   */
+  readonly imageIdParameterName?: string;
+
+  /**
    * How long the image may stay pending after CreateImage before the bake fails. A CloudFormation
    * custom resource can wait at most an hour, so this is at most 50 minutes.
    *
@@ -231,6 +241,9 @@ export class BakedImage extends Construct implements ec2.IMachineImage, iam.IGra
   /** The operating system of the base image, and so of the baked one. */
   public readonly osType: ec2.OperatingSystemType;
 
+  /** The SSM parameter that holds the image id, when `imageIdParameterName` is set. */
+  public readonly imageIdParameter?: ssm.IStringParameter;
+
   constructor(scope: Construct, id: string, props: BakedImageProps) {
     super(scope, id);
 
@@ -241,7 +254,9 @@ export class BakedImage extends Construct implements ec2.IMachineImage, iam.IGra
     const builderAfterBake = props.builderAfterBake ?? BuilderAfterBake.STOP;
     const removalPolicy = props.removalPolicy ?? RemovalPolicy.DESTROY;
     const vpcSubnets = props.vpcSubnets ?? { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS };
-    const problems = inputProblems(this, { namePrefix, description, bakeTimeout, removalPolicy, vpc: props.vpc, vpcSubnets });
+    const problems = inputProblems(this, {
+      namePrefix, description, bakeTimeout, removalPolicy, vpc: props.vpc, vpcSubnets, parameterName: props.imageIdParameterName,
+    });
     if (problems.some((problem) => problem.startsWith('vpcSubnets'))) {
       // Without subnets there is no builder to check the rest against.
       throwIfInvalid(this, problems);
@@ -329,6 +344,15 @@ export class BakedImage extends Construct implements ec2.IMachineImage, iam.IGra
     this.imageId = image.getAttString(Attr.IMAGE_ID);
     this.imageName = image.getAttString(Attr.IMAGE_NAME);
 
+    if (props.imageIdParameterName !== undefined) {
+      this.imageIdParameter = new ssm.StringParameter(this, 'ImageIdParameter', {
+        parameterName: props.imageIdParameterName,
+        stringValue: this.imageId,
+        dataType: ssm.ParameterDataType.AWS_EC2_IMAGE,
+        description: `The AMI baked by ${this.node.path} (cdk-baked-image)`,
+      });
+    }
+
     if (props.noReboot) {
       Annotations.of(this).addWarningV2('cdk-baked-image:noReboot',
         'noReboot is set: EC2 captures the builder without a reboot and gives no file-system consistency guarantee for the image. Remove noReboot unless the bake time matters more.');
@@ -374,6 +398,7 @@ interface ValidatedInputs {
   readonly removalPolicy: RemovalPolicy;
   readonly vpc: ec2.IVpc;
   readonly vpcSubnets: ec2.SubnetSelection;
+  readonly parameterName?: string;
 }
 
 /** Checks the inputs the builder needs at synth time and returns every problem. Tokens are left alone. */
@@ -388,6 +413,12 @@ function inputProblems(scope: Construct, inputs: ValidatedInputs): string[] {
     if (namePrefix.length > 0 && !IMAGE_NAME_PATTERN.test(namePrefix)) {
       const bad = [...new Set([...namePrefix].filter((c) => !IMAGE_NAME_PATTERN.test(c)))].join('');
       problems.push(`imageName may contain only letters, digits, spaces and ( ) [ ] . / - ' @ _ (EC2's rule for AMI names), got '${namePrefix}' with '${bad}'`);
+    }
+  }
+  if (inputs.parameterName !== undefined && !Token.isUnresolved(inputs.parameterName)) {
+    const name = inputs.parameterName;
+    if (!/^[a-zA-Z0-9_.\-/]+$/.test(name) || name.length > 1011 || /^\/?(aws|ssm)/i.test(name)) {
+      problems.push(`imageIdParameterName must be an SSM parameter name of at most 1011 letters, digits and _ . - /, not starting with aws or ssm, got '${name}'`);
     }
   }
   if (!Token.isUnresolved(description) && description.length > 255) {

@@ -461,6 +461,28 @@ describe('as a machine image', () => {
     template.resourceCountIs('AWS::StepFunctions::StateMachine', 1);
   });
 
+  test('publishes the image id to an SSM parameter of data type aws:ec2:image when asked', () => {
+    const { stack, vpc } = newStack();
+    const image = bake(stack, vpc, 'Image', { imageIdParameterName: '/golden/web/image-id' });
+    const template = Template.fromStack(stack);
+    const { logicalId } = bakeResourceOf(template);
+
+    template.hasResourceProperties('AWS::SSM::Parameter', {
+      Name: '/golden/web/image-id',
+      Type: 'String',
+      DataType: 'aws:ec2:image',
+      Value: { 'Fn::GetAtt': [logicalId, 'ImageId'] },
+    });
+    expect(image.imageIdParameter).toBeDefined();
+  });
+
+  test('publishes no SSM parameter by default', () => {
+    const { stack, vpc } = newStack();
+    const image = bake(stack, vpc);
+    Template.fromStack(stack).resourceCountIs('AWS::SSM::Parameter', 0);
+    expect(image.imageIdParameter).toBeUndefined();
+  });
+
   test('exposes the image id and name as tokens', () => {
     const { stack, vpc } = newStack();
     const image = bake(stack, vpc);

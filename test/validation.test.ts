@@ -97,6 +97,14 @@ describe('synth-time validation', () => {
     })).toThrow(/vpcSubnets selects no subnet of the VPC .*Pass vpcSubnets that exist/);
   });
 
+  test.each(['/golden image', 'aws/reserved', '/ssm/reserved', 'x'.repeat(1012)])('throws when imageIdParameterName is %s', (name) => {
+    expect(tryBake({ imageIdParameterName: name })).toThrow(/imageIdParameterName must be an SSM parameter name/);
+  });
+
+  test('accepts a hierarchical SSM parameter name', () => {
+    expect(tryBake({ imageIdParameterName: '/golden/web-1.0/image_id' })).not.toThrow();
+  });
+
   test('names the construct that is misconfigured', () => {
     expect(tryBake({ imageName: 'x'.repeat(200) })).toThrow(/Invalid BakedImage ValidationStack\/Image/);
   });
