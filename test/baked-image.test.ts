@@ -230,8 +230,9 @@ describe('one provider per stack', () => {
       .filter((st) => [st.Action].flat().includes(action) && st.Condition)
       .map((st) => {
         expect(st.Condition.StringEquals['aws:ResourceTag/cdk-baked-image:stack-id']).toEqual({ Ref: 'AWS::StackId' });
-        return st.Condition.StringEquals['aws:ResourceTag/cdk-baked-image:logical-id'];
+        return [st.Condition.StringEquals['aws:ResourceTag/cdk-baked-image:logical-id']].flat();
       })
+      .flat()
       .sort();
     for (const action of ['ec2:CreateImage', 'ec2:StopInstances', 'ec2:TerminateInstances', 'ec2:DeregisterImage', 'ec2:DeleteSnapshot']) {
       expect(scoped(action)).toEqual(bakeIds);
@@ -249,6 +250,17 @@ describe('one provider per stack', () => {
         { Key: 'cdk-baked-image:stack-id', Value: { Ref: 'AWS::StackId' } },
       ]));
     }
+  });
+
+  test('the shared policy grows by a logical id per image, not by statements', () => {
+    const statementCount = (images: number) => {
+      const { stack, vpc } = newStack();
+      for (let i = 0; i < images; i++) {
+        bake(stack, vpc, `Image${i}`);
+      }
+      return handlerStatements(Template.fromStack(stack)).length;
+    };
+    expect(statementCount(5)).toBe(statementCount(1));
   });
 
   test('no IAM statement grants ec2:* or a destructive action on every resource', () => {

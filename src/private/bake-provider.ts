@@ -1,5 +1,5 @@
 import * as path from 'path';
-import { Aws, CfnResource, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import { Aws, CfnResource, Duration, Lazy, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
@@ -44,6 +44,9 @@ export class BakeProvider extends Construct {
 
   /** The role both handlers run with. */
   public readonly role: iam.Role;
+
+  /** The logical ids of the stack's Custom::BakedImage resources, whose tags scope the bake permissions. */
+  private readonly bakeLogicalIds: string[] = [];
 
   private constructor(scope: Construct, id: string) {
     super(scope, id);
@@ -116,22 +119,29 @@ export class BakeProvider extends Construct {
    * BakedImage built on another) does not close a dependency cycle through the shared role.
    */
   public grantBake(resourceLogicalId: string): void {
-    const ownTags = {
-      StringEquals: {
-        [`aws:ResourceTag/${Tag.STACK_ID}`]: Aws.STACK_ID,
-        [`aws:ResourceTag/${Tag.LOGICAL_ID}`]: resourceLogicalId,
-      },
-    };
-    this.role.addToPrincipalPolicy(new iam.PolicyStatement({
-      actions: ['ec2:CreateImage', 'ec2:StopInstances', 'ec2:TerminateInstances'],
-      resources: [instanceArn('*')],
-      conditions: ownTags,
-    }));
-    this.role.addToPrincipalPolicy(new iam.PolicyStatement({
-      actions: ['ec2:DeregisterImage', 'ec2:DeleteSnapshot'],
-      resources: [imageArn('*'), snapshotArn('*')],
-      conditions: ownTags,
-    }));
+    if (this.bakeLogicalIds.length === 0) {
+      // One pair of statements for every image of the stack: each image adds only its logical id to
+      // the condition lists, so the shared policy grows by a few bytes per image, not by statements.
+      const ownTags = {
+        StringEquals: {
+          [`aws:ResourceTag/${Tag.STACK_ID}`]: Aws.STACK_ID,
+          [`aws:ResourceTag/${Tag.LOGICAL_ID}`]: Lazy.list({ produce: () => this.bakeLogicalIds }),
+        },
+      };
+      this.role.addToPrincipalPolicy(new iam.PolicyStatement({
+        sid: 'ImageStopAndTerminateOwnBuilders',
+        actions: ['ec2:CreateImage', 'ec2:StopInstances', 'ec2:TerminateInstances'],
+        resources: [instanceArn('*')],
+        conditions: ownTags,
+      }));
+      this.role.addToPrincipalPolicy(new iam.PolicyStatement({
+        sid: 'DeleteOwnImagesAndSnapshots',
+        actions: ['ec2:DeregisterImage', 'ec2:DeleteSnapshot'],
+        resources: [imageArn('*'), snapshotArn('*')],
+        conditions: ownTags,
+      }));
+    }
+    this.bakeLogicalIds.push(resourceLogicalId);
   }
 }
 
