@@ -103,10 +103,11 @@ async function bakeOrAdopt(event: OnEventRequest, props: BakeProperties): Promis
     return bakeStarted(response.ImageId, name);
   } catch (error) {
     if (errorCode(error) === 'InvalidAMIName.Duplicate') {
-      // Another invocation created it between our lookup and CreateImage.
+      // Another invocation created it between our lookup and CreateImage, or an earlier attempt of this very
+      // CreateImage did and its answer was lost (the SDK retries on 5xx and lost connections).
       const raced = await findImageByName(name);
       if (raced?.ImageId) {
-        log('adopting the image a concurrent request created', { imageId: raced.ImageId, imageName: name });
+        log('adopting the image a concurrent request or an earlier attempt created', { imageId: raced.ImageId, imageName: name });
         return bakeStarted(raced.ImageId, name);
       }
     }
@@ -138,7 +139,8 @@ async function pollBake(event: IsCompleteRequest, props: BakeProperties): Promis
     case 'failed':
       throw new Error(
         `Image ${imageId} from builder ${props.instanceId} is ${progress.state} (${progress.reason}). ` +
-        'Check the image in the EC2 console and the builder\'s /var/log/cfn-init.log; the image is deleted with this resource.',
+        'Check the image in the EC2 console, and the builder\'s cfn-init log (/var/log/cfn-init.log; also in the builder\'s ' +
+        'system log, EC2 console "Get system log", unless initOptions.printLog is false); the image is deleted with this resource.',
       );
     case 'available': {
       await settleBuilder(props);
@@ -203,7 +205,7 @@ async function remove(event: OnEventRequest): Promise<OnEventResponse> {
     }
   }
   // Snapshots carry the image name: a Delete repeated after the image was deregistered still finds them.
-  for (const snapshotId of await findSnapshotsByImageName(event, name)) {
+  for (const snapshotId of await findSnapshotsByImageName(event, name, imageId)) {
     snapshotIds.add(snapshotId);
   }
 
@@ -259,28 +261,36 @@ async function describeImage(imageId: string): Promise<Image | undefined> {
     if (code === 'InvalidAMIID.NotFound' || code === 'InvalidAMIID.Unavailable') {
       return undefined;
     }
-    throw error;
+    throw withContext(error, `DescribeImages for image ${imageId}`);
   }
 }
 
 async function findImageByName(name: string): Promise<Image | undefined> {
-  const response = await ec2.send(new DescribeImagesCommand({
-    Owners: ['self'],
-    Filters: [{ Name: 'name', Values: [name] }],
-  }));
-  return response.Images?.find((image) => image.Name === name && image.State !== 'deregistered');
+  try {
+    const response = await ec2.send(new DescribeImagesCommand({
+      Owners: ['self'],
+      Filters: [{ Name: 'name', Values: [name] }],
+    }));
+    return response.Images?.find((image) => image.Name === name && image.State !== 'deregistered');
+  } catch (error) {
+    throw withContext(error, `DescribeImages for the image named ${name}`);
+  }
 }
 
-async function findSnapshotsByImageName(event: OnEventRequest, name: string): Promise<string[]> {
-  const response = await ec2.send(new DescribeSnapshotsCommand({
-    OwnerIds: ['self'],
-    Filters: [
-      { Name: `tag:${Tag.IMAGE_NAME}`, Values: [name] },
-      { Name: `tag:${Tag.STACK_ID}`, Values: [event.StackId] },
-      { Name: `tag:${Tag.LOGICAL_ID}`, Values: [event.LogicalResourceId] },
-    ],
-  }));
-  return (response.Snapshots ?? []).flatMap((snapshot) => (snapshot.SnapshotId ? [snapshot.SnapshotId] : []));
+async function findSnapshotsByImageName(event: OnEventRequest, name: string, imageId: string): Promise<string[]> {
+  try {
+    const response = await ec2.send(new DescribeSnapshotsCommand({
+      OwnerIds: ['self'],
+      Filters: [
+        { Name: `tag:${Tag.IMAGE_NAME}`, Values: [name] },
+        { Name: `tag:${Tag.STACK_ID}`, Values: [event.StackId] },
+        { Name: `tag:${Tag.LOGICAL_ID}`, Values: [event.LogicalResourceId] },
+      ],
+    }));
+    return (response.Snapshots ?? []).flatMap((snapshot) => (snapshot.SnapshotId ? [snapshot.SnapshotId] : []));
+  } catch (error) {
+    throw withContext(error, `DescribeSnapshots for the snapshots of image ${imageId} (${name})`);
+  }
 }
 
 function imageTags(event: OnEventRequest, name: string): Ec2Tag[] {
@@ -331,10 +341,27 @@ function errorCode(error: unknown): string | undefined {
   return undefined;
 }
 
+/**
+ * `Code: message`, and how many attempts the SDK made when it retried (throttling, 5xx, lost connections) and gave up:
+ * the CloudFormation event then tells a persistent problem from a single failed request.
+ */
 function describeError(error: unknown): string {
   const code = errorCode(error);
   const message = error instanceof Error ? error.message : String(error);
-  return code && code !== 'Error' ? `${code}: ${message}` : message;
+  const attempts = (error as { $metadata?: { attempts?: unknown } } | null | undefined)?.$metadata?.attempts;
+  const retried = typeof attempts === 'number' && attempts > 1 ? ` (after ${attempts} attempts)` : '';
+  return (code && code !== 'Error' ? `${code}: ${message}` : message) + retried;
+}
+
+/**
+ * Puts what the handler was doing in front of an error's message, which is all CloudFormation shows. The error
+ * itself is kept (its name, code and $metadata), so callers can still tell one EC2 error from another.
+ */
+function withContext(error: unknown, context: string): unknown {
+  if (typeof error === 'object' && error !== null && typeof (error as { message?: unknown }).message === 'string') {
+    (error as { message: string }).message = `${context} failed: ${describeError(error)}`;
+  }
+  return error;
 }
 
 function createImageFailure(props: BakeProperties, name: string, error: unknown): string {

@@ -93,8 +93,10 @@ export class BakeProvider extends Construct {
       loggingFormat: lambda.LoggingFormat.JSON,
       description,
     });
-    const onEvent = handler('OnEvent', 'onEvent', 'cdk-baked-image: starts image creation and deletes images with their snapshots', Duration.minutes(2));
-    const isComplete = handler('IsComplete', 'isComplete', 'cdk-baked-image: polls an image until it is available', Duration.minutes(1));
+    // Timeouts cover the SDK's worst-case backoff under throttling (up to about 30 s a call, 6 attempts):
+    // isComplete makes up to two calls, a Delete four and more.
+    const onEvent = handler('OnEvent', 'onEvent', 'cdk-baked-image: starts image creation and deletes images with their snapshots', Duration.minutes(5));
+    const isComplete = handler('IsComplete', 'isComplete', 'cdk-baked-image: polls an image until it is available', Duration.minutes(3));
 
     const provider = new cr.Provider(this, 'Provider', {
       onEventHandler: onEvent,

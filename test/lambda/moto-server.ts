@@ -17,12 +17,21 @@
  * - moto's StopInstances "stops" a terminated instance. The proxy answers `IncorrectInstanceState` like EC2.
  * - moto's images are `available` at once. Tests hold an image `pending` with {@link Ec2Proxy.holdPending}.
  * - Every moto AMI has exactly one snapshot (nothing to emulate; noted because real AMIs may have several).
+ * - moto never throttles, never fails an image and never loses an answer. Tests inject those faults:
+ *   {@link Ec2Proxy.failNext} answers the next requests of an Action with an EC2 error (XML body and HTTP status
+ *   as EC2 sends them) without forwarding them; {@link Ec2Proxy.loseResponses} forwards a request, lets moto
+ *   carry it out, and then answers an error or resets the connection instead of moto's answer;
+ *   {@link Ec2Proxy.failImage} reports an image as `failed` with a StateReason.
+ *
+ * The proxy records, per request, when it arrived and the SDK's retry headers (`amz-sdk-invocation-id`, the same for
+ * every attempt of one SDK call, and `amz-sdk-request: attempt=N; max=M`), so tests can tell SDK retries from calls.
  */
 import { type ChildProcess, spawn } from 'child_process';
 import * as fs from 'fs';
 import * as http from 'http';
 import * as net from 'net';
 import * as path from 'path';
+import { performance } from 'perf_hooks';
 import {
   CreateTagsCommand,
   DeleteSnapshotCommand,
@@ -220,9 +229,55 @@ export function ec2ClientFor(endpoint: string): EC2Client {
 export interface ProxiedRequest {
   readonly action: string;
   readonly params: URLSearchParams;
+  /** When the request arrived (performance.now(), milliseconds). */
+  readonly at: number;
+  /** The SDK's `amz-sdk-invocation-id`: one value for all attempts of one SDK call. */
+  readonly invocationId?: string;
+  /** The SDK's attempt number of this request (`amz-sdk-request: attempt=N; max=M`). */
+  readonly attempt?: number;
+  /** The SDK's maximum number of attempts for this call (the `max` of `amz-sdk-request`). */
+  readonly maxAttempts?: number;
+  /** HTTP status of the answer; 0 when the proxy reset the connection instead. */
   status?: number;
-  /** EC2 error code of the answer, if it was an error. */
+  /** EC2 error code of the answer, if it was an error (`ECONNRESET` for a reset connection). */
   errorCode?: string;
+  /**
+   * Set when a fault was injected: `fault` (answered an error, moto never saw the request) or `response-lost`
+   * (moto carried the request out, the client got an error or a reset connection instead of the answer).
+   */
+  injected?: 'fault' | 'response-lost';
+}
+
+/** Chooses the requests of an Action that something applies to, by their query parameters. */
+export type RequestMatcher = (params: URLSearchParams) => boolean;
+
+/** An EC2 error answer: HTTP status and the `<Code>` and `<Message>` of EC2's XML error body. */
+export interface Ec2Fault {
+  readonly status: number;
+  readonly code: string;
+  readonly message: string;
+}
+
+/** The faults EC2 answers under load, with the HTTP status EC2 uses for each. */
+export const EC2_FAULTS = {
+  /** Account/Region API rate limit: the SDK classifies it as throttling. */
+  throttling: { status: 503, code: 'RequestLimitExceeded', message: 'Request limit exceeded.' },
+  internalError: { status: 500, code: 'InternalError', message: 'An internal error has occurred.' },
+  unavailable: { status: 503, code: 'Unavailable', message: 'The server is overloaded and can\'t handle the request.' },
+} as const satisfies Record<string, Ec2Fault>;
+
+/** How the answer of a request that moto carried out gets lost: an error answer, or the connection reset. */
+export type LostResponse = Ec2Fault | 'connection-reset';
+
+/** DescribeImages that looks an image up by name (Filter name=name): the handler's adopt-before-create lookup. */
+export const describeImagesByName: RequestMatcher = (params) => numberedValues(params, 'Filter', '.Name').includes('name');
+
+/** DescribeImages by ImageId.N, for the given image or for any. */
+export function describeImagesById(imageId?: string): RequestMatcher {
+  return (params) => {
+    const ids = numberedValues(params, 'ImageId');
+    return imageId === undefined ? ids.length > 0 : ids.includes(imageId);
+  };
 }
 
 /** Rewrites the body of a moto response; `applies` picks the requests it is for. */
@@ -236,6 +291,31 @@ interface ResponseRewrite {
 interface Gate {
   readonly count: number;
   readonly waiting: Array<() => void>;
+}
+
+/** A fault to inject into the next `remaining` requests of `action` that `applies` picks. */
+interface Injection<T> {
+  readonly action: string;
+  readonly applies: RequestMatcher;
+  readonly what: T;
+  remaining: number;
+}
+
+function takeInjection<T>(injections: Array<Injection<T>>, action: string, params: URLSearchParams): T | undefined {
+  const injection = injections.find((candidate) => candidate.remaining > 0 && candidate.action === action && candidate.applies(params));
+  if (!injection) {
+    return undefined;
+  }
+  injection.remaining--;
+  return injection.what;
+}
+
+/** `attempt=2; max=6` -> { attempt: 2, max: 6 } */
+function parseSdkRequestHeader(value: string | string[] | undefined): { attempt?: number; max?: number } {
+  const text = Array.isArray(value) ? value[0] : value;
+  const attempt = /attempt=(\d+)/.exec(text ?? '')?.[1];
+  const max = /max=(\d+)/.exec(text ?? '')?.[1];
+  return { attempt: attempt ? Number(attempt) : undefined, max: max ? Number(max) : undefined };
 }
 
 function ec2ErrorXml(code: string, message: string): string {
@@ -334,6 +414,8 @@ export class Ec2Proxy {
   private readonly server: http.Server;
   private readonly rewrites: ResponseRewrite[] = [];
   private readonly gates = new Map<string, Gate>();
+  private readonly faults: Array<Injection<Ec2Fault>> = [];
+  private readonly lostResponses: Array<Injection<LostResponse>> = [];
   /** snapshot id -> ids of images registered from it (moto's RegisterImage forgets them). */
   private readonly snapshotUsers = new Map<string, Set<string>>();
   private readonly errors: string[] = [];
@@ -373,12 +455,61 @@ export class Ec2Proxy {
     this.requests.length = 0;
   }
 
-  /** Forgets counts, rewrites, gates and emulated state (call together with moto's reset). */
+  /** Forgets counts, rewrites, gates, injected faults and emulated state (call together with moto's reset). */
   reset(): void {
     this.requests.length = 0;
     this.rewrites.length = 0;
     this.gates.clear();
     this.snapshotUsers.clear();
+    this.clearFaults();
+  }
+
+  /**
+   * Answers the next `count` requests of `action` that `applies` picks with an EC2 error, without forwarding them
+   * to moto: HTTP `fault.status` and EC2's XML error body
+   * (`<Response><Errors><Error><Code>...</Code><Message>...</Message></Error></Errors><RequestID>...</RequestID></Response>`).
+   */
+  failNext(action: string, count: number, fault: Ec2Fault, applies: RequestMatcher = () => true): void {
+    this.faults.push({ action, applies, what: fault, remaining: count });
+  }
+
+  /**
+   * Lets moto carry out the next `count` successful requests of `action` that `applies` picks, then loses the answer:
+   * the client gets `how` (an EC2 error) or a reset connection instead. The client cannot know the request took effect.
+   */
+  loseResponses(action: string, count: number, how: LostResponse, applies: RequestMatcher = () => true): void {
+    this.lostResponses.push({ action, applies, what: how, remaining: count });
+  }
+
+  /** Faults injected with {@link failNext} or {@link loseResponses} that no request has used yet, by Action. */
+  unusedFaults(): Record<string, number> {
+    const unused: Record<string, number> = {};
+    for (const injection of [...this.faults, ...this.lostResponses]) {
+      if (injection.remaining > 0) {
+        unused[injection.action] = (unused[injection.action] ?? 0) + injection.remaining;
+      }
+    }
+    return unused;
+  }
+
+  /** Drops every fault injected with {@link failNext} or {@link loseResponses}. */
+  clearFaults(): void {
+    this.faults.length = 0;
+    this.lostResponses.length = 0;
+  }
+
+  /** Reports the image as `failed` with this StateReason to the next `polls` DescribeImages requests that ask for it by id. */
+  failImage(imageId: string, polls: number, reason: { code: string; message: string }): void {
+    const escape = (text: string) => text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+    this.rewriteResponses(
+      'DescribeImages',
+      polls,
+      (body) => body.replace(
+        /<imageState>[^<]*<\/imageState>/g,
+        `<imageState>failed</imageState><stateReason><code>${escape(reason.code)}</code><message>${escape(reason.message)}</message></stateReason>`,
+      ),
+      describeImagesById(imageId),
+    );
   }
 
   /** Problems inside the proxy itself since the last call (a test should see none). */
@@ -394,6 +525,11 @@ export class Ec2Proxy {
     applies: (params: URLSearchParams) => boolean = () => true,
   ): void {
     this.rewrites.push({ action, applies, rewrite, remaining: times });
+  }
+
+  /** How many responses the rewrites given so far ({@link rewriteResponses}, {@link holdPending}, {@link failImage}) have yet to rewrite. */
+  unusedRewrites(): number {
+    return this.rewrites.reduce((sum, rewrite) => sum + rewrite.remaining, 0);
   }
 
   /** Reports the image as `pending` to the next `polls` DescribeImages requests that ask for it by id. */
@@ -424,38 +560,70 @@ export class Ec2Proxy {
   }
 
   private async handle(request: http.IncomingMessage, response: http.ServerResponse): Promise<void> {
+    const at = performance.now();
     const body = await readBody(request);
     const params = new URLSearchParams(body.toString('utf8'));
-    const record: ProxiedRequest = { action: params.get('Action') ?? `${request.method} ${request.url}`, params };
+    const sdkRequest = parseSdkRequestHeader(request.headers['amz-sdk-request']);
+    const invocationId = request.headers['amz-sdk-invocation-id'];
+    const record: ProxiedRequest = {
+      action: params.get('Action') ?? `${request.method} ${request.url}`,
+      params,
+      at,
+      invocationId: Array.isArray(invocationId) ? invocationId[0] : invocationId,
+      attempt: sdkRequest.attempt,
+      maxAttempts: sdkRequest.max,
+    };
     this.requests.push(record);
 
     await this.passGate(record.action);
 
-    let result: HttpResult;
-    switch (record.action) {
+    const fault = takeInjection(this.faults, record.action, params);
+    const result = fault
+      ? this.errorResult(fault.status, fault.code, fault.message)
+      : await this.emulate(record.action, request, params, body);
+    if (fault) {
+      record.injected = 'fault';
+    }
+
+    const lost = result.status === 200 ? takeInjection(this.lostResponses, record.action, params) : undefined;
+    if (lost === 'connection-reset') {
+      record.injected = 'response-lost';
+      record.status = 0;
+      record.errorCode = 'ECONNRESET';
+      request.socket.destroy();
+      return;
+    }
+    if (lost) {
+      record.injected = 'response-lost';
+      this.reply(record, params, this.errorResult(lost.status, lost.code, lost.message), response);
+      return;
+    }
+    this.reply(record, params, result, response);
+  }
+
+  /** Forwards a request to moto, with the EC2 behaviours moto lacks (see the module comment). */
+  private async emulate(action: string, request: http.IncomingMessage, params: URLSearchParams, body: Buffer): Promise<HttpResult> {
+    switch (action) {
       case 'CreateImage': {
         // One at a time, so that the duplicate-name check and the creation are atomic, like in EC2.
         const run = this.createImageQueue.then(() => this.createImage(request, params));
         this.createImageQueue = run.catch(() => undefined);
-        result = await run;
-        break;
+        return run;
       }
       case 'RegisterImage':
-        result = await this.registerImage(request, params, body);
-        break;
+        return this.registerImage(request, params, body);
       case 'DeleteSnapshot':
-        result = await this.deleteSnapshot(request, params, body);
-        break;
+        return this.deleteSnapshot(request, params, body);
       case 'DeregisterImage':
-        result = await this.deregisterImage(request, params, body);
-        break;
+        return this.deregisterImage(request, params, body);
       case 'StopInstances':
-        result = await this.stopInstances(request, params, body);
-        break;
+        return this.stopInstances(request, params, body);
       default:
-        result = await this.forward(request, body);
+        return this.forward(request, body);
     }
+  }
 
+  private reply(record: ProxiedRequest, params: URLSearchParams, result: HttpResult, response: http.ServerResponse): void {
     let text = result.body.toString('utf8');
     if (result.status === 200) {
       for (const rewrite of this.rewrites) {
@@ -639,6 +807,8 @@ function newestSource(): { file: string; mtimeMs: number } | undefined {
 const ENV_KEYS = [
   'AWS_REGION', 'AWS_DEFAULT_REGION', 'AWS_ENDPOINT_URL', 'AWS_ENDPOINT_URL_EC2', 'AWS_IGNORE_CONFIGURED_ENDPOINT_URLS',
   'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN', 'AWS_PROFILE', 'AWS_EC2_METADATA_DISABLED',
+  // The handler's retry behaviour is part of what the tests check: a developer's own settings must not change it.
+  'AWS_RETRY_MODE', 'AWS_MAX_ATTEMPTS', 'AWS_CONFIG_FILE', 'AWS_SHARED_CREDENTIALS_FILE',
 ] as const;
 
 export class MotoHarness {
@@ -669,6 +839,8 @@ export class MotoHarness {
   /**
    * Points the AWS SDK at the proxy through the environment and loads the shipped bundle, whose EC2Client is
    * created at module load. Fails when the bundle is missing or older than its sources.
+   *
+   * Each call inside `jest.isolateModules` gives a fresh module, and so a fresh EC2Client (with a full retry quota).
    */
   loadHandler(): BakeImageHandler {
     if (!fs.existsSync(HANDLER_BUNDLE)) {
@@ -681,9 +853,13 @@ export class MotoHarness {
         'run npx projen bundle',
       );
     }
-    this.savedEnv = {};
+    if (!this.savedEnv) {
+      this.savedEnv = {};
+      for (const key of ENV_KEYS) {
+        this.savedEnv[key] = process.env[key];
+      }
+    }
     for (const key of ENV_KEYS) {
-      this.savedEnv[key] = process.env[key];
       delete process.env[key];
     }
     process.env.AWS_REGION = REGION;
@@ -691,6 +867,9 @@ export class MotoHarness {
     process.env.AWS_ACCESS_KEY_ID = ACCESS_KEY_ID;
     process.env.AWS_SECRET_ACCESS_KEY = SECRET_ACCESS_KEY;
     process.env.AWS_EC2_METADATA_DISABLED = 'true';
+    // No shared config: a developer's ~/.aws/config (retry_mode, max_attempts, region) must not leak into the tests.
+    process.env.AWS_CONFIG_FILE = path.join(REPO_ROOT, 'test', 'lambda', 'no-such-aws-config');
+    process.env.AWS_SHARED_CREDENTIALS_FILE = path.join(REPO_ROOT, 'test', 'lambda', 'no-such-aws-credentials');
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const handler = require(HANDLER_BUNDLE) as Partial<BakeImageHandler>;
     if (typeof handler.onEvent !== 'function' || typeof handler.isComplete !== 'function') {

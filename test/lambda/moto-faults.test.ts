@@ -1,0 +1,545 @@
+/**
+ * The shipped bake-image handler bundle under EC2 and network faults, against moto_server behind the fault-injecting
+ * proxy of moto-server.ts:
+ * - throttling and 5xx answers on every EC2 call the handlers make, retried with backoff until the bake or the
+ *   delete succeeds, and a clear failure once the SDK gives up;
+ * - answers lost after EC2 carried a request out (the SDK retries a request that already took effect);
+ * - an image that goes `failed`, and one that stays `pending` past bakeTimeout, then the Delete that follows.
+ *
+ * The fault-free lifecycle, a Create retried by the framework, concurrent Creates, rollbacks and the Delete edge
+ * cases (image already deregistered, snapshot in use, repeated Delete) are in moto-lifecycle.test.ts.
+ *
+ * Retry backoff: the handler's EC2Client keeps the SDK's standard retry strategy with maxAttempts 6. Before retry
+ * n (1, 2, ...) it waits random() * min(base * 2^(n-1), 20 s), where base is 1 s for throttling and 50 ms for other
+ * retryable errors in the SDK installed here (earlier releases: 500 ms and 100 ms; the Lambda runtime's SDK may be
+ * either). These tests pin the jitter (Math.random) so that the waits are short and known, then measure them at
+ * the proxy: a client without retries fails the attempt counts, one without backoff fails the timing checks.
+ */
+import { DescribeImagesCommand, DescribeInstancesCommand, DescribeSnapshotsCommand, type Image } from '@aws-sdk/client-ec2';
+import {
+  type BakeImageHandler,
+  describeImagesById,
+  describeImagesByName,
+  EC2_FAULTS,
+  type Ec2Fault,
+  type LostResponse,
+  MotoHarness,
+  type ProxiedRequest,
+  type RequestMatcher,
+} from './moto-server';
+import { imageName } from '../../lambda/bake-image/naming';
+import { parseProperties } from '../../lambda/bake-image/properties';
+import type { IsCompleteRequest, OnEventRequest, OnEventResponse } from '../../lambda/bake-image/types';
+import { Attr, Prop } from '../../src/private/contract';
+
+jest.setTimeout(30_000);
+
+/** The handler's EC2Client: `new EC2Client({ maxAttempts: 6 })`. */
+const MAX_ATTEMPTS = 6;
+const STACK_ID = 'arn:aws:cloudformation:us-east-1:123456789012:stack/FaultStack/11111111-2222-3333-4444-555555555555';
+const LOGICAL_ID = 'BakedImageBake';
+/** The physical id the provider framework reports for a Create that failed before onEvent returned one. */
+const NOT_AN_IMAGE = 'AWSCDK::CustomResourceProviderFramework::CREATE_FAILED';
+
+type Props = Record<string, string>;
+type Phase = 'create' | 'poll' | 'delete';
+
+let harness: MotoHarness;
+let handler: BakeImageHandler;
+let requestNumber = 0;
+
+beforeAll(async () => {
+  harness = await MotoHarness.start();
+  handler = harness.loadHandler();
+});
+
+/**
+ * Loads a fresh copy of the handler module, whose new EC2Client starts with a full retry quota. The SDK's standard
+ * strategy spends quota on every retry (here 5 of 500 units for throttling, 14 for other errors) and gives back only
+ * the last retry's cost when a call succeeds: calls that exhaust their attempts would leave later tests fewer retries.
+ */
+function loadFreshHandler(): void {
+  jest.isolateModules(() => {
+    handler = harness.loadHandler();
+  });
+}
+
+afterAll(async () => {
+  await harness?.stop();
+});
+
+beforeEach(async () => {
+  if (!harness) {
+    throw new Error('The moto harness did not start: see the error of beforeAll');
+  }
+  await harness.reset();
+  jest.spyOn(console, 'log').mockImplementation(() => undefined);
+  jest.spyOn(console, 'warn').mockImplementation(() => undefined);
+});
+
+afterEach(() => {
+  jest.restoreAllMocks();
+  expect(harness?.proxy.takeErrors() ?? []).toEqual([]);
+});
+
+/** Pins the SDK's backoff jitter: every wait becomes `fraction` of its upper bound. */
+function pinJitter(fraction: number): void {
+  jest.spyOn(Math, 'random').mockReturnValue(fraction);
+}
+
+// -------------------------------------------------------------------------------------------------------
+// Events as the CDK provider framework sends them
+// -------------------------------------------------------------------------------------------------------
+
+function bakeProps(instanceId: string, overrides: Props = {}): Props {
+  return {
+    ServiceToken: 'arn:aws:lambda:us-east-1:123456789012:function:FaultStack-BakeProviderOnEvent',
+    [Prop.INSTANCE_ID]: instanceId,
+    [Prop.NAME_PREFIX]: 'fault-baked',
+    [Prop.DESCRIPTION]: 'Baked by the moto fault test',
+    [Prop.NO_REBOOT]: 'false',
+    [Prop.REMOVAL]: 'destroy',
+    [Prop.BUILDER_AFTER_BAKE]: 'stop',
+    ...overrides,
+  };
+}
+
+function event(requestType: 'Create' | 'Delete', props: Props, physicalId?: string): OnEventRequest {
+  requestNumber += 1;
+  return {
+    RequestType: requestType,
+    RequestId: `00000000-0000-0000-0000-${String(requestNumber).padStart(12, '0')}`,
+    StackId: STACK_ID,
+    LogicalResourceId: LOGICAL_ID,
+    ResourceType: 'Custom::BakedImage',
+    ResourceProperties: props,
+    ...(physicalId !== undefined ? { PhysicalResourceId: physicalId } : {}),
+  };
+}
+
+function completeEvent(onEvent: OnEventRequest, response: OnEventResponse): IsCompleteRequest {
+  return { ...onEvent, PhysicalResourceId: response.PhysicalResourceId ?? onEvent.PhysicalResourceId ?? '', Data: response.Data };
+}
+
+// -------------------------------------------------------------------------------------------------------
+// State in moto (asked directly, not through the proxy)
+// -------------------------------------------------------------------------------------------------------
+
+async function ownImages(): Promise<Image[]> {
+  const response = await harness.ec2.send(new DescribeImagesCommand({ Owners: ['self'] }));
+  return response.Images ?? [];
+}
+
+async function ownImageIds(): Promise<string[]> {
+  return (await ownImages()).map((image) => image.ImageId ?? '').sort();
+}
+
+async function snapshotExists(snapshotId: string): Promise<boolean> {
+  try {
+    const response = await harness.ec2.send(new DescribeSnapshotsCommand({ SnapshotIds: [snapshotId] }));
+    return (response.Snapshots ?? []).some((snapshot) => snapshot.SnapshotId === snapshotId);
+  } catch (error) {
+    if ((error as { name?: string }).name === 'InvalidSnapshot.NotFound') {
+      return false;
+    }
+    throw error;
+  }
+}
+
+async function instanceState(instanceId: string): Promise<string | undefined> {
+  const response = await harness.ec2.send(new DescribeInstancesCommand({ InstanceIds: [instanceId] }));
+  return response.Reservations?.[0]?.Instances?.[0]?.State?.Name;
+}
+
+// -------------------------------------------------------------------------------------------------------
+// One bake, step by step
+// -------------------------------------------------------------------------------------------------------
+
+class Bake {
+  static async start(builderAfterBake: 'stop' | 'terminate' = 'stop', overrides: Props = {}): Promise<Bake> {
+    const builder = await harness.launchBuilder();
+    return new Bake(builder, bakeProps(builder, { [Prop.BUILDER_AFTER_BAKE]: builderAfterBake, ...overrides }));
+  }
+
+  /** The AMI name the handler derives from the properties. */
+  readonly name: string;
+  readonly createEvent: OnEventRequest;
+  private created: OnEventResponse | undefined;
+  private snapshot: string | undefined;
+
+  private constructor(readonly builder: string, readonly props: Props) {
+    this.name = imageName(parseProperties(props));
+    this.createEvent = event('Create', props);
+  }
+
+  get imageId(): string {
+    if (!this.created?.PhysicalResourceId) {
+      throw new Error('no image yet: create() first');
+    }
+    return this.created.PhysicalResourceId;
+  }
+
+  get snapshotId(): string {
+    if (!this.snapshot) {
+      throw new Error('no snapshot yet: create() first');
+    }
+    return this.snapshot;
+  }
+
+  /** What the failure message of a call names: the builder and image name, then the image and snapshot once known. */
+  get ids(): { builder: string; name: string; imageId: string; snapshotId: string } {
+    return { builder: this.builder, name: this.name, imageId: this.created?.PhysicalResourceId ?? '', snapshotId: this.snapshot ?? '' };
+  }
+
+  /** onEvent Create: exactly one image, with the derived name. */
+  async create(): Promise<void> {
+    this.created = await handler.onEvent(this.createEvent);
+    expect(this.created.PhysicalResourceId).toMatch(/^ami-[0-9a-f]+$/);
+    expect(this.created.Data).toEqual({ [Attr.IMAGE_ID]: this.imageId, [Attr.IMAGE_NAME]: this.name });
+    const images = await ownImages();
+    expect(images.map((image) => [image.ImageId, image.Name])).toEqual([[this.imageId, this.name]]);
+    const snapshots = (images[0].BlockDeviceMappings ?? []).flatMap((mapping) => (mapping.Ebs?.SnapshotId ? [mapping.Ebs.SnapshotId] : []));
+    expect(snapshots).toHaveLength(1);
+    this.snapshot = snapshots[0];
+  }
+
+  /** One isComplete: the image is available and the builder stopped or terminated. */
+  async poll(): Promise<void> {
+    await expect(handler.isComplete(completeEvent(this.createEvent, this.created ?? {}))).resolves.toEqual({
+      IsComplete: true,
+      Data: { [Attr.IMAGE_ID]: this.imageId, [Attr.IMAGE_NAME]: this.name },
+    });
+    const settled = this.props[Prop.BUILDER_AFTER_BAKE] === 'terminate' ? ['shutting-down', 'terminated'] : ['stopping', 'stopped'];
+    expect(settled).toContain(await instanceState(this.builder));
+  }
+
+  /** onEvent Delete, as CloudFormation sends it (also after a failed Create): nothing of the bake is left. */
+  async delete(): Promise<void> {
+    const physicalId = this.created?.PhysicalResourceId ?? NOT_AN_IMAGE;
+    await expect(handler.onEvent(event('Delete', this.props, physicalId))).resolves.toEqual({ PhysicalResourceId: physicalId });
+    expect(await ownImageIds()).toEqual([]);
+    if (this.snapshot) {
+      expect(await snapshotExists(this.snapshot)).toBe(false);
+    }
+  }
+
+  step(phase: Phase): Promise<void> {
+    switch (phase) {
+      case 'create':
+        return this.create();
+      case 'poll':
+        return this.poll();
+      case 'delete':
+        return this.delete();
+    }
+  }
+}
+
+const PHASES: readonly Phase[] = ['create', 'poll', 'delete'];
+
+// -------------------------------------------------------------------------------------------------------
+// Every EC2 call the handlers make
+// -------------------------------------------------------------------------------------------------------
+
+interface HandlerCall {
+  readonly label: string;
+  readonly action: string;
+  /** The step of the lifecycle that makes the call. */
+  readonly phase: Phase;
+  readonly matches?: RequestMatcher;
+  readonly builderAfterBake?: 'stop' | 'terminate';
+  /** What the failure message names once the SDK gives up on the call (besides the error code and the attempts). */
+  readonly names: (ids: Bake['ids']) => string;
+}
+
+const CALLS: readonly HandlerCall[] = [
+  {
+    label: 'DescribeImages by name (Create)',
+    action: 'DescribeImages',
+    phase: 'create',
+    matches: describeImagesByName,
+    names: ({ name }) => `DescribeImages for the image named ${name} failed`,
+  },
+  {
+    label: 'CreateImage',
+    action: 'CreateImage',
+    phase: 'create',
+    names: ({ builder, name }) => `CreateImage for builder ${builder} (image name ${name}) failed`,
+  },
+  {
+    label: 'DescribeImages by id (isComplete)',
+    action: 'DescribeImages',
+    phase: 'poll',
+    matches: describeImagesById(),
+    names: ({ imageId }) => `DescribeImages for image ${imageId} failed`,
+  },
+  {
+    label: 'StopInstances',
+    action: 'StopInstances',
+    phase: 'poll',
+    builderAfterBake: 'stop',
+    names: ({ builder }) => `Could not stop builder ${builder}`,
+  },
+  {
+    label: 'TerminateInstances',
+    action: 'TerminateInstances',
+    phase: 'poll',
+    builderAfterBake: 'terminate',
+    names: ({ builder }) => `Could not terminate builder ${builder}`,
+  },
+  {
+    label: 'DescribeImages by id (Delete)',
+    action: 'DescribeImages',
+    phase: 'delete',
+    matches: describeImagesById(),
+    names: ({ imageId }) => `DescribeImages for image ${imageId} failed`,
+  },
+  {
+    label: 'DescribeSnapshots',
+    action: 'DescribeSnapshots',
+    phase: 'delete',
+    names: ({ imageId, name }) => `DescribeSnapshots for the snapshots of image ${imageId} (${name}) failed`,
+  },
+  {
+    label: 'DeregisterImage',
+    action: 'DeregisterImage',
+    phase: 'delete',
+    names: ({ imageId }) => `Could not deregister image ${imageId}`,
+  },
+  {
+    label: 'DeleteSnapshot',
+    action: 'DeleteSnapshot',
+    phase: 'delete',
+    names: ({ imageId, snapshotId }) => `Could not delete snapshot ${snapshotId} of image ${imageId}`,
+  },
+];
+
+/** Every attempt of the one SDK call whose first attempt got the first injected fault. */
+function attemptsOfFaultedCall(): ProxiedRequest[] {
+  const first = harness.proxy.requests.find((request) => request.injected !== undefined);
+  if (!first?.invocationId) {
+    throw new Error(`no injected fault was answered: ${harness.proxy.actions().join(', ')}`);
+  }
+  return harness.proxy.requests.filter((request) => request.invocationId === first.invocationId);
+}
+
+/** Milliseconds between one attempt's arrival at the proxy and the next one's. */
+function waitsBetween(attempts: ProxiedRequest[]): number[] {
+  return attempts.slice(1).map((attempt, index) => attempt.at - attempts[index].at);
+}
+
+describe('the fault matrix covers', () => {
+  test('every EC2 call of a bake and its delete, in the step that makes it', async () => {
+    const seen = new Set<string>();
+    for (const builderAfterBake of ['stop', 'terminate'] as const) {
+      await harness.reset();
+      const bake = await Bake.start(builderAfterBake);
+      for (const phase of PHASES) {
+        const from = harness.proxy.requests.length;
+        await bake.step(phase);
+        for (const request of harness.proxy.requests.slice(from)) {
+          const call = CALLS.filter((candidate) => candidate.phase === phase && candidate.action === request.action
+            && (candidate.matches?.(request.params) ?? true));
+          seen.add(call.length === 1 ? call[0].label : `${phase}: ${request.action} ${request.params.toString()}`);
+        }
+      }
+    }
+
+    expect([...seen].sort()).toEqual(CALLS.map((call) => call.label).sort());
+  });
+});
+
+// -------------------------------------------------------------------------------------------------------
+// Throttling and 5xx
+// -------------------------------------------------------------------------------------------------------
+
+/**
+ * The faults of one call, in order, and the jitter that makes its two waits at least 40 and 80 ms (throttling waits
+ * have a base 20 times longer than 5xx ones; the bounds hold for current and older SDK releases).
+ */
+const FAULT_SEQUENCES: ReadonlyArray<readonly [string, readonly Ec2Fault[], number]> = [
+  ['RequestLimitExceeded twice', [EC2_FAULTS.throttling, EC2_FAULTS.throttling], 0.1],
+  ['InternalError (500), then Unavailable (503)', [EC2_FAULTS.internalError, EC2_FAULTS.unavailable], 0.99],
+];
+const MATRIX = CALLS.flatMap((call) => FAULT_SEQUENCES.map(([label, faults, jitter]) => [call.label, label, call, faults, jitter] as const));
+
+describe('throttling and 5xx answers, twice in a row on one call', () => {
+  test.each(MATRIX)('%s, %s: retried with growing waits; the bake and the delete succeed', async (_label, _faults, call, faults, jitter) => {
+    pinJitter(jitter);
+    const bake = await Bake.start(call.builderAfterBake);
+
+    for (const phase of PHASES) {
+      if (phase === call.phase) {
+        faults.forEach((fault) => harness.proxy.failNext(call.action, 1, fault, call.matches));
+      }
+      await bake.step(phase);
+    }
+
+    expect(harness.proxy.unusedFaults()).toEqual({});
+    const attempts = attemptsOfFaultedCall();
+    expect(attempts.map((attempt) => [attempt.action, attempt.attempt, attempt.maxAttempts, attempt.status, attempt.errorCode])).toEqual([
+      [call.action, 1, MAX_ATTEMPTS, faults[0].status, faults[0].code],
+      [call.action, 2, MAX_ATTEMPTS, faults[1].status, faults[1].code],
+      [call.action, 3, MAX_ATTEMPTS, 200, undefined],
+    ]);
+    expect(attempts.every((attempt) => call.matches?.(attempt.params) ?? true)).toBe(true);
+    // Backoff: no retry at once, and the second wait at least twice the first one's lower bound.
+    const [first, second] = waitsBetween(attempts);
+    expect(first).toBeGreaterThanOrEqual(40);
+    expect(second).toBeGreaterThanOrEqual(80);
+  });
+});
+
+describe('once the SDK gives up', () => {
+  beforeEach(loadFreshHandler);
+
+  test.each(CALLS.map((call) => [call.label, call] as const))(
+    '%s throttled on every attempt: fails naming the call, its ids, the code and the attempts; the Delete that follows cleans up',
+    async (_label, call) => {
+      pinJitter(0.01);
+      const bake = await Bake.start(call.builderAfterBake);
+      for (const phase of PHASES.slice(0, PHASES.indexOf(call.phase))) {
+        await bake.step(phase);
+      }
+      harness.proxy.failNext(call.action, MAX_ATTEMPTS + 4, EC2_FAULTS.throttling, call.matches);
+
+      const failure = await bake.step(call.phase).then(() => undefined, (error: unknown) => error);
+
+      const message = (failure as Error | undefined)?.message ?? '(it did not fail)';
+      expect(message).toContain(call.names(bake.ids));
+      expect(message).toContain(`RequestLimitExceeded: Request limit exceeded. (after ${MAX_ATTEMPTS} attempts)`);
+      const attempts = attemptsOfFaultedCall();
+      expect(attempts.map((attempt) => [attempt.attempt, attempt.errorCode])).toEqual(
+        Array.from({ length: MAX_ATTEMPTS }, (_, index) => [index + 1, 'RequestLimitExceeded']),
+      );
+      expect(harness.proxy.unusedFaults()).toEqual({ [call.action]: 4 });
+
+      // CloudFormation's Delete (the rollback of a failed Create, or the retry of a failed Delete) removes what is left.
+      harness.proxy.clearFaults();
+      await bake.delete();
+    },
+  );
+
+  test('CreateImage answered InternalError on every attempt: fails naming the builder, the image name and the code; no image is left', async () => {
+    pinJitter(0.2);
+    const bake = await Bake.start();
+    harness.proxy.failNext('CreateImage', MAX_ATTEMPTS + 1, EC2_FAULTS.internalError);
+
+    await expect(handler.onEvent(bake.createEvent)).rejects.toThrow(
+      `CreateImage for builder ${bake.builder} (image name ${bake.name}) failed: InternalError: An internal error has occurred. (after ${MAX_ATTEMPTS} attempts)`,
+    );
+
+    expect(harness.proxy.count('CreateImage')).toBe(MAX_ATTEMPTS);
+    expect(harness.proxy.unusedFaults()).toEqual({ CreateImage: 1 });
+    expect(await ownImageIds()).toEqual([]);
+  });
+});
+
+// -------------------------------------------------------------------------------------------------------
+// Answers lost after EC2 carried the request out
+// -------------------------------------------------------------------------------------------------------
+
+const LOSSES: ReadonlyArray<[string, LostResponse]> = [['an InternalError answer', EC2_FAULTS.internalError], ['a reset connection', 'connection-reset']];
+
+describe('an answer lost after EC2 carried the request out, so that the SDK sends it again', () => {
+  test.each(LOSSES)('CreateImage (%s): the retry meets InvalidAMIName.Duplicate, the handler adopts the image; one image exists', async (_label, how) => {
+    pinJitter(0.99);
+    const bake = await Bake.start();
+    harness.proxy.loseResponses('CreateImage', 1, how);
+
+    await bake.create();
+
+    const createImages = harness.proxy.requests.filter((request) => request.action === 'CreateImage');
+    expect(createImages.map((request) => [request.attempt, request.injected, request.errorCode])).toEqual([
+      [1, 'response-lost', how === 'connection-reset' ? 'ECONNRESET' : how.code],
+      [2, undefined, 'InvalidAMIName.Duplicate'],
+    ]);
+    expect(createImages[1].invocationId).toBe(createImages[0].invocationId);
+    await bake.poll();
+    await bake.delete();
+  });
+
+  // Both ways of losing an answer are retried alike by the SDK (CreateImage above shows it): one way per call here.
+  // The answer EC2 gives the repeated request: StopInstances and TerminateInstances repeat fine; the others find the
+  // image or snapshot gone (the handler also takes InvalidAMIID.NotFound for a gone image).
+  test.each([
+    ['StopInstances', 'a reset connection', 'stop', 'poll', 'connection-reset', undefined],
+    ['TerminateInstances', 'an InternalError answer', 'terminate', 'poll', EC2_FAULTS.internalError, undefined],
+    ['DeregisterImage', 'a reset connection', 'stop', 'delete', 'connection-reset', 'InvalidAMIID.Unavailable'],
+    ['DeleteSnapshot', 'an InternalError answer', 'stop', 'delete', EC2_FAULTS.internalError, 'InvalidSnapshot.NotFound'],
+  ] as const)(
+    '%s (%s): the repeated request finds the work done; the bake and the delete succeed',
+    async (action, _label, builderAfterBake, phase, how, repeatedAnswer) => {
+      pinJitter(0.99);
+      const bake = await Bake.start(builderAfterBake);
+      for (const step of PHASES) {
+        if (step === phase) {
+          harness.proxy.loseResponses(action, 1, how);
+        }
+        await bake.step(step);
+      }
+
+      expect(harness.proxy.unusedFaults()).toEqual({});
+      const sent = harness.proxy.requests.filter((request) => request.action === action);
+      expect(sent.map((request) => [request.attempt, request.injected, request.errorCode])).toEqual([
+        [1, 'response-lost', how === 'connection-reset' ? 'ECONNRESET' : how.code],
+        [2, undefined, repeatedAnswer],
+      ]);
+      expect(sent[1].invocationId).toBe(sent[0].invocationId);
+    },
+  );
+});
+
+// -------------------------------------------------------------------------------------------------------
+// Images that fail or stay pending
+// -------------------------------------------------------------------------------------------------------
+
+describe('an image that does not become available', () => {
+  test('failed: isComplete fails naming image, builder, state, StateReason and where to look; the Delete removes the image and its snapshot', async () => {
+    const bake = await Bake.start();
+    await bake.create();
+    const reason = { code: 'Server.InternalError', message: 'Internal error while creating the snapshot' };
+    harness.proxy.failImage(bake.imageId, 2, reason);
+
+    const failure = handler.isComplete(completeEvent(bake.createEvent, { PhysicalResourceId: bake.imageId }));
+
+    await expect(failure).rejects.toThrow(
+      `Image ${bake.imageId} from builder ${bake.builder} is failed (Server.InternalError: Internal error while creating the snapshot).`,
+    );
+    await expect(failure).rejects.toThrow(/cfn-init log \(\/var\/log\/cfn-init\.log; also in the builder's system log.*printLog/);
+    // The builder is left as it is, for a look at it.
+    expect(await instanceState(bake.builder)).toBe('running');
+    expect(harness.proxy.count('StopInstances')).toBe(0);
+
+    // The rollback's Delete sees the image failed too, and removes it with its snapshot.
+    await bake.delete();
+    expect(harness.proxy.unusedRewrites()).toBe(0);
+  });
+
+  test('pending past bakeTimeout: isComplete fails naming bakeTimeout and its value; the Delete removes the pending image and its snapshot', async () => {
+    const bake = await Bake.start('stop', { [Prop.BAKE_TIMEOUT_SECONDS]: '900' });
+    await bake.create();
+    // Pending for the two polls and for the Delete.
+    harness.proxy.holdPending(bake.imageId, 3);
+    const poll = () => handler.isComplete(completeEvent(bake.createEvent, { PhysicalResourceId: bake.imageId }));
+    await expect(poll()).resolves.toEqual({ IsComplete: false });
+    // The image has been pending for an hour.
+    harness.proxy.rewriteResponses('DescribeImages', 1, (body) => body.replace(
+      /<creationDate>[^<]*<\/creationDate>/,
+      `<creationDate>${new Date(Date.now() - 3_600_000).toISOString()}</creationDate>`,
+    ), describeImagesById(bake.imageId));
+
+    const failure = poll();
+
+    await expect(failure).rejects.toThrow(new RegExp(
+      `^Image ${bake.imageId} from builder ${bake.builder} is still pending after 360\\d s, longer than bakeTimeout \\(900 s\\)`,
+    ));
+    await expect(failure).rejects.toThrow('the pending image is deleted with this resource');
+    expect(await instanceState(bake.builder)).toBe('running');
+
+    await bake.delete();
+    expect(harness.proxy.unusedRewrites()).toBe(0);
+    expect(harness.proxy.count('DeregisterImage')).toBe(1);
+    expect(harness.proxy.count('DeleteSnapshot')).toBe(1);
+  });
+});

@@ -1,0 +1,220 @@
+/**
+ * The failure messages of the bake-image handlers once the AWS SDK has given up on an EC2 call (retries exhausted),
+ * for every call the handlers make. The retries themselves run against moto in moto-faults.test.ts; here the EC2
+ * client is mocked (aws-sdk-client-mock, which bypasses the SDK's retry middleware) and answers with the error the
+ * SDK throws after its last attempt: the service error, with `$metadata.attempts` set.
+ */
+import {
+  CreateImageCommand,
+  DeleteSnapshotCommand,
+  DeregisterImageCommand,
+  DescribeImagesCommand,
+  DescribeSnapshotsCommand,
+  EC2Client,
+  EC2ServiceException,
+  type Image,
+  StopInstancesCommand,
+  TerminateInstancesCommand,
+} from '@aws-sdk/client-ec2';
+import { mockClient } from 'aws-sdk-client-mock';
+import { isComplete, onEvent } from '../../lambda/bake-image';
+import { imageName } from '../../lambda/bake-image/naming';
+import { parseProperties } from '../../lambda/bake-image/properties';
+import type { IsCompleteRequest, OnEventRequest } from '../../lambda/bake-image/types';
+import { MANAGED_BY_VALUE, Tag } from '../../src/private/contract';
+
+const ec2 = mockClient(EC2Client);
+
+const STACK_ID = 'arn:aws:cloudformation:us-east-1:123456789012:stack/MyStack/11111111-2222-3333-4444-555555555555';
+const LOGICAL_ID = 'ImageBake1234';
+const BUILDER = 'i-0123456789abcdef0';
+const IMAGE_ID = 'ami-0123456789abcdef0';
+const SNAPSHOT_ID = 'snap-0123456789abcdef0';
+const PROPS: Record<string, string> = { InstanceId: BUILDER, NamePrefix: 'web', Description: 'Web server image' };
+const NAME = imageName(parseProperties(PROPS));
+
+function onEventRequest(requestType: 'Create' | 'Delete', props: Record<string, string> = {}): OnEventRequest {
+  return {
+    RequestType: requestType,
+    RequestId: 'request-0001',
+    StackId: STACK_ID,
+    LogicalResourceId: LOGICAL_ID,
+    ResourceType: 'Custom::BakedImage',
+    ResourceProperties: { ...PROPS, ...props },
+    ...(requestType === 'Delete' ? { PhysicalResourceId: IMAGE_ID } : {}),
+  };
+}
+
+function isCompleteRequest(props: Record<string, string> = {}): IsCompleteRequest {
+  return { ...onEventRequest('Create', props), PhysicalResourceId: IMAGE_ID };
+}
+
+/** The error the SDK throws when it gives up: the last answer's service error, with the attempts it made. */
+function exhausted(code: string, message: string, attempts = 6, httpStatusCode = 503): EC2ServiceException {
+  return new EC2ServiceException({
+    name: code,
+    $fault: httpStatusCode >= 500 ? 'server' : 'client',
+    $metadata: { httpStatusCode, attempts, totalRetryDelay: 9_876 },
+    message,
+  });
+}
+
+const ownImage: Image = {
+  ImageId: IMAGE_ID,
+  Name: NAME,
+  State: 'available',
+  BlockDeviceMappings: [{ DeviceName: '/dev/xvda', Ebs: { SnapshotId: SNAPSHOT_ID } }],
+  Tags: [
+    { Key: Tag.MANAGED_BY, Value: MANAGED_BY_VALUE },
+    { Key: Tag.STACK_ID, Value: STACK_ID },
+    { Key: Tag.LOGICAL_ID, Value: LOGICAL_ID },
+  ],
+};
+
+interface FailingCall {
+  /** Lets every call before the failing one succeed, and makes the failing one throw `error`. */
+  readonly arrange: (error: Error) => void;
+  readonly act: () => Promise<unknown>;
+  /** The failure message for an error whose own description (code, message, attempts) is `detail`. */
+  readonly message: (detail: string) => string;
+  /** Describe calls annotate the SDK error itself (so its name and $metadata survive); the others wrap it. */
+  readonly keepsError: boolean;
+}
+
+const CALLS: Record<string, FailingCall> = {
+  'DescribeImages by name (Create)': {
+    arrange: (error) => ec2.on(DescribeImagesCommand).rejects(error),
+    act: () => onEvent(onEventRequest('Create')),
+    message: (detail) => `DescribeImages for the image named ${NAME} failed: ${detail}`,
+    keepsError: true,
+  },
+  'CreateImage': {
+    arrange: (error) => {
+      ec2.on(DescribeImagesCommand).resolves({ Images: [] });
+      ec2.on(CreateImageCommand).rejects(error);
+    },
+    act: () => onEvent(onEventRequest('Create')),
+    message: (detail) => `CreateImage for builder ${BUILDER} (image name ${NAME}) failed: ${detail}.`,
+    keepsError: false,
+  },
+  'DescribeImages by id (isComplete)': {
+    arrange: (error) => ec2.on(DescribeImagesCommand).rejects(error),
+    act: () => isComplete(isCompleteRequest()),
+    message: (detail) => `DescribeImages for image ${IMAGE_ID} failed: ${detail}`,
+    keepsError: true,
+  },
+  'StopInstances': {
+    arrange: (error) => {
+      ec2.on(DescribeImagesCommand).resolves({ Images: [ownImage] });
+      ec2.on(StopInstancesCommand).rejects(error);
+    },
+    act: () => isComplete(isCompleteRequest({ BuilderAfterBake: 'stop' })),
+    message: (detail) => `Could not stop builder ${BUILDER}: ${detail}`,
+    keepsError: false,
+  },
+  'TerminateInstances': {
+    arrange: (error) => {
+      ec2.on(DescribeImagesCommand).resolves({ Images: [ownImage] });
+      ec2.on(TerminateInstancesCommand).rejects(error);
+    },
+    act: () => isComplete(isCompleteRequest({ BuilderAfterBake: 'terminate' })),
+    message: (detail) => `Could not terminate builder ${BUILDER}: ${detail}`,
+    keepsError: false,
+  },
+  'DescribeImages by id (Delete)': {
+    arrange: (error) => ec2.on(DescribeImagesCommand).rejects(error),
+    act: () => onEvent(onEventRequest('Delete')),
+    message: (detail) => `DescribeImages for image ${IMAGE_ID} failed: ${detail}`,
+    keepsError: true,
+  },
+  'DescribeSnapshots': {
+    arrange: (error) => {
+      ec2.on(DescribeImagesCommand).resolves({ Images: [ownImage] });
+      ec2.on(DescribeSnapshotsCommand).rejects(error);
+    },
+    act: () => onEvent(onEventRequest('Delete')),
+    message: (detail) => `DescribeSnapshots for the snapshots of image ${IMAGE_ID} (${NAME}) failed: ${detail}`,
+    keepsError: true,
+  },
+  'DeregisterImage': {
+    arrange: (error) => {
+      ec2.on(DescribeImagesCommand).resolves({ Images: [ownImage] });
+      ec2.on(DescribeSnapshotsCommand).resolves({ Snapshots: [] });
+      ec2.on(DeregisterImageCommand).rejects(error);
+    },
+    act: () => onEvent(onEventRequest('Delete')),
+    message: (detail) => `Could not deregister image ${IMAGE_ID}: ${detail}`,
+    keepsError: false,
+  },
+  'DeleteSnapshot': {
+    arrange: (error) => {
+      ec2.on(DescribeImagesCommand).resolves({ Images: [ownImage] });
+      ec2.on(DescribeSnapshotsCommand).resolves({ Snapshots: [] });
+      ec2.on(DeregisterImageCommand).resolves({});
+      ec2.on(DeleteSnapshotCommand).rejects(error);
+    },
+    act: () => onEvent(onEventRequest('Delete')),
+    message: (detail) => `Could not delete snapshot ${SNAPSHOT_ID} of image ${IMAGE_ID}: ${detail}`,
+    keepsError: false,
+  },
+};
+
+async function failureOf(call: FailingCall, error: Error): Promise<unknown> {
+  call.arrange(error);
+  return call.act().then(
+    (result) => {
+      throw new Error(`expected a failure, got ${JSON.stringify(result)}`);
+    },
+    (failure: unknown) => failure,
+  );
+}
+
+beforeEach(() => {
+  ec2.reset();
+  jest.spyOn(console, 'log').mockImplementation(() => {});
+  jest.spyOn(console, 'warn').mockImplementation(() => {});
+});
+
+afterEach(() => {
+  jest.restoreAllMocks();
+});
+
+describe('after the SDK gave up on a call', () => {
+  test.each(Object.entries(CALLS))('%s: the message names the call, its ids, the error code and the attempts', async (_label, call) => {
+    const error = exhausted('RequestLimitExceeded', 'Request limit exceeded.');
+
+    const failure = await failureOf(call, error);
+
+    expect((failure as Error).message).toBe(call.message('RequestLimitExceeded: Request limit exceeded. (after 6 attempts)'));
+    if (call.keepsError) {
+      // Still the SDK's error: its code and metadata are there for whoever catches it.
+      expect(failure).toBe(error);
+      expect(failure).toMatchObject({ name: 'RequestLimitExceeded', $metadata: { attempts: 6 } });
+    }
+  });
+
+  test.each([
+    ['InternalError', 'An internal error has occurred.', 500],
+    ['Unavailable', 'The server is overloaded and can\'t handle the request.', 503],
+  ])('a 5xx %s is reported with its code, message and attempts', async (code, message, status) => {
+    const failure = await failureOf(CALLS.DeleteSnapshot, exhausted(code, message, 6, status));
+
+    expect((failure as Error).message).toBe(CALLS.DeleteSnapshot.message(`${code}: ${message} (after 6 attempts)`));
+  });
+});
+
+describe('a call that failed without retries', () => {
+  test('says nothing about attempts when the SDK made only one', async () => {
+    const failure = await failureOf(CALLS.DescribeSnapshots, exhausted('UnauthorizedOperation', 'You are not authorized to perform this operation.', 1, 403));
+
+    expect((failure as Error).message).toBe(
+      `DescribeSnapshots for the snapshots of image ${IMAGE_ID} (${NAME}) failed: UnauthorizedOperation: You are not authorized to perform this operation.`,
+    );
+  });
+
+  test('reports an error without a code or metadata by its message', async () => {
+    const failure = await failureOf(CALLS['DescribeImages by id (isComplete)'], new Error('socket hang up'));
+
+    expect((failure as Error).message).toBe(`DescribeImages for image ${IMAGE_ID} failed: socket hang up`);
+  });
+});
