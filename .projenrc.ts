@@ -27,6 +27,20 @@ const project = new awscdk.AwsCdkConstructLibrary({
     distName: 'cdk-baked-image',
     module: 'cdk_baked_image',
   },
+  // Java, .NET and Go are packaged by the release workflow only: their toolchains and registries are not
+  // reachable on the development machines (see CONTRIBUTING.md). `package` under CI=true builds only js.
+  publishToMaven: {
+    javaPackage: 'io.github.cdkbakedimage',
+    mavenGroupId: 'io.github.cdk-baked-image',
+    mavenArtifactId: 'cdk-baked-image',
+  },
+  publishToNuget: {
+    dotNetNamespace: 'CdkBakedImage',
+    packageId: 'CdkBakedImage',
+  },
+  publishToGo: {
+    moduleName: 'github.com/cdk-baked-image/cdk-baked-image-go',
+  },
 
   devDeps: [
     '@aws-sdk/client-ec2@^3.1100.0',
@@ -44,12 +58,12 @@ const project = new awscdk.AwsCdkConstructLibrary({
   tsconfigDevFile: 'tsconfig.dev.json',
   tsconfigDev: {
     compilerOptions: {},
-    include: ['src/**/*.ts', 'test/**/*.ts', 'lambda/**/*.ts', 'examples/**/*.ts', 'build-tools/**/*.ts', '.projenrc.ts'],
+    include: ['src/**/*.ts', 'test/**/*.ts', 'lambda/**/*.ts', 'examples/**/*.ts', 'build-tools/**/*.ts', 'bench/**/*.ts', '.projenrc.ts'],
     exclude: ['node_modules', 'cdk.out'],
   },
   eslintOptions: {
     dirs: ['src'],
-    devdirs: ['test', 'lambda', 'examples', 'build-tools'],
+    devdirs: ['test', 'lambda', 'examples', 'build-tools', 'bench'],
     tsconfigPath: './tsconfig.dev.json',
     projectService: false,
   },
@@ -100,6 +114,62 @@ project.addTask('example', {
   steps: [
     { spawn: bundle.bundleTask.name },
     { exec: 'ts-node --project tsconfig.dev.json build-tools/run-example.ts' },
+  ],
+});
+
+// README and doc-comment (@example) snippets compile: jsii-rosetta in strict mode, with the fixtures in rosetta/.
+// Its tablet (.jsii.tabl.json) is a by-product: neither committed nor shipped, so the npm package does not
+// depend on whether the check ran before packaging.
+project.gitignore.exclude('/.jsii.tabl.json');
+project.addPackageIgnore('/.jsii.tabl.json');
+// Benchmarks are sources too: they stay out of the npm package (package:python-offline checks the package's contents).
+project.addPackageIgnore('/bench/');
+project.addTask('rosetta:extract', {
+  description: 'Compile every TypeScript example of README.md and of the doc comments with jsii-rosetta in strict mode (fixtures in rosetta/)',
+  steps: [
+    { spawn: 'compile' },
+    { exec: 'jsii-rosetta extract --strict' },
+  ],
+});
+
+// jsii-pacmak's python target pip-installs its build tools; this builds the wheel and sdist offline into
+// dist/python and checks what they carry (build-tools/package-python-offline.ts).
+project.addTask('package:python-offline', {
+  description: 'Build the Python wheel and sdist into dist/python without network access, and check their contents',
+  steps: [
+    { spawn: bundle.bundleTask.name },
+    { spawn: 'compile' },
+    { exec: 'ts-node --project tsconfig.dev.json build-tools/package-python-offline.ts' },
+  ],
+});
+
+// Integration tests (test/integ.*.ts) with committed snapshots. Verifying needs no AWS access; the handler
+// bundle must exist first (Code.fromAsset). Asset hashes are left out of the comparison (diffAssets: false).
+const integEnv = { TS_NODE_PROJECT: 'tsconfig.dev.json' };
+project.gitattributes.addAttributes('/test/*.snapshot/**', 'linguist-generated');
+project.addTask('integ:verify', {
+  description: 'Synthesize test/integ.*.ts and compare the templates with the committed snapshots (no AWS access)',
+  env: integEnv,
+  steps: [
+    { spawn: bundle.bundleTask.name },
+    { exec: 'integ-runner --language typescript', receiveArgs: true },
+  ],
+});
+project.addTask('integ:update', {
+  description: 'Rewrite the integ snapshots whose templates changed, WITHOUT deploying (integ-runner --dry-run, "not recommended" by the runner: see TESTING.md)',
+  env: integEnv,
+  steps: [
+    { spawn: bundle.bundleTask.name },
+    { exec: 'integ-runner --language typescript --update-on-failed --dry-run', receiveArgs: true },
+  ],
+});
+
+// Benchmarks print figures and write bench/RESULTS.md; they are not tests (nothing is timed in jest).
+project.addTask('bench', {
+  description: 'Measure synth time, handler bundle size and load time, EC2 calls per lifecycle (moto_server) and the poll cost; writes bench/RESULTS.md',
+  steps: [
+    { spawn: bundle.bundleTask.name },
+    { exec: 'ts-node --project tsconfig.dev.json bench/run.ts' },
   ],
 });
 
