@@ -1,3 +1,4 @@
+import { createHash } from 'crypto';
 import { Annotations, Aws, CfnResource, CustomResource, Duration, Names, RemovalPolicy, Size, Stack, Tags, Token } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
@@ -16,6 +17,10 @@ import {
   Tag,
 } from './private/contract';
 import { RootVolume } from './private/root-volume';
+import { Sanitize } from './sanitize';
+
+/** The config set, and config, the builder runs last to clean up before the image is captured. */
+const SANITIZE_CONFIG = 'cdkBakedImageSanitize';
 
 /**
  * What happens to the builder instance once its image is available.
@@ -162,6 +167,16 @@ export interface BakedImageProps {
   readonly builderAfterBake?: BuilderAfterBake;
 
   /**
+   * What the builder removes after `init` succeeded and before the image is captured: cloud-init
+   * state, SSH host keys, authorized keys, shell history, cfn-init's cached metadata, the machine id,
+   * temporary files and logs, so that nothing of the builder's identity or of the bake's inputs is
+   * baked into every instance.
+   *
+   * @default Sanitize.defaults()
+   */
+  readonly sanitize?: Sanitize;
+
+  /**
    * Capture the image without rebooting the builder first.
    *
    * Faster, but EC2 then gives no file-system consistency guarantee for the image.
@@ -268,8 +283,11 @@ export class BakedImage extends Construct implements ec2.IMachineImage, iam.IGra
     // The image inputs go into the builder's user data. With init options, ec2.Instance derives its
     // logical id from the user data, so any change of them replaces the builder, and the new instance
     // id tells the custom resource to bake a new image from a fresh, fully configured instance.
+    const sanitizeCommands = (props.sanitize ?? Sanitize.defaults()).commandsFor(base.osType);
+    const configSets = props.initOptions?.configSets ?? ['default'];
     const userData = ec2.UserData.forOperatingSystem(base.osType);
     userData.addCommands(`# cdk-baked-image inputs: ${Stack.of(this).toJsonString({
+      sanitize: sanitizeCommands.length > 0 ? createHash('sha256').update(JSON.stringify(sanitizeCommands)).digest('hex').slice(0, 16) : 'none',
       namePrefix,
       description,
       noReboot: props.noReboot ?? false,
@@ -291,7 +309,11 @@ export class BakedImage extends Construct implements ec2.IMachineImage, iam.IGra
       userData,
       userDataCausesReplacement: true,
       init: props.init,
-      initOptions: { timeout: Duration.minutes(30), ...props.initOptions },
+      initOptions: {
+        timeout: Duration.minutes(30),
+        ...props.initOptions,
+        configSets: sanitizeCommands.length > 0 ? [...configSets, SANITIZE_CONFIG] : configSets,
+      },
       httpTokens: ec2.HttpTokens.REQUIRED,
       httpEndpoint: true,
       instanceName: `${namePrefix} builder`,
@@ -307,8 +329,11 @@ export class BakedImage extends Construct implements ec2.IMachineImage, iam.IGra
         }),
       }],
     });
-    problems.push(...configSetProblems(this.builder, props.initOptions?.configSets ?? ['default']));
+    problems.push(...configSetProblems(this.builder, configSets));
     throwIfInvalid(this, problems);
+    if (sanitizeCommands.length > 0) {
+      addSanitizeConfig(this.builder, sanitizeCommands);
+    }
 
     acknowledge(this.builder.instance, 'AwsSolutions-EC28',
       'The builder lives for one bake and is then stopped or terminated: detailed monitoring would bill for metrics nobody reads.');
@@ -476,4 +501,26 @@ function configSetProblems(builder: ec2.Instance, configSets: string[]): string[
     return [];
   }
   return [`initOptions.configSets names ${missing.map((name) => `'${name}'`).join(', ')}, which init does not define (it defines ${defined.map((name) => `'${name}'`).join(', ') || 'none'}). Name config sets of init, or add them with CloudFormationInit.fromConfigSets`];
+}
+
+/**
+ * Adds the clean-up as the builder's last cfn-init config set. It goes into the builder's own rendered
+ * metadata, never into the user's CloudFormationInit, which may be shared with other resources.
+ */
+function addSanitizeConfig(builder: ec2.Instance, commands: string[]): void {
+  const key = 'AWS::CloudFormation::Init';
+  const metadata = builder.instance.getMetadata(key);
+  if (!metadata || typeof metadata !== 'object' || Token.isUnresolved(metadata)) {
+    throw new Error(`Cannot add the sanitize step to ${builder.node.path}: its cfn-init metadata is not a plain object`);
+  }
+  const width = String(commands.length).length;
+  const rendered: Record<string, { command: string }> = {};
+  commands.forEach((command, index) => {
+    rendered[`${String(index + 1).padStart(width, '0')}-sanitize`] = { command };
+  });
+  builder.instance.addMetadata(key, {
+    ...metadata,
+    configSets: { ...metadata.configSets, [SANITIZE_CONFIG]: [SANITIZE_CONFIG] },
+    [SANITIZE_CONFIG]: { commands: rendered },
+  });
 }

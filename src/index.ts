@@ -1,1 +1,2 @@
 export * from './baked-image';
+export * from './sanitize';
