@@ -13,6 +13,9 @@ import {
   IMAGE_NAME_PATTERN,
   MAX_NAME_PREFIX_LENGTH,
   Prop,
+  ACCOUNT_ID_PATTERN,
+  ORGANIZATION_ARN_PATTERN,
+  ORGANIZATIONAL_UNIT_ARN_PATTERN,
   RemovalMode,
   Tag,
 } from './private/contract';
@@ -43,6 +46,32 @@ export enum BuilderAfterBake {
    * Leave the builder running, for example to inspect it. It is billed until the stack is deleted.
    */
   KEEP_RUNNING = 'KEEP_RUNNING',
+}
+
+/**
+ * Who may launch a baked image besides the account that bakes it.
+ */
+export interface ImageSharing {
+  /**
+   * AWS account ids (12 digits).
+   *
+   * @default - none
+   */
+  readonly accounts?: string[];
+
+  /**
+   * AWS Organizations organization ARNs (`arn:aws:organizations::111122223333:organization/o-...`).
+   *
+   * @default - none
+   */
+  readonly organizationArns?: string[];
+
+  /**
+   * AWS Organizations organizational unit ARNs (`arn:aws:organizations::111122223333:ou/o-.../ou-...`).
+   *
+   * @default - none
+   */
+  readonly organizationalUnitArns?: string[];
 }
 
 /**
@@ -186,6 +215,19 @@ export interface BakedImageProps {
   readonly noReboot?: boolean;
 
   /**
+   * Share the image: launch permissions for other accounts, organizations or organizational units,
+   * granted once the image is available and kept exactly as listed (a shorter list removes
+   * permissions; no rebake). The image is never made public.
+   *
+   * Images encrypted with the AWS managed key `aws/ebs` cannot be shared, so sharing needs
+   * `volumeEncryptionKey`. When that key is defined in this app (a `kms.Key`), its key policy lets the
+   * listed accounts and organizations use it to launch the image; an imported key must already allow them.
+   *
+   * @default - not shared
+   */
+  readonly shareWith?: ImageSharing;
+
+  /**
    * Publish the image id to an SSM parameter of this name, of data type `aws:ec2:image` (so that EC2
    * launch templates and instance refresh can resolve it). The parameter follows every rebake and is
    * deleted with the stack.
@@ -272,6 +314,7 @@ export class BakedImage extends Construct implements ec2.IMachineImage, iam.IGra
     const problems = inputProblems(this, {
       namePrefix, description, bakeTimeout, removalPolicy, vpc: props.vpc, vpcSubnets, parameterName: props.imageIdParameterName,
     });
+    problems.push(...sharingProblems(props.shareWith, props.volumeEncryptionKey));
     if (problems.some((problem) => problem.startsWith('vpcSubnets'))) {
       // Without subnets there is no builder to check the rest against.
       throwIfInvalid(this, problems);
@@ -356,6 +399,9 @@ export class BakedImage extends Construct implements ec2.IMachineImage, iam.IGra
         [Prop.REMOVAL]: removalPolicy === RemovalPolicy.RETAIN ? RemovalMode.RETAIN : RemovalMode.DESTROY,
         [Prop.BUILDER_AFTER_BAKE]: builderMode(builderAfterBake),
         [Prop.BAKE_TIMEOUT_SECONDS]: String(bakeTimeout.toSeconds()),
+        [Prop.SHARE_ACCOUNTS]: props.shareWith?.accounts ?? [],
+        [Prop.SHARE_ORGANIZATIONS]: props.shareWith?.organizationArns ?? [],
+        [Prop.SHARE_ORGANIZATIONAL_UNITS]: props.shareWith?.organizationalUnitArns ?? [],
       },
     });
     const imageLogicalId = Stack.of(this).getLogicalId(image.node.defaultChild as CfnResource);
@@ -376,6 +422,10 @@ export class BakedImage extends Construct implements ec2.IMachineImage, iam.IGra
         dataType: ssm.ParameterDataType.AWS_EC2_IMAGE,
         description: `The AMI baked by ${this.node.path} (cdk-baked-image)`,
       });
+    }
+
+    if (props.shareWith && props.volumeEncryptionKey) {
+      shareKey(this, props.shareWith, props.volumeEncryptionKey);
     }
 
     if (props.noReboot) {
@@ -523,4 +573,71 @@ function addSanitizeConfig(builder: ec2.Instance, commands: string[]): void {
     configSets: { ...metadata.configSets, [SANITIZE_CONFIG]: [SANITIZE_CONFIG] },
     [SANITIZE_CONFIG]: { commands: rendered },
   });
+}
+
+/** Each listed account, organization and unit must be well-formed; sharing needs a customer managed key. */
+function sharingProblems(sharing: ImageSharing | undefined, key: kms.IKey | undefined): string[] {
+  if (!sharing) {
+    return [];
+  }
+  const problems: string[] = [];
+  const check = (name: string, values: string[] | undefined, pattern: RegExp, what: string) => {
+    if (values === undefined || Token.isUnresolved(values)) {
+      return;
+    }
+    const bad = values.filter((value) => !Token.isUnresolved(value) && !pattern.test(value));
+    if (bad.length > 0) {
+      problems.push(`shareWith.${name} must list ${what}, got '${bad.join("', '")}'`);
+    }
+  };
+  check('accounts', sharing.accounts, ACCOUNT_ID_PATTERN, '12-digit account ids');
+  check('organizationArns', sharing.organizationArns, ORGANIZATION_ARN_PATTERN, 'organization ARNs (arn:aws:organizations::111122223333:organization/o-...)');
+  check('organizationalUnitArns', sharing.organizationalUnitArns, ORGANIZATIONAL_UNIT_ARN_PATTERN,
+    'organizational unit ARNs (arn:aws:organizations::111122223333:ou/o-.../ou-...)');
+  const listed = (sharing.accounts?.length ?? 0) + (sharing.organizationArns?.length ?? 0) + (sharing.organizationalUnitArns?.length ?? 0);
+  if (listed > 0 && !key) {
+    problems.push('shareWith needs volumeEncryptionKey: an image encrypted with the AWS managed key aws/ebs cannot be shared. Pass a customer managed kms.Key');
+  }
+  return problems;
+}
+
+/** The KMS actions an account needs on the key of a shared image to launch instances from it. */
+const LAUNCH_KEY_ACTIONS = ['kms:Decrypt', 'kms:DescribeKey', 'kms:ReEncrypt*', 'kms:GenerateDataKeyWithoutPlaintext', 'kms:CreateGrant'];
+
+/**
+ * Lets the accounts and organizations the image is shared with use its key, when the key is defined
+ * in this app. Organizational units cannot be named in a key policy by their ARN: they get a warning.
+ */
+function shareKey(scope: Construct, sharing: ImageSharing, key: kms.IKey): void {
+  const listed = [...sharing.accounts ?? [], ...sharing.organizationArns ?? [], ...sharing.organizationalUnitArns ?? []];
+  if (listed.length === 0) {
+    return;
+  }
+  if (!(key instanceof kms.Key)) {
+    Annotations.of(scope).addWarningV2('cdk-baked-image:shareImportedKey',
+      'shareWith with an imported volumeEncryptionKey: its key policy must let the listed accounts use it (kms:Decrypt, kms:DescribeKey, kms:ReEncrypt*, kms:GenerateDataKeyWithoutPlaintext, kms:CreateGrant), or they cannot launch the image.');
+    return;
+  }
+  const accounts = sharing.accounts ?? [];
+  if (accounts.length > 0) {
+    key.addToResourcePolicy(new iam.PolicyStatement({
+      sid: 'LaunchSharedBakedImageAccounts',
+      actions: LAUNCH_KEY_ACTIONS,
+      principals: accounts.map((account) => new iam.AccountPrincipal(account)),
+      resources: ['*'],
+    }));
+  }
+  // One statement per organization: each principal carries its own aws:PrincipalOrgID condition.
+  (sharing.organizationArns ?? []).forEach((arn, index) => {
+    key.addToResourcePolicy(new iam.PolicyStatement({
+      sid: `LaunchSharedBakedImageOrganization${index + 1}`,
+      actions: LAUNCH_KEY_ACTIONS,
+      principals: [new iam.OrganizationPrincipal(arn.split('/').pop()!)],
+      resources: ['*'],
+    }));
+  });
+  if ((sharing.organizationalUnitArns ?? []).length > 0) {
+    Annotations.of(scope).addWarningV2('cdk-baked-image:shareOuKey',
+      'shareWith.organizationalUnitArns: a key policy cannot name organizational units by ARN. Let them use volumeEncryptionKey with an aws:PrincipalOrgPaths condition, or they cannot launch the image.');
+  }
 }

@@ -146,6 +146,9 @@ describe('the bake custom resource', () => {
       Removal: 'destroy',
       BuilderAfterBake: 'stop',
       BakeTimeoutSeconds: '3000',
+      ShareWithAccounts: [],
+      ShareWithOrganizations: [],
+      ShareWithOrganizationalUnits: [],
     });
   });
 
@@ -234,7 +237,7 @@ describe('one provider per stack', () => {
       })
       .flat()
       .sort();
-    for (const action of ['ec2:CreateImage', 'ec2:StopInstances', 'ec2:TerminateInstances', 'ec2:DeregisterImage', 'ec2:DeleteSnapshot']) {
+    for (const action of ['ec2:CreateImage', 'ec2:StopInstances', 'ec2:TerminateInstances', 'ec2:ModifyImageAttribute', 'ec2:DeregisterImage', 'ec2:DeleteSnapshot']) {
       expect(scoped(action)).toEqual(bakeIds);
     }
     // Unconditioned, CreateImage reaches only the new image and snapshot, never an instance.
@@ -309,7 +312,7 @@ describe('least privilege', () => {
       if (actions.every((action) => action === 'ec2:CreateTags')) {
         return conditions.StringEquals?.['ec2:CreateAction'] === 'CreateImage' ? 'tag-on-create' : undefined;
       }
-      if (actions.every((action) => action === 'ec2:DeregisterImage' || action === 'ec2:DeleteSnapshot')) {
+      if (actions.every((action) => ['ec2:ModifyImageAttribute', 'ec2:DeregisterImage', 'ec2:DeleteSnapshot'].includes(action))) {
         const tags = conditions.StringEquals ?? {};
         return tags['aws:ResourceTag/cdk-baked-image:stack-id'] && tags['aws:ResourceTag/cdk-baked-image:logical-id'] ? 'delete-own' : undefined;
       }
@@ -423,6 +426,42 @@ describe('secure builder', () => {
     const { stack, vpc } = newStack();
     bake(stack, vpc, 'Image', { vpcSubnets: { subnetType: ec2.SubnetType.PUBLIC } });
     Annotations.fromStack(stack).hasWarning('/TestStack/Image', Match.stringLikeRegexp('public subnet'));
+  });
+});
+
+describe('sharing', () => {
+  const ORG = 'arn:aws:organizations::111122223333:organization/o-abcdef1234';
+  const OU = 'arn:aws:organizations::111122223333:ou/o-abcdef1234/ou-ab12-cdef3456';
+
+  test('passes the accounts, organizations and units to the handler, and lets them use the image\'s key', () => {
+    const { stack, vpc } = newStack();
+    const key = new kms.Key(stack, 'Key');
+    bake(stack, vpc, 'Image', { volumeEncryptionKey: key, shareWith: { accounts: ['444455556666'], organizationArns: [ORG] } });
+    const template = Template.fromStack(stack);
+
+    const { resource } = bakeResourceOf(template);
+    expect(resource.Properties.ShareWithAccounts).toEqual(['444455556666']);
+    expect(resource.Properties.ShareWithOrganizations).toEqual([ORG]);
+    expect(resource.Properties.ShareWithOrganizationalUnits).toEqual([]);
+
+    const keyPolicy = Object.values<any>(template.findResources('AWS::KMS::Key'))[0].Properties.KeyPolicy.Statement;
+    const accounts = keyPolicy.find((st: any) => st.Sid === 'LaunchSharedBakedImageAccounts');
+    expect(accounts.Action).toEqual(expect.arrayContaining(['kms:Decrypt', 'kms:CreateGrant', 'kms:ReEncrypt*']));
+    expect(JSON.stringify(accounts.Principal)).toContain(':iam::444455556666:root');
+    const organization = keyPolicy.find((st: any) => st.Sid === 'LaunchSharedBakedImageOrganization1');
+    expect(organization.Principal).toEqual({ AWS: '*' });
+    expect(organization.Condition).toEqual({ StringEquals: { 'aws:PrincipalOrgID': 'o-abcdef1234' } });
+  });
+
+  test('warns that an imported key or organizational units need the key shared by hand', () => {
+    const { stack, vpc } = newStack();
+    const key = kms.Key.fromKeyArn(stack, 'Imported', 'arn:aws:kms:us-east-1:123456789012:key/11111111-2222-3333-4444-555555555555');
+    bake(stack, vpc, 'Image', { volumeEncryptionKey: key, shareWith: { organizationalUnitArns: [OU] } });
+    Annotations.fromStack(stack).hasWarning('/TestStack/Image', Match.stringLikeRegexp('imported volumeEncryptionKey'));
+
+    const owned = newStack();
+    bake(owned.stack, owned.vpc, 'Image', { volumeEncryptionKey: new kms.Key(owned.stack, 'Key'), shareWith: { organizationalUnitArns: [OU] } });
+    Annotations.fromStack(owned.stack).hasWarning('/TestStack/Image', Match.stringLikeRegexp('cannot name organizational units'));
   });
 });
 

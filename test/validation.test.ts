@@ -1,5 +1,6 @@
 import { App, CfnParameter, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as kms from 'aws-cdk-lib/aws-kms';
 import { BakedImage, BakedImageProps } from '../src';
 
 function tryBake(props: Partial<BakedImageProps>, configure?: (stack: Stack) => Partial<BakedImageProps>): () => BakedImage {
@@ -103,6 +104,17 @@ describe('synth-time validation', () => {
 
   test('accepts a hierarchical SSM parameter name', () => {
     expect(tryBake({ imageIdParameterName: '/golden/web-1.0/image_id' })).not.toThrow();
+  });
+
+  test('throws when shareWith lists malformed accounts, organizations or units, naming each', () => {
+    expect(tryBake({}, (stack) => ({
+      volumeEncryptionKey: new kms.Key(stack, 'Key'),
+      shareWith: { accounts: ['1234', '111122223333'], organizationArns: ['o-abcdef1234'], organizationalUnitArns: ['ou-ab12-cdef3456'] },
+    }))).toThrow(/shareWith.accounts must list 12-digit account ids, got '1234'[\s\S]*shareWith.organizationArns must list[\s\S]*shareWith.organizationalUnitArns must list/);
+  });
+
+  test('throws when shareWith is used without a customer managed key, since aws/ebs images cannot be shared', () => {
+    expect(tryBake({ shareWith: { accounts: ['111122223333'] } })).toThrow(/shareWith needs volumeEncryptionKey: an image encrypted with the AWS managed key aws\/ebs cannot be shared/);
   });
 
   test('names the construct that is misconfigured', () => {

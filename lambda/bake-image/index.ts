@@ -10,9 +10,11 @@ import {
   CreateImageCommand,
   DeleteSnapshotCommand,
   DeregisterImageCommand,
+  DescribeImageAttributeCommand,
   DescribeImagesCommand,
   DescribeSnapshotsCommand,
   EC2Client,
+  ModifyImageAttributeCommand,
   type Image,
   StopInstancesCommand,
   type Tag as Ec2Tag,
@@ -21,7 +23,8 @@ import {
 import { bakeProgress } from './image-state';
 import { log, warn } from './log';
 import { imageName } from './naming';
-import { type BakeProperties, imageInputsChanged, parseProperties } from './properties';
+import { type BakeProperties, imageInputsChanged, parseProperties, parseSharing, sharesWithNobody } from './properties';
+import { launchPermissionChange, type LaunchPermission } from './sharing';
 import type { IsCompleteRequest, IsCompleteResponse, OnEventRequest, OnEventResponse } from './types';
 import { Attr, BuilderMode, MANAGED_BY_VALUE, RemovalMode, Tag } from '../../src/private/contract';
 
@@ -144,6 +147,7 @@ async function pollBake(event: IsCompleteRequest, props: BakeProperties): Promis
       );
     case 'available': {
       await settleBuilder(props);
+      await applySharing(event, imageId, props);
       const name = image?.Name ?? imageName(props);
       log('image available', { imageId, imageName: name });
       return { IsComplete: true, Data: { [Attr.IMAGE_ID]: imageId, [Attr.IMAGE_NAME]: name } };
@@ -177,6 +181,41 @@ async function settleBuilder(props: BakeProperties): Promise<void> {
     }
     throw new Error(`Could not ${props.builderAfterBake} builder ${instanceId}: ${describeError(error)}`);
   }
+}
+
+/**
+ * Makes the image launchable by exactly the accounts, organizations and units asked for: adds what is
+ * missing, removes what is no longer asked for. No call at all when nothing is shared now or before.
+ */
+async function applySharing(event: IsCompleteRequest, imageId: string, props: BakeProperties): Promise<void> {
+  const sharedBefore = event.RequestType === 'Update' && !sharesWithNobody(parseSharing(event.OldResourceProperties ?? {}));
+  if (sharesWithNobody(props.sharing) && !sharedBefore) {
+    return;
+  }
+  let current: LaunchPermission[];
+  try {
+    const response = await ec2.send(new DescribeImageAttributeCommand({ ImageId: imageId, Attribute: 'launchPermission' }));
+    current = response.LaunchPermissions ?? [];
+  } catch (error) {
+    throw withContext(error, `DescribeImageAttribute (launchPermission) for image ${imageId}`);
+  }
+  const change = launchPermissionChange(current, props.sharing);
+  if (change.add.length === 0 && change.remove.length === 0) {
+    log('launch permissions already as asked', { imageId });
+    return;
+  }
+  try {
+    await ec2.send(new ModifyImageAttributeCommand({
+      ImageId: imageId,
+      LaunchPermission: {
+        ...(change.add.length > 0 ? { Add: change.add } : {}),
+        ...(change.remove.length > 0 ? { Remove: change.remove } : {}),
+      },
+    }));
+  } catch (error) {
+    throw new Error(`Could not share image ${imageId} (launch permissions): ${describeError(error)}`);
+  }
+  log('launch permissions updated', { imageId, added: change.add, removed: change.remove });
 }
 
 async function remove(event: OnEventRequest): Promise<OnEventResponse> {

@@ -1,4 +1,12 @@
-import { BuilderMode, IMAGE_SHAPING_PROPS, Prop, RemovalMode } from '../../src/private/contract';
+import {
+  ACCOUNT_ID_PATTERN,
+  BuilderMode,
+  IMAGE_SHAPING_PROPS,
+  ORGANIZATION_ARN_PATTERN,
+  ORGANIZATIONAL_UNIT_ARN_PATTERN,
+  Prop,
+  RemovalMode,
+} from '../../src/private/contract';
 
 /** ResourceProperties parsed into typed values (CloudFormation delivers every value as a string). */
 export interface BakeProperties {
@@ -10,6 +18,15 @@ export interface BakeProperties {
   readonly removal: (typeof RemovalMode)[keyof typeof RemovalMode];
   readonly builderAfterBake: (typeof BuilderMode)[keyof typeof BuilderMode];
   readonly bakeTimeoutSeconds?: number;
+  /** Who may launch the image besides this account. */
+  readonly sharing: Sharing;
+}
+
+/** Launch permissions of an image. */
+export interface Sharing {
+  readonly accounts: string[];
+  readonly organizationArns: string[];
+  readonly organizationalUnitArns: string[];
 }
 
 /** Thrown for properties the construct would never write: the message goes to the CloudFormation event. */
@@ -71,6 +88,22 @@ function parsePositiveInteger(name: string, value: string | undefined): number |
   return parsed;
 }
 
+function stringList(props: Record<string, unknown>, name: string, pattern: RegExp, what: string): string[] {
+  const value = props[name];
+  if (value === undefined || value === null || value === '') {
+    return [];
+  }
+  if (!Array.isArray(value)) {
+    throw new InvalidPropertiesError(`Property ${name} must be a list of ${what}, got ${typeof value}`);
+  }
+  const items = value.map(String);
+  const bad = items.filter((item) => !pattern.test(item));
+  if (bad.length > 0) {
+    throw new InvalidPropertiesError(`Property ${name} must list ${what}, got '${bad.join("', '")}'`);
+  }
+  return [...new Set(items)];
+}
+
 /** Parses the custom resource's properties at the boundary: strings in, typed values out. */
 export function parseProperties(props: Record<string, unknown>): BakeProperties {
   return {
@@ -82,7 +115,22 @@ export function parseProperties(props: Record<string, unknown>): BakeProperties 
     removal: oneOf(Prop.REMOVAL, optionalString(props, Prop.REMOVAL), RemovalMode, RemovalMode.DESTROY),
     builderAfterBake: oneOf(Prop.BUILDER_AFTER_BAKE, optionalString(props, Prop.BUILDER_AFTER_BAKE), BuilderMode, BuilderMode.STOP),
     bakeTimeoutSeconds: parsePositiveInteger(Prop.BAKE_TIMEOUT_SECONDS, optionalString(props, Prop.BAKE_TIMEOUT_SECONDS)),
+    sharing: parseSharing(props),
   };
+}
+
+/** The launch permissions a set of properties asks for (none when the properties carry none). */
+export function parseSharing(props: Record<string, unknown>): Sharing {
+  return {
+    accounts: stringList(props, Prop.SHARE_ACCOUNTS, ACCOUNT_ID_PATTERN, '12-digit account ids'),
+    organizationArns: stringList(props, Prop.SHARE_ORGANIZATIONS, ORGANIZATION_ARN_PATTERN, 'organization ARNs'),
+    organizationalUnitArns: stringList(props, Prop.SHARE_ORGANIZATIONAL_UNITS, ORGANIZATIONAL_UNIT_ARN_PATTERN, 'organizational unit ARNs'),
+  };
+}
+
+/** True when a sharing lists nobody. */
+export function sharesWithNobody(sharing: Sharing): boolean {
+  return sharing.accounts.length + sharing.organizationArns.length + sharing.organizationalUnitArns.length === 0;
 }
 
 /**

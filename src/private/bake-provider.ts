@@ -64,7 +64,7 @@ export class BakeProvider extends Construct {
     this.role.addToPrincipalPolicy(new iam.PolicyStatement({
       sid: 'DescribeImagesAndSnapshots',
       // Describe calls support no resource-level permissions.
-      actions: ['ec2:DescribeImages', 'ec2:DescribeSnapshots'],
+      actions: ['ec2:DescribeImages', 'ec2:DescribeSnapshots', 'ec2:DescribeImageAttribute'],
       resources: ['*'],
     }));
     this.role.addToPrincipalPolicy(new iam.PolicyStatement({
@@ -137,8 +137,8 @@ export class BakeProvider extends Construct {
         conditions: ownTags,
       }));
       this.role.addToPrincipalPolicy(new iam.PolicyStatement({
-        sid: 'DeleteOwnImagesAndSnapshots',
-        actions: ['ec2:DeregisterImage', 'ec2:DeleteSnapshot'],
+        sid: 'ShareAndDeleteOwnImagesAndSnapshots',
+        actions: ['ec2:ModifyImageAttribute', 'ec2:DeregisterImage', 'ec2:DeleteSnapshot'],
         resources: [imageArn('*'), snapshotArn('*')],
         conditions: ownTags,
       }));
@@ -154,11 +154,11 @@ export class BakeProvider extends Construct {
 function acknowledgeHandlerRole(role: iam.Role): void {
   const acknowledgements: Array<[string, string]> = [
     ['AwsSolutions-IAM5[Resource::*]',
-      'Only ec2:DescribeImages and ec2:DescribeSnapshots are granted on *: EC2 Describe calls support no resource-level permissions.'],
+      'Only ec2:DescribeImages, ec2:DescribeSnapshots and ec2:DescribeImageAttribute are granted on *: EC2 Describe calls support no resource-level permissions.'],
     ['AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:<AWS::Region>:<AWS::AccountId>:instance/*]',
       'CreateImage, StopInstances and TerminateInstances are allowed only on instances tagged with this stack id and one BakedImage\'s logical id: its own builder.'],
     ['AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:<AWS::Region>::image/*]',
-      'Image ids are not known before CreateImage makes them. Tagging is allowed only inside CreateImage (ec2:CreateAction), and deregistering only on images tagged with this stack id and the image\'s logical id.'],
+      'Image ids are not known before CreateImage makes them. Tagging is allowed only inside CreateImage (ec2:CreateAction), and sharing and deregistering only on images tagged with this stack id and the image\'s logical id.'],
     ['AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:<AWS::Region>::snapshot/*]',
       'Snapshot ids are not known before CreateImage makes them. Tagging is allowed only inside CreateImage (ec2:CreateAction), and deleting only on snapshots tagged with this stack id and the image\'s logical id.'],
   ];

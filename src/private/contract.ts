@@ -25,6 +25,12 @@ export const Prop = {
   BUILDER_AFTER_BAKE: 'BuilderAfterBake',
   /** Seconds an image may stay pending before the bake is failed. */
   BAKE_TIMEOUT_SECONDS: 'BakeTimeoutSeconds',
+  /** Account ids the image is shared with (launch permissions); a list. */
+  SHARE_ACCOUNTS: 'ShareWithAccounts',
+  /** Organization ARNs the image is shared with; a list. */
+  SHARE_ORGANIZATIONS: 'ShareWithOrganizations',
+  /** Organizational unit ARNs the image is shared with; a list. */
+  SHARE_ORGANIZATIONAL_UNITS: 'ShareWithOrganizationalUnits',
 } as const;
 
 /**
@@ -38,6 +44,15 @@ export const IMAGE_SHAPING_PROPS: readonly string[] = [
   Prop.NO_REBOOT,
   Prop.REBAKE_TRIGGER,
 ];
+
+/** An AWS account id. */
+export const ACCOUNT_ID_PATTERN = /^\d{12}$/;
+
+/** arn:PARTITION:organizations::MANAGEMENT_ACCOUNT:organization/o-xxxxxxxxxx */
+export const ORGANIZATION_ARN_PATTERN = /^arn:aws[a-z-]*:organizations::\d{12}:organization\/o-[a-z0-9]{10,32}$/;
+
+/** arn:PARTITION:organizations::MANAGEMENT_ACCOUNT:ou/o-xxxxxxxxxx/ou-xxxx-xxxxxxxx */
+export const ORGANIZATIONAL_UNIT_ARN_PATTERN = /^arn:aws[a-z-]*:organizations::\d{12}:ou\/o-[a-z0-9]{10,32}\/ou-[a-z0-9]{4,32}-[a-z0-9]{8,32}$/;
 
 /** Values of Prop.REMOVAL. */
 export const RemovalMode = {

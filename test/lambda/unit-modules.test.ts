@@ -20,6 +20,7 @@ function props(overrides: Partial<BakeProperties> = {}): BakeProperties {
     noReboot: false,
     removal: 'destroy',
     builderAfterBake: 'stop',
+    sharing: { accounts: [], organizationArns: [], organizationalUnitArns: [] },
     ...overrides,
   };
 }
@@ -45,6 +46,7 @@ describe('parseProperties', () => {
       removal: 'destroy',
       builderAfterBake: 'stop',
       bakeTimeoutSeconds: undefined,
+      sharing: { accounts: [], organizationArns: [], organizationalUnitArns: [] },
     });
   });
 
@@ -59,6 +61,9 @@ describe('parseProperties', () => {
       Removal: 'retain',
       BuilderAfterBake: 'keep-running',
       BakeTimeoutSeconds: '5400',
+      ShareWithAccounts: ['111122223333', '444455556666', '111122223333'],
+      ShareWithOrganizations: ['arn:aws:organizations::123456789012:organization/o-abcdef1234'],
+      ShareWithOrganizationalUnits: ['arn:aws:organizations::123456789012:ou/o-abcdef1234/ou-ab12-cdef3456'],
     })).toEqual({
       instanceId: BUILDER,
       namePrefix: 'web',
@@ -68,7 +73,21 @@ describe('parseProperties', () => {
       removal: 'retain',
       builderAfterBake: 'keep-running',
       bakeTimeoutSeconds: 5400,
+      sharing: {
+        accounts: ['111122223333', '444455556666'],
+        organizationArns: ['arn:aws:organizations::123456789012:organization/o-abcdef1234'],
+        organizationalUnitArns: ['arn:aws:organizations::123456789012:ou/o-abcdef1234/ou-ab12-cdef3456'],
+      },
     });
+  });
+
+  test.each([
+    ['ShareWithAccounts', ['12345'], /ShareWithAccounts must list 12-digit account ids, got '12345'/],
+    ['ShareWithAccounts', '111122223333', /ShareWithAccounts must be a list of 12-digit account ids/],
+    ['ShareWithOrganizations', ['o-abcdef1234'], /ShareWithOrganizations must list organization ARNs/],
+    ['ShareWithOrganizationalUnits', ['ou-ab12-cdef3456'], /ShareWithOrganizationalUnits must list organizational unit ARNs/],
+  ])('rejects %s %j', (name, value, message) => {
+    expect(() => parseProperties({ ...REQUIRED, [name]: value })).toThrow(message);
   });
 
   test.each([

@@ -73,7 +73,13 @@ var Prop = {
   /** What happens to the builder once the image is available: one of BuilderMode. */
   BUILDER_AFTER_BAKE: "BuilderAfterBake",
   /** Seconds an image may stay pending before the bake is failed. */
-  BAKE_TIMEOUT_SECONDS: "BakeTimeoutSeconds"
+  BAKE_TIMEOUT_SECONDS: "BakeTimeoutSeconds",
+  /** Account ids the image is shared with (launch permissions); a list. */
+  SHARE_ACCOUNTS: "ShareWithAccounts",
+  /** Organization ARNs the image is shared with; a list. */
+  SHARE_ORGANIZATIONS: "ShareWithOrganizations",
+  /** Organizational unit ARNs the image is shared with; a list. */
+  SHARE_ORGANIZATIONAL_UNITS: "ShareWithOrganizationalUnits"
 };
 var IMAGE_SHAPING_PROPS = [
   Prop.INSTANCE_ID,
@@ -82,6 +88,9 @@ var IMAGE_SHAPING_PROPS = [
   Prop.NO_REBOOT,
   Prop.REBAKE_TRIGGER
 ];
+var ACCOUNT_ID_PATTERN = /^\d{12}$/;
+var ORGANIZATION_ARN_PATTERN = /^arn:aws[a-z-]*:organizations::\d{12}:organization\/o-[a-z0-9]{10,32}$/;
+var ORGANIZATIONAL_UNIT_ARN_PATTERN = /^arn:aws[a-z-]*:organizations::\d{12}:ou\/o-[a-z0-9]{10,32}\/ou-[a-z0-9]{4,32}-[a-z0-9]{8,32}$/;
 var RemovalMode = {
   DESTROY: "destroy",
   RETAIN: "retain"
@@ -168,6 +177,21 @@ function parsePositiveInteger(name, value) {
   }
   return parsed;
 }
+function stringList(props, name, pattern, what) {
+  const value = props[name];
+  if (value === void 0 || value === null || value === "") {
+    return [];
+  }
+  if (!Array.isArray(value)) {
+    throw new InvalidPropertiesError(`Property ${name} must be a list of ${what}, got ${typeof value}`);
+  }
+  const items = value.map(String);
+  const bad = items.filter((item) => !pattern.test(item));
+  if (bad.length > 0) {
+    throw new InvalidPropertiesError(`Property ${name} must list ${what}, got '${bad.join("', '")}'`);
+  }
+  return [...new Set(items)];
+}
 function parseProperties(props) {
   return {
     instanceId: requiredString(props, Prop.INSTANCE_ID),
@@ -177,11 +201,52 @@ function parseProperties(props) {
     rebakeTrigger: optionalString(props, Prop.REBAKE_TRIGGER),
     removal: oneOf(Prop.REMOVAL, optionalString(props, Prop.REMOVAL), RemovalMode, RemovalMode.DESTROY),
     builderAfterBake: oneOf(Prop.BUILDER_AFTER_BAKE, optionalString(props, Prop.BUILDER_AFTER_BAKE), BuilderMode, BuilderMode.STOP),
-    bakeTimeoutSeconds: parsePositiveInteger(Prop.BAKE_TIMEOUT_SECONDS, optionalString(props, Prop.BAKE_TIMEOUT_SECONDS))
+    bakeTimeoutSeconds: parsePositiveInteger(Prop.BAKE_TIMEOUT_SECONDS, optionalString(props, Prop.BAKE_TIMEOUT_SECONDS)),
+    sharing: parseSharing(props)
   };
+}
+function parseSharing(props) {
+  return {
+    accounts: stringList(props, Prop.SHARE_ACCOUNTS, ACCOUNT_ID_PATTERN, "12-digit account ids"),
+    organizationArns: stringList(props, Prop.SHARE_ORGANIZATIONS, ORGANIZATION_ARN_PATTERN, "organization ARNs"),
+    organizationalUnitArns: stringList(props, Prop.SHARE_ORGANIZATIONAL_UNITS, ORGANIZATIONAL_UNIT_ARN_PATTERN, "organizational unit ARNs")
+  };
+}
+function sharesWithNobody(sharing) {
+  return sharing.accounts.length + sharing.organizationArns.length + sharing.organizationalUnitArns.length === 0;
 }
 function imageInputsChanged(oldProps, newProps) {
   return IMAGE_SHAPING_PROPS.some((name) => (optionalString(oldProps, name) ?? "") !== (optionalString(newProps, name) ?? ""));
+}
+
+// lambda/bake-image/sharing.ts
+function keyOf(permission) {
+  if (permission.UserId) {
+    return `account:${permission.UserId}`;
+  }
+  if (permission.OrganizationArn) {
+    return `organization:${permission.OrganizationArn}`;
+  }
+  if (permission.OrganizationalUnitArn) {
+    return `ou:${permission.OrganizationalUnitArn}`;
+  }
+  return `group:${permission.Group ?? ""}`;
+}
+function desiredPermissions(sharing) {
+  return [
+    ...sharing.accounts.map((UserId) => ({ UserId })),
+    ...sharing.organizationArns.map((OrganizationArn) => ({ OrganizationArn })),
+    ...sharing.organizationalUnitArns.map((OrganizationalUnitArn) => ({ OrganizationalUnitArn }))
+  ];
+}
+function launchPermissionChange(current, sharing) {
+  const desired = desiredPermissions(sharing);
+  const have = new Set(current.map(keyOf));
+  const want = new Set(desired.map(keyOf));
+  return {
+    add: desired.filter((permission) => !have.has(keyOf(permission))),
+    remove: current.filter((permission) => !want.has(keyOf(permission)))
+  };
 }
 
 // lambda/bake-image/index.ts
@@ -284,6 +349,7 @@ async function pollBake(event, props) {
       );
     case "available": {
       await settleBuilder(props);
+      await applySharing(event, imageId, props);
       const name = image?.Name ?? imageName(props);
       log("image available", { imageId, imageName: name });
       return { IsComplete: true, Data: { [Attr.IMAGE_ID]: imageId, [Attr.IMAGE_NAME]: name } };
@@ -314,6 +380,36 @@ async function settleBuilder(props) {
     }
     throw new Error(`Could not ${props.builderAfterBake} builder ${instanceId}: ${describeError(error)}`);
   }
+}
+async function applySharing(event, imageId, props) {
+  const sharedBefore = event.RequestType === "Update" && !sharesWithNobody(parseSharing(event.OldResourceProperties ?? {}));
+  if (sharesWithNobody(props.sharing) && !sharedBefore) {
+    return;
+  }
+  let current;
+  try {
+    const response = await ec2.send(new import_client_ec2.DescribeImageAttributeCommand({ ImageId: imageId, Attribute: "launchPermission" }));
+    current = response.LaunchPermissions ?? [];
+  } catch (error) {
+    throw withContext(error, `DescribeImageAttribute (launchPermission) for image ${imageId}`);
+  }
+  const change = launchPermissionChange(current, props.sharing);
+  if (change.add.length === 0 && change.remove.length === 0) {
+    log("launch permissions already as asked", { imageId });
+    return;
+  }
+  try {
+    await ec2.send(new import_client_ec2.ModifyImageAttributeCommand({
+      ImageId: imageId,
+      LaunchPermission: {
+        ...change.add.length > 0 ? { Add: change.add } : {},
+        ...change.remove.length > 0 ? { Remove: change.remove } : {}
+      }
+    }));
+  } catch (error) {
+    throw new Error(`Could not share image ${imageId} (launch permissions): ${describeError(error)}`);
+  }
+  log("launch permissions updated", { imageId, added: change.add, removed: change.remove });
 }
 async function remove(event) {
   const imageId = event.PhysicalResourceId;

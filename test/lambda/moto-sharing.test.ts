@@ -1,0 +1,139 @@
+/**
+ * Sharing (launch permissions) through the shipped handler bundle against moto_server: granted when the
+ * image is available, kept exactly as listed by an Update that rebakes nothing, never public.
+ */
+import { DescribeImageAttributeCommand, type LaunchPermission, ModifyImageAttributeCommand } from '@aws-sdk/client-ec2';
+import { type BakeImageHandler, MotoHarness } from './moto-server';
+import type { IsCompleteRequest, OnEventRequest, OnEventResponse } from '../../lambda/bake-image/types';
+import { Prop } from '../../src/private/contract';
+
+jest.setTimeout(60_000);
+
+const STACK_ID = 'arn:aws:cloudformation:us-east-1:123456789012:stack/MotoStack/11111111-2222-3333-4444-555555555555';
+const ORG = 'arn:aws:organizations::111122223333:organization/o-abcdef1234';
+const OU = 'arn:aws:organizations::111122223333:ou/o-abcdef1234/ou-ab12-cdef3456';
+
+type Props = Record<string, unknown>;
+
+let harness: MotoHarness;
+let handler: BakeImageHandler;
+let requestNumber = 0;
+
+beforeAll(async () => {
+  harness = await MotoHarness.start();
+  handler = harness.loadHandler();
+});
+
+afterAll(async () => {
+  await harness?.stop();
+});
+
+beforeEach(async () => {
+  await harness.reset();
+  jest.spyOn(console, 'log').mockImplementation(() => undefined);
+  jest.spyOn(console, 'warn').mockImplementation(() => undefined);
+});
+
+afterEach(() => {
+  jest.restoreAllMocks();
+  expect(harness.proxy.takeErrors()).toEqual([]);
+});
+
+function props(instanceId: string, sharing: { accounts?: string[]; orgs?: string[]; ous?: string[] } = {}): Props {
+  return {
+    ServiceToken: 'arn:aws:lambda:us-east-1:123456789012:function:provider',
+    [Prop.INSTANCE_ID]: instanceId,
+    [Prop.NAME_PREFIX]: 'shared',
+    [Prop.REMOVAL]: 'destroy',
+    [Prop.BUILDER_AFTER_BAKE]: 'stop',
+    [Prop.SHARE_ACCOUNTS]: sharing.accounts ?? [],
+    [Prop.SHARE_ORGANIZATIONS]: sharing.orgs ?? [],
+    [Prop.SHARE_ORGANIZATIONAL_UNITS]: sharing.ous ?? [],
+  };
+}
+
+function event(type: 'Create' | 'Update', resourceProperties: Props, physicalId?: string, oldProps?: Props): OnEventRequest {
+  requestNumber += 1;
+  return {
+    RequestType: type,
+    RequestId: `00000000-0000-0000-0000-${String(requestNumber).padStart(12, '0')}`,
+    StackId: STACK_ID,
+    LogicalResourceId: 'SharedImage',
+    ResourceType: 'Custom::BakedImage',
+    ResourceProperties: resourceProperties,
+    PhysicalResourceId: physicalId,
+    OldResourceProperties: oldProps,
+  };
+}
+
+async function complete(request: OnEventRequest): Promise<string> {
+  const response: OnEventResponse = await handler.onEvent(request);
+  const completeRequest: IsCompleteRequest = { ...request, PhysicalResourceId: response.PhysicalResourceId ?? request.PhysicalResourceId ?? '', Data: response.Data };
+  const result = await handler.isComplete(completeRequest);
+  expect(result.IsComplete).toBe(true);
+  return completeRequest.PhysicalResourceId;
+}
+
+async function launchPermissions(imageId: string): Promise<LaunchPermission[]> {
+  const response = await harness.ec2.send(new DescribeImageAttributeCommand({ ImageId: imageId, Attribute: 'launchPermission' }));
+  const key = (p: LaunchPermission) => JSON.stringify(p);
+  return (response.LaunchPermissions ?? []).sort((a, b) => key(a).localeCompare(key(b)));
+}
+
+describe('sharing through moto', () => {
+  test('shares the available image with the listed accounts, organizations and units', async () => {
+    const imageId = await complete(event('Create', props(await harness.launchBuilder(), { accounts: ['444455556666'], orgs: [ORG], ous: [OU] })));
+    const permissions = await launchPermissions(imageId);
+    expect(permissions).toHaveLength(3);
+    expect(permissions).toEqual(expect.arrayContaining([
+      { OrganizationArn: ORG },
+      { OrganizationalUnitArn: OU },
+      { UserId: '444455556666' },
+    ]));
+  });
+
+  test('makes no sharing call at all for an image shared with nobody', async () => {
+    harness.proxy.clearRequests();
+    const imageId = await complete(event('Create', props(await harness.launchBuilder())));
+    expect(harness.proxy.count('DescribeImageAttribute')).toBe(0);
+    expect(harness.proxy.count('ModifyImageAttribute')).toBe(0);
+    expect(await launchPermissions(imageId)).toEqual([]);
+  });
+
+  test('an Update that only changes the list keeps the image and leaves exactly the new list', async () => {
+    const instanceId = await harness.launchBuilder();
+    const before = props(instanceId, { accounts: ['444455556666', '777788889999'], orgs: [ORG] });
+    const imageId = await complete(event('Create', before));
+
+    const after = props(instanceId, { accounts: ['777788889999'] });
+    harness.proxy.clearRequests();
+    const updatedId = await complete(event('Update', after, imageId, before));
+
+    expect(updatedId).toBe(imageId);
+    expect(harness.proxy.count('CreateImage')).toBe(0);
+    expect(await launchPermissions(imageId)).toEqual([{ UserId: '777788889999' }]);
+  });
+
+  test('an Update that stops sharing removes every launch permission, a public one included', async () => {
+    const instanceId = await harness.launchBuilder();
+    const before = props(instanceId, { accounts: ['444455556666'] });
+    const imageId = await complete(event('Create', before));
+    await harness.ec2.send(new ModifyImageAttributeCommand({ ImageId: imageId, LaunchPermission: { Add: [{ Group: 'all' }] } }));
+
+    await complete(event('Update', props(instanceId), imageId, before));
+
+    expect(await launchPermissions(imageId)).toEqual([]);
+  });
+
+  test('an image already shared as asked gets no ModifyImageAttribute call', async () => {
+    const instanceId = await harness.launchBuilder();
+    const shared = props(instanceId, { accounts: ['444455556666'] });
+    const imageId = await complete(event('Create', shared));
+    harness.proxy.clearRequests();
+
+    await complete(event('Update', { ...shared, [Prop.BUILDER_AFTER_BAKE]: 'terminate' }, imageId, shared));
+
+    expect(harness.proxy.count('DescribeImageAttribute')).toBe(1);
+    expect(harness.proxy.count('ModifyImageAttribute')).toBe(0);
+  });
+});
