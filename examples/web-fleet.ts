@@ -28,7 +28,7 @@ export class WebFleetStack extends Stack {
         configs: {
           packages: new ec2.InitConfig([
             ec2.InitPackage.yum('nginx'),
-            ec2.InitService.enable('nginx', { enabled: true, ensureRunning: true }),
+            ec2.InitService.enable('nginx', { serviceManager: ec2.ServiceManager.SYSTEMD }),
           ]),
           content: new ec2.InitConfig([
             ec2.InitFile.fromString('/usr/share/nginx/html/index.html', '<h1>Baked by cdk-baked-image</h1>\n'),

@@ -262,7 +262,7 @@ export interface BakedImageProps {
  *   machineImage: ec2.MachineImage.latestAmazonLinux2023(),
  *   init: ec2.CloudFormationInit.fromElements(
  *     ec2.InitPackage.yum('nginx'),
- *     ec2.InitService.enable('nginx'),
+ *     ec2.InitService.enable('nginx', { serviceManager: ec2.ServiceManager.SYSTEMD }),
  *   ),
  * });
  * new autoscaling.AutoScalingGroup(this, 'Web', {
@@ -412,6 +412,8 @@ export class BakedImage extends Construct implements ec2.IMachineImage, iam.IGra
     // The handlers' permissions must exist before the first request reaches them.
     image.node.addDependency(provider.role);
 
+    // The custom resource is what the image is: Stack.getLogicalId(bakedImage.node.defaultChild) names it.
+    this.node.defaultChild = image.node.defaultChild;
     this.imageId = image.getAttString(Attr.IMAGE_ID);
     this.imageName = image.getAttString(Attr.IMAGE_NAME);
 

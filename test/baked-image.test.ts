@@ -534,6 +534,13 @@ describe('as a machine image', () => {
     expect(image.imageIdParameter).toBeUndefined();
   });
 
+  test('has the custom resource as its default child', () => {
+    const { stack, vpc } = newStack();
+    const image = bake(stack, vpc);
+    const { logicalId } = bakeResourceOf(Template.fromStack(stack));
+    expect(stack.resolve((image.node.defaultChild as CfnResource).logicalId)).toBe(logicalId);
+  });
+
   test('exposes the image id and name as tokens', () => {
     const { stack, vpc } = newStack();
     const image = bake(stack, vpc);
