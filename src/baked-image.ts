@@ -1,4 +1,6 @@
 import { createHash } from 'crypto';
+import * as fs from 'fs';
+import * as path from 'path';
 import { Annotations, Aws, CfnResource, CustomResource, Duration, Names, RemovalPolicy, Size, Stack, Tags, Token } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
@@ -14,6 +16,7 @@ import {
   MAX_NAME_PREFIX_LENGTH,
   Prop,
   ACCOUNT_ID_PATTERN,
+  MANIFEST_DIRECTORY,
   ORGANIZATION_ARN_PATTERN,
   ORGANIZATIONAL_UNIT_ARN_PATTERN,
   RemovalMode,
@@ -24,6 +27,12 @@ import { Sanitize } from './sanitize';
 
 /** The config set, and config, the builder runs last to clean up before the image is captured. */
 const SANITIZE_CONFIG = 'cdkBakedImageSanitize';
+
+/** The config set, and config, that writes the manifest into the image, after the user's and before the clean-up. */
+const MANIFEST_CONFIG = 'cdkBakedImageManifest';
+
+/** This library's version, recorded in every image's manifest. */
+const LIBRARY_VERSION: string = JSON.parse(fs.readFileSync(path.join(__dirname, '..', 'package.json'), 'utf8')).version;
 
 /**
  * What happens to the builder instance once its image is available.
@@ -298,6 +307,12 @@ export class BakedImage extends Construct implements ec2.IMachineImage, iam.IGra
   /** The operating system of the base image, and so of the baked one. */
   public readonly osType: ec2.OperatingSystemType;
 
+  /**
+   * A fingerprint of the builder's cfn-init configuration (the rendered metadata of the config sets it
+   * runs). The same configuration gives the same fingerprint; it is recorded in the image's manifest.
+   */
+  public readonly initFingerprint: string;
+
   /** The SSM parameter that holds the image id, when `imageIdParameterName` is set. */
   public readonly imageIdParameter?: ssm.IStringParameter;
 
@@ -355,7 +370,7 @@ export class BakedImage extends Construct implements ec2.IMachineImage, iam.IGra
       initOptions: {
         timeout: Duration.minutes(30),
         ...props.initOptions,
-        configSets: sanitizeCommands.length > 0 ? [...configSets, SANITIZE_CONFIG] : configSets,
+        configSets: [...configSets, MANIFEST_CONFIG, ...(sanitizeCommands.length > 0 ? [SANITIZE_CONFIG] : [])],
       },
       httpTokens: ec2.HttpTokens.REQUIRED,
       httpEndpoint: true,
@@ -374,6 +389,14 @@ export class BakedImage extends Construct implements ec2.IMachineImage, iam.IGra
     });
     problems.push(...configSetProblems(this.builder, configSets));
     throwIfInvalid(this, problems);
+    this.initFingerprint = initFingerprint(this.builder);
+    const manifest = {
+      baseImageId: base.imageId,
+      configSets: configSets.join(' '),
+      initFingerprint: this.initFingerprint,
+      libraryVersion: LIBRARY_VERSION,
+    };
+    addManifestConfig(this.builder, manifest, base.osType);
     if (sanitizeCommands.length > 0) {
       addSanitizeConfig(this.builder, sanitizeCommands);
     }
@@ -402,6 +425,10 @@ export class BakedImage extends Construct implements ec2.IMachineImage, iam.IGra
         [Prop.SHARE_ACCOUNTS]: props.shareWith?.accounts ?? [],
         [Prop.SHARE_ORGANIZATIONS]: props.shareWith?.organizationArns ?? [],
         [Prop.SHARE_ORGANIZATIONAL_UNITS]: props.shareWith?.organizationalUnitArns ?? [],
+        [Prop.BASE_IMAGE_ID]: manifest.baseImageId,
+        [Prop.CONFIG_SETS]: manifest.configSets,
+        [Prop.INIT_FINGERPRINT]: manifest.initFingerprint,
+        [Prop.LIBRARY_VERSION]: manifest.libraryVersion,
       },
     });
     const imageLogicalId = Stack.of(this).getLogicalId(image.node.defaultChild as CfnResource);
@@ -553,6 +580,55 @@ function configSetProblems(builder: ec2.Instance, configSets: string[]): string[
     return [];
   }
   return [`initOptions.configSets names ${missing.map((name) => `'${name}'`).join(', ')}, which init does not define (it defines ${defined.map((name) => `'${name}'`).join(', ') || 'none'}). Name config sets of init, or add them with CloudFormationInit.fromConfigSets`];
+}
+
+/** sha256 of the builder's rendered cfn-init metadata, before the library adds its own config sets. */
+function initFingerprint(builder: ec2.Instance): string {
+  const metadata = Stack.of(builder).resolve(builder.instance.getMetadata('AWS::CloudFormation::Init'));
+  return createHash('sha256').update(JSON.stringify(metadata ?? {})).digest('hex').slice(0, 16);
+}
+
+interface ManifestContent {
+  readonly baseImageId: string;
+  readonly configSets: string;
+  readonly initFingerprint: string;
+  readonly libraryVersion: string;
+}
+
+/**
+ * Writes the manifest into the image: `manifest.json` (base image, config sets, init fingerprint,
+ * library version, stack), `packages.txt` (every installed package, on Linux) and `baked-at`.
+ */
+function addManifestConfig(builder: ec2.Instance, manifest: ManifestContent, osType: ec2.OperatingSystemType): void {
+  const key = 'AWS::CloudFormation::Init';
+  const metadata = builder.instance.getMetadata(key);
+  if (!metadata || typeof metadata !== 'object' || Token.isUnresolved(metadata)) {
+    throw new Error(`Cannot add the manifest to ${builder.node.path}: its cfn-init metadata is not a plain object`);
+  }
+  const linux = osType !== ec2.OperatingSystemType.WINDOWS;
+  const directory = linux ? MANIFEST_DIRECTORY : 'C:\\ProgramData\\baked-image';
+  const file = (name: string) => (linux ? `${directory}/${name}` : `${directory}\\${name}`);
+  const config: Record<string, unknown> = {
+    files: {
+      [file('manifest.json')]: {
+        content: { ...manifest, stackName: Aws.STACK_NAME, builtBy: 'cdk-baked-image' },
+        ...(linux ? { mode: '000644', owner: 'root', group: 'root' } : {}),
+      },
+    },
+  };
+  if (linux) {
+    config.commands = {
+      '1-packages': {
+        command: `(rpm -qa --qf '%{NAME}-%{VERSION}-%{RELEASE}.%{ARCH}\\n' 2>/dev/null || dpkg-query -W -f='\${Package}=\${Version}\\n' 2>/dev/null) | sort > ${file('packages.txt')}; true`,
+      },
+      '2-baked-at': { command: `date -u +%Y-%m-%dT%H:%M:%SZ > ${file('baked-at')}` },
+    };
+  }
+  builder.instance.addMetadata(key, {
+    ...metadata,
+    configSets: { ...metadata.configSets, [MANIFEST_CONFIG]: [MANIFEST_CONFIG] },
+    [MANIFEST_CONFIG]: config,
+  });
 }
 
 /**

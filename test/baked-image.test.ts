@@ -149,6 +149,10 @@ describe('the bake custom resource', () => {
       ShareWithAccounts: [],
       ShareWithOrganizations: [],
       ShareWithOrganizationalUnits: [],
+      BaseImageId: BASE_AMI,
+      ConfigSets: 'default',
+      InitFingerprint: expect.stringMatching(/^[0-9a-f]{16}$/),
+      LibraryVersion: expect.stringMatching(/^\d+\.\d+\.\d+/),
     });
   });
 
@@ -426,6 +430,50 @@ describe('secure builder', () => {
     const { stack, vpc } = newStack();
     bake(stack, vpc, 'Image', { vpcSubnets: { subnetType: ec2.SubnetType.PUBLIC } });
     Annotations.fromStack(stack).hasWarning('/TestStack/Image', Match.stringLikeRegexp('public subnet'));
+  });
+});
+
+describe('manifest', () => {
+  function manifestConfig(template: Template): any {
+    return builderOf(template).resource.Metadata['AWS::CloudFormation::Init'].cdkBakedImageManifest;
+  }
+
+  test('writes manifest.json, the installed packages and the bake time into the image, after the user\'s config sets', () => {
+    const { stack, vpc } = newStack();
+    const image = bake(stack, vpc);
+    const template = Template.fromStack(stack);
+    const config = manifestConfig(template);
+
+    expect(config.files['/etc/baked-image/manifest.json'].content).toEqual({
+      baseImageId: BASE_AMI,
+      configSets: 'default',
+      initFingerprint: image.initFingerprint,
+      libraryVersion: expect.stringMatching(/^\d+\.\d+\.\d+/),
+      stackName: { Ref: 'AWS::StackName' },
+      builtBy: 'cdk-baked-image',
+    });
+    expect(Object.keys(config.commands).sort()).toEqual(['1-packages', '2-baked-at']);
+    expect(config.commands['1-packages'].command).toContain('rpm -qa');
+    expect(config.commands['1-packages'].command).toContain('> /etc/baked-image/packages.txt');
+    expect(JSON.stringify(builderOf(template).resource.Properties.UserData)).toContain('-c default,cdkBakedImageManifest,cdkBakedImageSanitize');
+  });
+
+  test('gives the same init fingerprint to the same config, and another to a changed one', () => {
+    const fingerprint = (init: ec2.CloudFormationInit) => {
+      const { stack, vpc } = newStack();
+      return bake(stack, vpc, 'Image', { init }).initFingerprint;
+    };
+    const nginx = () => ec2.CloudFormationInit.fromElements(ec2.InitPackage.yum('nginx'));
+    expect(fingerprint(nginx())).toMatch(/^[0-9a-f]{16}$/);
+    expect(fingerprint(nginx())).toBe(fingerprint(nginx()));
+    expect(fingerprint(ec2.CloudFormationInit.fromElements(ec2.InitPackage.yum('httpd')))).not.toBe(fingerprint(nginx()));
+  });
+
+  test('passes the manifest to the handler for the image tags', () => {
+    const { stack, vpc } = newStack();
+    const image = bake(stack, vpc);
+    const { resource } = bakeResourceOf(Template.fromStack(stack));
+    expect(resource.Properties).toMatchObject({ BaseImageId: BASE_AMI, ConfigSets: 'default', InitFingerprint: image.initFingerprint });
   });
 });
 

@@ -6,6 +6,7 @@ import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import { BakedImage, BakedImageProps, Sanitize } from '../src';
 
 const SANITIZE = 'cdkBakedImageSanitize';
+const MANIFEST = 'cdkBakedImageManifest';
 
 function synth(props: Partial<BakedImageProps> = {}): { template: Template; stack: Stack; image: BakedImage } {
   const app = new App();
@@ -40,14 +41,15 @@ describe('sanitize before capture', () => {
     expect(sanitizeCommands(template)).toEqual(Sanitize.defaultCommands());
     expect(builder(template).Metadata['AWS::CloudFormation::Init'].configSets).toEqual({
       default: ['config'],
+      [MANIFEST]: [MANIFEST],
       [SANITIZE]: [SANITIZE],
     });
-    expect(userData(template)).toContain(`-c default,${SANITIZE}`);
+    expect(userData(template)).toContain(`-c default,${MANIFEST},${SANITIZE}`);
   });
 
   test('runs before the builder signals, so the image is captured only after the clean-up', () => {
     const script = userData(synth().template);
-    const init = script.indexOf(`-c default,${SANITIZE}`);
+    const init = script.indexOf(`-c default,${MANIFEST},${SANITIZE}`);
     expect(init).toBeGreaterThan(0);
     expect(init).toBeLessThan(script.indexOf('cfn-signal'));
   });
@@ -85,7 +87,7 @@ describe('sanitize before capture', () => {
   test('adds nothing with Sanitize.none()', () => {
     const { template } = synth({ sanitize: Sanitize.none() });
     expect(builder(template).Metadata['AWS::CloudFormation::Init'][SANITIZE]).toBeUndefined();
-    expect(userData(template)).toContain('-c default\\n');
+    expect(userData(template)).toContain(`-c default,${MANIFEST}\\n`);
   });
 
   test('follows the user\'s config sets', () => {
@@ -97,7 +99,7 @@ describe('sanitize before capture', () => {
       },
     });
     const { template } = synth({ init, initOptions: { configSets: ['packages', 'app'] } });
-    expect(userData(template)).toContain(`-c packages,app,${SANITIZE}`);
+    expect(userData(template)).toContain(`-c packages,app,${MANIFEST},${SANITIZE}`);
   });
 
   test('gets no default clean-up on a Windows builder', () => {

@@ -26,7 +26,7 @@ import { imageName } from './naming';
 import { type BakeProperties, imageInputsChanged, parseProperties, parseSharing, sharesWithNobody } from './properties';
 import { launchPermissionChange, type LaunchPermission } from './sharing';
 import type { IsCompleteRequest, IsCompleteResponse, OnEventRequest, OnEventResponse } from './types';
-import { Attr, BuilderMode, MANAGED_BY_VALUE, RemovalMode, Tag } from '../../src/private/contract';
+import { Attr, BuilderMode, MANAGED_BY_VALUE, MAX_TAG_VALUE_LENGTH, RemovalMode, Tag } from '../../src/private/contract';
 
 const ec2 = new EC2Client({ maxAttempts: 6 });
 
@@ -87,7 +87,7 @@ async function bakeOrAdopt(event: OnEventRequest, props: BakeProperties): Promis
     return bakeStarted(existing.ImageId, name);
   }
 
-  const tags = imageTags(event, name);
+  const tags = imageTags(event, name, props);
   try {
     const response = await ec2.send(new CreateImageCommand({
       InstanceId: props.instanceId,
@@ -332,7 +332,14 @@ async function findSnapshotsByImageName(event: OnEventRequest, name: string, ima
   }
 }
 
-function imageTags(event: OnEventRequest, name: string): Ec2Tag[] {
+function imageTags(event: OnEventRequest, name: string, props: BakeProperties): Ec2Tag[] {
+  const manifest: Array<[string, string | undefined]> = [
+    [Tag.BASE_IMAGE, props.manifest.baseImageId],
+    [Tag.CONFIG_SETS, props.manifest.configSets],
+    [Tag.INIT_FINGERPRINT, props.manifest.initFingerprint],
+    [Tag.VERSION, props.manifest.libraryVersion],
+    [Tag.BAKED_AT, new Date().toISOString()],
+  ];
   return [
     { Key: 'Name', Value: name },
     { Key: Tag.MANAGED_BY, Value: MANAGED_BY_VALUE },
@@ -340,7 +347,13 @@ function imageTags(event: OnEventRequest, name: string): Ec2Tag[] {
     { Key: Tag.STACK_ID, Value: event.StackId },
     { Key: Tag.LOGICAL_ID, Value: event.LogicalResourceId },
     { Key: Tag.IMAGE_NAME, Value: name },
+    ...manifest.flatMap(([Key, value]) => (value ? [{ Key, Value: tagValue(value) }] : [])),
   ];
+}
+
+/** EC2 takes tag values of at most 256 characters: a longer value is cut, and says so. */
+export function tagValue(value: string): string {
+  return value.length <= MAX_TAG_VALUE_LENGTH ? value : `${value.slice(0, MAX_TAG_VALUE_LENGTH - 3)}...`;
 }
 
 function madeByThisResource(image: Image, event: OnEventRequest): boolean {

@@ -20,6 +20,16 @@ export interface BakeProperties {
   readonly bakeTimeoutSeconds?: number;
   /** Who may launch the image besides this account. */
   readonly sharing: Sharing;
+  /** What the image is made of, for its manifest tags. */
+  readonly manifest: Manifest;
+}
+
+/** What an image is made of: recorded as tags on the image and its snapshots. */
+export interface Manifest {
+  readonly baseImageId?: string;
+  readonly configSets?: string;
+  readonly initFingerprint?: string;
+  readonly libraryVersion?: string;
 }
 
 /** Launch permissions of an image. */
@@ -116,6 +126,12 @@ export function parseProperties(props: Record<string, unknown>): BakeProperties 
     builderAfterBake: oneOf(Prop.BUILDER_AFTER_BAKE, optionalString(props, Prop.BUILDER_AFTER_BAKE), BuilderMode, BuilderMode.STOP),
     bakeTimeoutSeconds: parsePositiveInteger(Prop.BAKE_TIMEOUT_SECONDS, optionalString(props, Prop.BAKE_TIMEOUT_SECONDS)),
     sharing: parseSharing(props),
+    manifest: {
+      baseImageId: optionalString(props, Prop.BASE_IMAGE_ID),
+      configSets: optionalString(props, Prop.CONFIG_SETS),
+      initFingerprint: optionalString(props, Prop.INIT_FINGERPRINT),
+      libraryVersion: optionalString(props, Prop.LIBRARY_VERSION),
+    },
   };
 }
 

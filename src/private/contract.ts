@@ -31,6 +31,14 @@ export const Prop = {
   SHARE_ORGANIZATIONS: 'ShareWithOrganizations',
   /** Organizational unit ARNs the image is shared with; a list. */
   SHARE_ORGANIZATIONAL_UNITS: 'ShareWithOrganizationalUnits',
+  /** Manifest: the base image the builder started from. */
+  BASE_IMAGE_ID: 'BaseImageId',
+  /** Manifest: the config sets the builder ran, space-separated. */
+  CONFIG_SETS: 'ConfigSets',
+  /** Manifest: a fingerprint of the builder's cfn-init metadata. */
+  INIT_FINGERPRINT: 'InitFingerprint',
+  /** Manifest: the version of cdk-baked-image that defined the bake. */
+  LIBRARY_VERSION: 'LibraryVersion',
 } as const;
 
 /**
@@ -81,7 +89,19 @@ export const Tag = {
   LOGICAL_ID: 'cdk-baked-image:logical-id',
   /** The AMI name, also on the snapshots: a Delete retried after the image is gone still finds them. */
   IMAGE_NAME: 'cdk-baked-image:image-name',
+  /** Manifest tags: what the image is made of. */
+  BASE_IMAGE: 'cdk-baked-image:base-image',
+  CONFIG_SETS: 'cdk-baked-image:config-sets',
+  INIT_FINGERPRINT: 'cdk-baked-image:init-fingerprint',
+  VERSION: 'cdk-baked-image:version',
+  BAKED_AT: 'cdk-baked-image:baked-at',
 } as const;
+
+/** Where the builder writes the manifest, inside the image. */
+export const MANIFEST_DIRECTORY = '/etc/baked-image';
+
+/** EC2 accepts tag values of at most 256 characters. */
+export const MAX_TAG_VALUE_LENGTH = 256;
 
 /** Value of Tag.MANAGED_BY. */
 export const MANAGED_BY_VALUE = 'cdk-baked-image';

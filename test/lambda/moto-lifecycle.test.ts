@@ -183,8 +183,9 @@ function tagMap(tags: Ec2Tag[] | undefined): Record<string, string> {
   return Object.fromEntries((tags ?? []).map((tag) => [tag.Key ?? '', tag.Value ?? '']));
 }
 
-function expectedTags(name: string): Record<string, string> {
+function expectedTags(name: string): Record<string, unknown> {
   return {
+    [Tag.BAKED_AT]: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/),
     Name: name,
     [Tag.MANAGED_BY]: MANAGED_BY_VALUE,
     [Tag.STACK_NAME]: 'MotoStack',

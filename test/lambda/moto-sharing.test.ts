@@ -2,7 +2,7 @@
  * Sharing (launch permissions) through the shipped handler bundle against moto_server: granted when the
  * image is available, kept exactly as listed by an Update that rebakes nothing, never public.
  */
-import { DescribeImageAttributeCommand, type LaunchPermission, ModifyImageAttributeCommand } from '@aws-sdk/client-ec2';
+import { DescribeImageAttributeCommand, DescribeImagesCommand, DescribeSnapshotsCommand, type LaunchPermission, ModifyImageAttributeCommand } from '@aws-sdk/client-ec2';
 import { type BakeImageHandler, MotoHarness } from './moto-server';
 import type { IsCompleteRequest, OnEventRequest, OnEventResponse } from '../../lambda/bake-image/types';
 import { Prop } from '../../src/private/contract';
@@ -135,5 +135,30 @@ describe('sharing through moto', () => {
 
     expect(harness.proxy.count('DescribeImageAttribute')).toBe(1);
     expect(harness.proxy.count('ModifyImageAttribute')).toBe(0);
+  });
+});
+
+describe('manifest tags through moto', () => {
+  test('records the base image, config sets, init fingerprint, version and bake time on the image and its snapshot', async () => {
+    const manifest = {
+      [Prop.BASE_IMAGE_ID]: 'ami-0aaaaaaaaaaaaaaaa',
+      [Prop.CONFIG_SETS]: 'packages app',
+      [Prop.INIT_FINGERPRINT]: '0123456789abcdef',
+      [Prop.LIBRARY_VERSION]: '1.2.3',
+    };
+    const imageId = await complete(event('Create', { ...props(await harness.launchBuilder()), ...manifest }));
+
+    const image = (await harness.ec2.send(new DescribeImagesCommand({ ImageIds: [imageId] }))).Images![0];
+    const snapshotId = image.BlockDeviceMappings![0].Ebs!.SnapshotId!;
+    const snapshot = (await harness.ec2.send(new DescribeSnapshotsCommand({ SnapshotIds: [snapshotId] }))).Snapshots![0];
+    for (const tags of [image.Tags, snapshot.Tags]) {
+      expect(Object.fromEntries((tags ?? []).map((t) => [t.Key, t.Value]))).toMatchObject({
+        'cdk-baked-image:base-image': 'ami-0aaaaaaaaaaaaaaaa',
+        'cdk-baked-image:config-sets': 'packages app',
+        'cdk-baked-image:init-fingerprint': '0123456789abcdef',
+        'cdk-baked-image:version': '1.2.3',
+        'cdk-baked-image:baked-at': expect.stringMatching(/^\d{4}-\d\d-\d\dT/),
+      });
+    }
   });
 });

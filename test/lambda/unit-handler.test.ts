@@ -151,6 +151,7 @@ describe('onEvent Create', () => {
       { Key: 'cdk-baked-image:stack-id', Value: STACK_ID },
       { Key: 'cdk-baked-image:logical-id', Value: LOGICAL_ID },
       { Key: 'cdk-baked-image:image-name', Value: name },
+      { Key: 'cdk-baked-image:baked-at', Value: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/) },
     ];
     expect(createImageInputs()).toEqual([{
       InstanceId: BUILDER,
@@ -163,6 +164,28 @@ describe('onEvent Create', () => {
       ],
     }]);
     expect(response).toEqual({ PhysicalResourceId: IMAGE_ID, Data: { ImageId: IMAGE_ID, ImageName: name } });
+  });
+
+  test('records the manifest the construct passes as tags, cutting values at EC2\'s 256 characters', async () => {
+    ec2.on(DescribeImagesCommand).resolves({ Images: [] });
+    ec2.on(CreateImageCommand).resolves({ ImageId: IMAGE_ID });
+    const longSets = Array.from({ length: 40 }, (_, i) => `configset${i}`).join(' ');
+
+    await onEvent(makeEvent('Create', {
+      BaseImageId: 'ami-0aaaaaaaaaaaaaaaa',
+      ConfigSets: longSets,
+      InitFingerprint: '0123456789abcdef',
+      LibraryVersion: '1.2.3',
+    }));
+
+    const tags = Object.fromEntries((createImageInputs()[0].TagSpecifications?.[0]?.Tags ?? []).map((t) => [t.Key, t.Value]));
+    expect(tags).toMatchObject({
+      'cdk-baked-image:base-image': 'ami-0aaaaaaaaaaaaaaaa',
+      'cdk-baked-image:init-fingerprint': '0123456789abcdef',
+      'cdk-baked-image:version': '1.2.3',
+    });
+    expect(tags['cdk-baked-image:config-sets']).toHaveLength(256);
+    expect(tags['cdk-baked-image:config-sets']).toBe(`${longSets.slice(0, 253)}...`);
   });
 
   test('looks for an image of the same name among the account\'s own images before creating one', async () => {

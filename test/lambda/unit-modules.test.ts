@@ -21,6 +21,7 @@ function props(overrides: Partial<BakeProperties> = {}): BakeProperties {
     removal: 'destroy',
     builderAfterBake: 'stop',
     sharing: { accounts: [], organizationArns: [], organizationalUnitArns: [] },
+    manifest: {},
     ...overrides,
   };
 }
@@ -47,6 +48,7 @@ describe('parseProperties', () => {
       builderAfterBake: 'stop',
       bakeTimeoutSeconds: undefined,
       sharing: { accounts: [], organizationArns: [], organizationalUnitArns: [] },
+      manifest: { baseImageId: undefined, configSets: undefined, initFingerprint: undefined, libraryVersion: undefined },
     });
   });
 
@@ -64,6 +66,10 @@ describe('parseProperties', () => {
       ShareWithAccounts: ['111122223333', '444455556666', '111122223333'],
       ShareWithOrganizations: ['arn:aws:organizations::123456789012:organization/o-abcdef1234'],
       ShareWithOrganizationalUnits: ['arn:aws:organizations::123456789012:ou/o-abcdef1234/ou-ab12-cdef3456'],
+      BaseImageId: 'ami-0aaaaaaaaaaaaaaaa',
+      ConfigSets: 'packages app',
+      InitFingerprint: '0123456789abcdef',
+      LibraryVersion: '1.2.3',
     })).toEqual({
       instanceId: BUILDER,
       namePrefix: 'web',
@@ -78,6 +84,7 @@ describe('parseProperties', () => {
         organizationArns: ['arn:aws:organizations::123456789012:organization/o-abcdef1234'],
         organizationalUnitArns: ['arn:aws:organizations::123456789012:ou/o-abcdef1234/ou-ab12-cdef3456'],
       },
+      manifest: { baseImageId: 'ami-0aaaaaaaaaaaaaaaa', configSets: 'packages app', initFingerprint: '0123456789abcdef', libraryVersion: '1.2.3' },
     });
   });
 

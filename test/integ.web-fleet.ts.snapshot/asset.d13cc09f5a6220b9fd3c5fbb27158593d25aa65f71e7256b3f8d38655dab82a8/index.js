@@ -22,7 +22,8 @@ var index_exports = {};
 __export(index_exports, {
   isComplete: () => isComplete,
   onEvent: () => onEvent,
-  stackName: () => stackName
+  stackName: () => stackName,
+  tagValue: () => tagValue
 });
 module.exports = __toCommonJS(index_exports);
 var import_client_ec2 = require("@aws-sdk/client-ec2");
@@ -79,7 +80,15 @@ var Prop = {
   /** Organization ARNs the image is shared with; a list. */
   SHARE_ORGANIZATIONS: "ShareWithOrganizations",
   /** Organizational unit ARNs the image is shared with; a list. */
-  SHARE_ORGANIZATIONAL_UNITS: "ShareWithOrganizationalUnits"
+  SHARE_ORGANIZATIONAL_UNITS: "ShareWithOrganizationalUnits",
+  /** Manifest: the base image the builder started from. */
+  BASE_IMAGE_ID: "BaseImageId",
+  /** Manifest: the config sets the builder ran, space-separated. */
+  CONFIG_SETS: "ConfigSets",
+  /** Manifest: a fingerprint of the builder's cfn-init metadata. */
+  INIT_FINGERPRINT: "InitFingerprint",
+  /** Manifest: the version of cdk-baked-image that defined the bake. */
+  LIBRARY_VERSION: "LibraryVersion"
 };
 var IMAGE_SHAPING_PROPS = [
   Prop.INSTANCE_ID,
@@ -110,8 +119,15 @@ var Tag = {
   STACK_ID: "cdk-baked-image:stack-id",
   LOGICAL_ID: "cdk-baked-image:logical-id",
   /** The AMI name, also on the snapshots: a Delete retried after the image is gone still finds them. */
-  IMAGE_NAME: "cdk-baked-image:image-name"
+  IMAGE_NAME: "cdk-baked-image:image-name",
+  /** Manifest tags: what the image is made of. */
+  BASE_IMAGE: "cdk-baked-image:base-image",
+  CONFIG_SETS: "cdk-baked-image:config-sets",
+  INIT_FINGERPRINT: "cdk-baked-image:init-fingerprint",
+  VERSION: "cdk-baked-image:version",
+  BAKED_AT: "cdk-baked-image:baked-at"
 };
+var MAX_TAG_VALUE_LENGTH = 256;
 var MANAGED_BY_VALUE = "cdk-baked-image";
 var NAME_FINGERPRINT_LENGTH = 16;
 var MAX_IMAGE_NAME_LENGTH = 128;
@@ -202,7 +218,13 @@ function parseProperties(props) {
     removal: oneOf(Prop.REMOVAL, optionalString(props, Prop.REMOVAL), RemovalMode, RemovalMode.DESTROY),
     builderAfterBake: oneOf(Prop.BUILDER_AFTER_BAKE, optionalString(props, Prop.BUILDER_AFTER_BAKE), BuilderMode, BuilderMode.STOP),
     bakeTimeoutSeconds: parsePositiveInteger(Prop.BAKE_TIMEOUT_SECONDS, optionalString(props, Prop.BAKE_TIMEOUT_SECONDS)),
-    sharing: parseSharing(props)
+    sharing: parseSharing(props),
+    manifest: {
+      baseImageId: optionalString(props, Prop.BASE_IMAGE_ID),
+      configSets: optionalString(props, Prop.CONFIG_SETS),
+      initFingerprint: optionalString(props, Prop.INIT_FINGERPRINT),
+      libraryVersion: optionalString(props, Prop.LIBRARY_VERSION)
+    }
   };
 }
 function parseSharing(props) {
@@ -297,7 +319,7 @@ async function bakeOrAdopt(event, props) {
     log("adopting the image these inputs already produced", { imageId: existing.ImageId, imageName: name, state: existing.State });
     return bakeStarted(existing.ImageId, name);
   }
-  const tags = imageTags(event, name);
+  const tags = imageTags(event, name, props);
   try {
     const response = await ec2.send(new import_client_ec2.CreateImageCommand({
       InstanceId: props.instanceId,
@@ -515,15 +537,26 @@ async function findSnapshotsByImageName(event, name, imageId) {
     throw withContext(error, `DescribeSnapshots for the snapshots of image ${imageId} (${name})`);
   }
 }
-function imageTags(event, name) {
+function imageTags(event, name, props) {
+  const manifest = [
+    [Tag.BASE_IMAGE, props.manifest.baseImageId],
+    [Tag.CONFIG_SETS, props.manifest.configSets],
+    [Tag.INIT_FINGERPRINT, props.manifest.initFingerprint],
+    [Tag.VERSION, props.manifest.libraryVersion],
+    [Tag.BAKED_AT, (/* @__PURE__ */ new Date()).toISOString()]
+  ];
   return [
     { Key: "Name", Value: name },
     { Key: Tag.MANAGED_BY, Value: MANAGED_BY_VALUE },
     { Key: Tag.STACK_NAME, Value: stackName(event.StackId) },
     { Key: Tag.STACK_ID, Value: event.StackId },
     { Key: Tag.LOGICAL_ID, Value: event.LogicalResourceId },
-    { Key: Tag.IMAGE_NAME, Value: name }
+    { Key: Tag.IMAGE_NAME, Value: name },
+    ...manifest.flatMap(([Key, value]) => value ? [{ Key, Value: tagValue(value) }] : [])
   ];
+}
+function tagValue(value) {
+  return value.length <= MAX_TAG_VALUE_LENGTH ? value : `${value.slice(0, MAX_TAG_VALUE_LENGTH - 3)}...`;
 }
 function madeByThisResource(image, event) {
   const tags = new Map((image.Tags ?? []).map((tag) => [tag.Key, tag.Value]));
@@ -584,5 +617,6 @@ function eventFields(event) {
 0 && (module.exports = {
   isComplete,
   onEvent,
-  stackName
+  stackName,
+  tagValue
 });
