@@ -31,6 +31,9 @@ const SANITIZE_CONFIG = 'cdkBakedImageSanitize';
 /** The config set, and config, that writes the manifest into the image, after the user's and before the clean-up. */
 const MANIFEST_CONFIG = 'cdkBakedImageManifest';
 
+/** CloudFormation waits at most 12 hours for a CreationPolicy signal. */
+const MAX_SIGNAL_TIMEOUT = Duration.hours(12);
+
 /** This library's version, recorded in every image's manifest. */
 const LIBRARY_VERSION: string = JSON.parse(fs.readFileSync(path.join(__dirname, '..', 'package.json'), 'utf8')).version;
 
@@ -327,7 +330,14 @@ export class BakedImage extends Construct implements ec2.IMachineImage, iam.IGra
     const removalPolicy = props.removalPolicy ?? RemovalPolicy.DESTROY;
     const vpcSubnets = props.vpcSubnets ?? { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS };
     const problems = inputProblems(this, {
-      namePrefix, description, bakeTimeout, removalPolicy, vpc: props.vpc, vpcSubnets, parameterName: props.imageIdParameterName,
+      namePrefix,
+      description,
+      bakeTimeout,
+      removalPolicy,
+      vpc: props.vpc,
+      vpcSubnets,
+      parameterName: props.imageIdParameterName,
+      initTimeout: props.initOptions?.timeout,
     });
     problems.push(...sharingProblems(props.shareWith, props.volumeEncryptionKey));
     if (problems.some((problem) => problem.startsWith('vpcSubnets'))) {
@@ -503,6 +513,7 @@ interface ValidatedInputs {
   readonly vpc: ec2.IVpc;
   readonly vpcSubnets: ec2.SubnetSelection;
   readonly parameterName?: string;
+  readonly initTimeout?: Duration;
 }
 
 /** Checks the inputs the builder needs at synth time and returns every problem. Tokens are left alone. */
@@ -538,6 +549,9 @@ function inputProblems(scope: Construct, inputs: ValidatedInputs): string[] {
     problems.push(`removalPolicy must be RemovalPolicy.DESTROY or RemovalPolicy.RETAIN, got ${removalPolicy}`);
   }
 
+  if (inputs.initTimeout && !inputs.initTimeout.isUnresolved() && inputs.initTimeout.toSeconds() > MAX_SIGNAL_TIMEOUT.toSeconds()) {
+    problems.push(`initOptions.timeout must be at most 12 hours (CloudFormation's limit for a CreationPolicy signal), got ${inputs.initTimeout.toHumanString()}`);
+  }
   problems.push(...subnetProblems(scope, inputs.vpc, inputs.vpcSubnets));
   return problems;
 }

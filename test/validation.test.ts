@@ -117,6 +117,14 @@ describe('synth-time validation', () => {
     expect(tryBake({ shareWith: { accounts: ['111122223333'] } })).toThrow(/shareWith needs volumeEncryptionKey: an image encrypted with the AWS managed key aws\/ebs cannot be shared/);
   });
 
+  test('throws when initOptions.timeout is longer than the 12 hours a CreationPolicy can wait', () => {
+    expect(tryBake({ initOptions: { timeout: Duration.hours(13) } })).toThrow(/initOptions.timeout must be at most 12 hours .* got 13 hours/);
+  });
+
+  test('accepts an install phase of 12 hours', () => {
+    expect(tryBake({ initOptions: { timeout: Duration.hours(12) } })).not.toThrow();
+  });
+
   test('names the construct that is misconfigured', () => {
     expect(tryBake({ imageName: 'x'.repeat(200) })).toThrow(/Invalid BakedImage ValidationStack\/Image/);
   });
