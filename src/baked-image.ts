@@ -240,6 +240,23 @@ export interface BakedImageProps {
   readonly shareWith?: ImageSharing;
 
   /**
+   * Deprecate the image this long after it was created (EC2 then hides it from default image
+   * listings; instances and launch templates that name it keep working). An Update that changes only
+   * this keeps the image and moves the date.
+   *
+   * @default - never deprecated
+   */
+  readonly deprecateAfter?: Duration;
+
+  /**
+   * Protect the image from deregistration outside this stack. The stack's own Delete (on replacement
+   * or stack deletion, with `removalPolicy` DESTROY) lifts the protection first.
+   *
+   * @default false
+   */
+  readonly deregistrationProtection?: boolean;
+
+  /**
    * Publish the image id to an SSM parameter of this name, of data type `aws:ec2:image` (so that EC2
    * launch templates and instance refresh can resolve it). The parameter follows every rebake and is
    * deleted with the stack.
@@ -338,6 +355,7 @@ export class BakedImage extends Construct implements ec2.IMachineImage, iam.IGra
       vpcSubnets,
       parameterName: props.imageIdParameterName,
       initTimeout: props.initOptions?.timeout,
+      deprecateAfter: props.deprecateAfter,
     });
     problems.push(...sharingProblems(props.shareWith, props.volumeEncryptionKey));
     if (problems.some((problem) => problem.startsWith('vpcSubnets'))) {
@@ -435,6 +453,8 @@ export class BakedImage extends Construct implements ec2.IMachineImage, iam.IGra
         [Prop.SHARE_ACCOUNTS]: props.shareWith?.accounts ?? [],
         [Prop.SHARE_ORGANIZATIONS]: props.shareWith?.organizationArns ?? [],
         [Prop.SHARE_ORGANIZATIONAL_UNITS]: props.shareWith?.organizationalUnitArns ?? [],
+        ...(props.deprecateAfter ? { [Prop.DEPRECATE_AFTER_SECONDS]: String(props.deprecateAfter.toSeconds()) } : {}),
+        [Prop.DEREGISTRATION_PROTECTION]: String(props.deregistrationProtection ?? false),
         [Prop.BASE_IMAGE_ID]: manifest.baseImageId,
         [Prop.CONFIG_SETS]: manifest.configSets,
         [Prop.INIT_FINGERPRINT]: manifest.initFingerprint,
@@ -514,6 +534,7 @@ interface ValidatedInputs {
   readonly vpcSubnets: ec2.SubnetSelection;
   readonly parameterName?: string;
   readonly initTimeout?: Duration;
+  readonly deprecateAfter?: Duration;
 }
 
 /** Checks the inputs the builder needs at synth time and returns every problem. Tokens are left alone. */
@@ -549,6 +570,12 @@ function inputProblems(scope: Construct, inputs: ValidatedInputs): string[] {
     problems.push(`removalPolicy must be RemovalPolicy.DESTROY or RemovalPolicy.RETAIN, got ${removalPolicy}`);
   }
 
+  if (inputs.deprecateAfter && !inputs.deprecateAfter.isUnresolved()) {
+    const seconds = inputs.deprecateAfter.toSeconds();
+    if (seconds < 60 || seconds > 10 * 365 * 24 * 3600) {
+      problems.push(`deprecateAfter must be between 1 minute and 10 years (EC2's range), got ${inputs.deprecateAfter.toHumanString()}`);
+    }
+  }
   if (inputs.initTimeout && !inputs.initTimeout.isUnresolved() && inputs.initTimeout.toSeconds() > MAX_SIGNAL_TIMEOUT.toSeconds()) {
     problems.push(`initOptions.timeout must be at most 12 hours (CloudFormation's limit for a CreationPolicy signal), got ${inputs.initTimeout.toHumanString()}`);
   }

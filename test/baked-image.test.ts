@@ -146,6 +146,7 @@ describe('the bake custom resource', () => {
       Removal: 'destroy',
       BuilderAfterBake: 'stop',
       BakeTimeoutSeconds: '3000',
+      DeregistrationProtection: 'false',
       ShareWithAccounts: [],
       ShareWithOrganizations: [],
       ShareWithOrganizationalUnits: [],
@@ -316,7 +317,11 @@ describe('least privilege', () => {
       if (actions.every((action) => action === 'ec2:CreateTags')) {
         return conditions.StringEquals?.['ec2:CreateAction'] === 'CreateImage' ? 'tag-on-create' : undefined;
       }
-      if (actions.every((action) => ['ec2:ModifyImageAttribute', 'ec2:DeregisterImage', 'ec2:DeleteSnapshot'].includes(action))) {
+      const ownImageActions = [
+        'ec2:ModifyImageAttribute', 'ec2:EnableImageDeprecation', 'ec2:DisableImageDeprecation',
+        'ec2:EnableImageDeregistrationProtection', 'ec2:DisableImageDeregistrationProtection', 'ec2:DeregisterImage', 'ec2:DeleteSnapshot',
+      ];
+      if (actions.every((action) => ownImageActions.includes(action))) {
         const tags = conditions.StringEquals ?? {};
         return tags['aws:ResourceTag/cdk-baked-image:stack-id'] && tags['aws:ResourceTag/cdk-baked-image:logical-id'] ? 'delete-own' : undefined;
       }
@@ -474,6 +479,23 @@ describe('manifest', () => {
     const image = bake(stack, vpc);
     const { resource } = bakeResourceOf(Template.fromStack(stack));
     expect(resource.Properties).toMatchObject({ BaseImageId: BASE_AMI, ConfigSets: 'default', InitFingerprint: image.initFingerprint });
+  });
+});
+
+describe('deprecation and deregistration protection', () => {
+  test('passes the deprecation delay in seconds and the protection to the handler', () => {
+    const { stack, vpc } = newStack();
+    bake(stack, vpc, 'Image', { deprecateAfter: Duration.days(90), deregistrationProtection: true });
+    const { resource } = bakeResourceOf(Template.fromStack(stack));
+    expect(resource.Properties).toMatchObject({ DeprecateAfterSeconds: String(90 * 24 * 3600), DeregistrationProtection: 'true' });
+  });
+
+  test('asks for neither by default', () => {
+    const { stack, vpc } = newStack();
+    bake(stack, vpc);
+    const { resource } = bakeResourceOf(Template.fromStack(stack));
+    expect(resource.Properties.DeprecateAfterSeconds).toBeUndefined();
+    expect(resource.Properties.DeregistrationProtection).toBe('false');
   });
 });
 

@@ -125,6 +125,10 @@ describe('synth-time validation', () => {
     expect(tryBake({ initOptions: { timeout: Duration.hours(12) } })).not.toThrow();
   });
 
+  test.each([Duration.seconds(30), Duration.days(3700)])('throws when deprecateAfter is %s, outside EC2\'s 1 minute to 10 years', (after) => {
+    expect(tryBake({ deprecateAfter: after })).toThrow(/deprecateAfter must be between 1 minute and 10 years/);
+  });
+
   test('names the construct that is misconfigured', () => {
     expect(tryBake({ imageName: 'x'.repeat(200) })).toThrow(/Invalid BakedImage ValidationStack\/Image/);
   });

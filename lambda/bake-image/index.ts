@@ -13,7 +13,11 @@ import {
   DescribeImageAttributeCommand,
   DescribeImagesCommand,
   DescribeSnapshotsCommand,
+  DisableImageDeprecationCommand,
+  DisableImageDeregistrationProtectionCommand,
   EC2Client,
+  EnableImageDeprecationCommand,
+  EnableImageDeregistrationProtectionCommand,
   ModifyImageAttributeCommand,
   type Image,
   StopInstancesCommand,
@@ -148,6 +152,7 @@ async function pollBake(event: IsCompleteRequest, props: BakeProperties): Promis
     case 'available': {
       await settleBuilder(props);
       await applySharing(event, imageId, props);
+      await applyLifecycle(event, imageId, image?.CreationDate, props);
       const name = image?.Name ?? imageName(props);
       log('image available', { imageId, imageName: name });
       return { IsComplete: true, Data: { [Attr.IMAGE_ID]: imageId, [Attr.IMAGE_NAME]: name } };
@@ -218,6 +223,53 @@ async function applySharing(event: IsCompleteRequest, imageId: string, props: Ba
   log('launch permissions updated', { imageId, added: change.add, removed: change.remove });
 }
 
+/**
+ * Deprecation and deregistration protection, as asked; what an Update no longer asks for is lifted.
+ * No call at all when neither is asked for now or before.
+ */
+async function applyLifecycle(event: IsCompleteRequest, imageId: string, creationDate: string | undefined, props: BakeProperties): Promise<void> {
+  const before = event.RequestType === 'Update' ? previousProperties(event) : undefined;
+  if (props.deprecateAfterSeconds !== undefined) {
+    // Counted from the image's creation, so an Update that rebakes nothing keeps the same date; EC2
+    // refuses a date in the past, so a date already passed becomes one minute from now.
+    const created = Date.parse(creationDate ?? '') || Date.now();
+    const deprecateAt = new Date(Math.max(created + props.deprecateAfterSeconds * 1000, Date.now() + 60_000));
+    await lifecycleCall(`EnableImageDeprecation for image ${imageId}`,
+      () => ec2.send(new EnableImageDeprecationCommand({ ImageId: imageId, DeprecateAt: deprecateAt })));
+    log('image deprecation set', { imageId, deprecateAt: deprecateAt.toISOString() });
+  } else if (before?.deprecateAfterSeconds !== undefined) {
+    await lifecycleCall(`DisableImageDeprecation for image ${imageId}`,
+      () => ec2.send(new DisableImageDeprecationCommand({ ImageId: imageId })));
+    log('image deprecation removed', { imageId });
+  }
+  if (props.deregistrationProtection) {
+    await lifecycleCall(`EnableImageDeregistrationProtection for image ${imageId}`,
+      () => ec2.send(new EnableImageDeregistrationProtectionCommand({ ImageId: imageId, WithCooldown: false })));
+    log('deregistration protection enabled', { imageId });
+  } else if (before?.deregistrationProtection) {
+    await lifecycleCall(`DisableImageDeregistrationProtection for image ${imageId}`,
+      () => ec2.send(new DisableImageDeregistrationProtectionCommand({ ImageId: imageId })));
+    log('deregistration protection removed', { imageId });
+  }
+}
+
+async function lifecycleCall(what: string, call: () => Promise<unknown>): Promise<void> {
+  try {
+    await call();
+  } catch (error) {
+    throw new Error(`${what} failed: ${describeError(error)}`);
+  }
+}
+
+/** The properties of the resource before an Update; undefined when they cannot be read. */
+function previousProperties(event: OnEventRequest): BakeProperties | undefined {
+  try {
+    return event.OldResourceProperties ? parseProperties(event.OldResourceProperties) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 async function remove(event: OnEventRequest): Promise<OnEventResponse> {
   const imageId = event.PhysicalResourceId;
   if (!isImageId(imageId)) {
@@ -249,6 +301,9 @@ async function remove(event: OnEventRequest): Promise<OnEventResponse> {
   }
 
   if (image) {
+    if (props.deregistrationProtection || image.DeregistrationProtection?.startsWith('enabled')) {
+      await liftDeregistrationProtection(imageId, image.DeregistrationProtection);
+    }
     await deregister(imageId);
   } else {
     log('image already gone', { imageId });
@@ -257,6 +312,30 @@ async function remove(event: OnEventRequest): Promise<OnEventResponse> {
     await deleteSnapshot(snapshotId, imageId);
   }
   return { PhysicalResourceId: imageId };
+}
+
+/**
+ * Deregistration protection must be lifted before the Delete can deregister. Protection enabled with a
+ * cooldown (not by this construct) keeps the image for 24 hours after it is lifted: the Delete then fails
+ * and says so, and CloudFormation's retry after the cooldown succeeds.
+ */
+async function liftDeregistrationProtection(imageId: string, state: string | undefined): Promise<void> {
+  try {
+    await ec2.send(new DisableImageDeregistrationProtectionCommand({ ImageId: imageId }));
+    log('deregistration protection lifted for the delete', { imageId, state });
+  } catch (error) {
+    const code = errorCode(error);
+    if (code === 'InvalidAMIID.NotFound' || code === 'InvalidAMIID.Unavailable') {
+      return;
+    }
+    throw new Error(`Could not lift the deregistration protection of image ${imageId}: ${describeError(error)}`);
+  }
+  if (state?.includes('cooldown')) {
+    throw new Error(
+      `Image ${imageId} has deregistration protection with a cooldown (${state}): it was lifted now, and EC2 lets ` +
+      'the image be deregistered only after the 24-hour cooldown. Delete the stack again after that.',
+    );
+  }
 }
 
 async function deregister(imageId: string): Promise<void> {

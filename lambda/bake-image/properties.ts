@@ -22,6 +22,10 @@ export interface BakeProperties {
   readonly sharing: Sharing;
   /** What the image is made of, for its manifest tags. */
   readonly manifest: Manifest;
+  /** Seconds after creation at which the image is deprecated. */
+  readonly deprecateAfterSeconds?: number;
+  /** Whether the image is protected from deregistration. */
+  readonly deregistrationProtection: boolean;
 }
 
 /** What an image is made of: recorded as tags on the image and its snapshots. */
@@ -126,6 +130,8 @@ export function parseProperties(props: Record<string, unknown>): BakeProperties 
     builderAfterBake: oneOf(Prop.BUILDER_AFTER_BAKE, optionalString(props, Prop.BUILDER_AFTER_BAKE), BuilderMode, BuilderMode.STOP),
     bakeTimeoutSeconds: parsePositiveInteger(Prop.BAKE_TIMEOUT_SECONDS, optionalString(props, Prop.BAKE_TIMEOUT_SECONDS)),
     sharing: parseSharing(props),
+    deprecateAfterSeconds: parsePositiveInteger(Prop.DEPRECATE_AFTER_SECONDS, optionalString(props, Prop.DEPRECATE_AFTER_SECONDS)),
+    deregistrationProtection: parseBoolean(Prop.DEREGISTRATION_PROTECTION, optionalString(props, Prop.DEREGISTRATION_PROTECTION)),
     manifest: {
       baseImageId: optionalString(props, Prop.BASE_IMAGE_ID),
       configSets: optionalString(props, Prop.CONFIG_SETS),

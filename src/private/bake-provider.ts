@@ -138,7 +138,15 @@ export class BakeProvider extends Construct {
       }));
       this.role.addToPrincipalPolicy(new iam.PolicyStatement({
         sid: 'ShareAndDeleteOwnImagesAndSnapshots',
-        actions: ['ec2:ModifyImageAttribute', 'ec2:DeregisterImage', 'ec2:DeleteSnapshot'],
+        actions: [
+          'ec2:ModifyImageAttribute',
+          'ec2:EnableImageDeprecation',
+          'ec2:DisableImageDeprecation',
+          'ec2:EnableImageDeregistrationProtection',
+          'ec2:DisableImageDeregistrationProtection',
+          'ec2:DeregisterImage',
+          'ec2:DeleteSnapshot',
+        ],
         resources: [imageArn('*'), snapshotArn('*')],
         conditions: ownTags,
       }));
@@ -158,7 +166,7 @@ function acknowledgeHandlerRole(role: iam.Role): void {
     ['AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:<AWS::Region>:<AWS::AccountId>:instance/*]',
       'CreateImage, StopInstances and TerminateInstances are allowed only on instances tagged with this stack id and one BakedImage\'s logical id: its own builder.'],
     ['AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:<AWS::Region>::image/*]',
-      'Image ids are not known before CreateImage makes them. Tagging is allowed only inside CreateImage (ec2:CreateAction), and sharing and deregistering only on images tagged with this stack id and the image\'s logical id.'],
+      'Image ids are not known before CreateImage makes them. Tagging is allowed only inside CreateImage (ec2:CreateAction), and sharing, deprecating, protecting and deregistering only on images tagged with this stack id and the image\'s logical id.'],
     ['AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:<AWS::Region>::snapshot/*]',
       'Snapshot ids are not known before CreateImage makes them. Tagging is allowed only inside CreateImage (ec2:CreateAction), and deleting only on snapshots tagged with this stack id and the image\'s logical id.'],
   ];

@@ -31,6 +31,10 @@ export const Prop = {
   SHARE_ORGANIZATIONS: 'ShareWithOrganizations',
   /** Organizational unit ARNs the image is shared with; a list. */
   SHARE_ORGANIZATIONAL_UNITS: 'ShareWithOrganizationalUnits',
+  /** Seconds after its creation at which the image is deprecated; absent: never. */
+  DEPRECATE_AFTER_SECONDS: 'DeprecateAfterSeconds',
+  /** 'true' to protect the image from deregistration (the Delete lifts it first). */
+  DEREGISTRATION_PROTECTION: 'DeregistrationProtection',
   /** Manifest: the base image the builder started from. */
   BASE_IMAGE_ID: 'BaseImageId',
   /** Manifest: the config sets the builder ran, space-separated. */

@@ -421,6 +421,9 @@ export class Ec2Proxy {
   private readonly errors: string[] = [];
   private createImageQueue: Promise<unknown> = Promise.resolve();
 
+  /** moto 5.2.1 has no image deprecation nor deregistration protection: the proxy keeps them, per image. */
+  private readonly lifecycle = new Map<string, { deprecateAt?: string; protection?: string }>();
+
   private constructor(motoEndpoint: string) {
     this.motoUrl = new URL(motoEndpoint);
     this.moto = ec2ClientFor(motoEndpoint);
@@ -456,7 +459,13 @@ export class Ec2Proxy {
   }
 
   /** Forgets counts, rewrites, gates, injected faults and emulated state (call together with moto's reset). */
+  /** The deprecation time and deregistration protection the proxy emulates for an image. */
+  imageLifecycle(imageId: string): { deprecateAt?: string; protection?: string } {
+    return { ...this.lifecycle.get(imageId) };
+  }
+
   reset(): void {
+    this.lifecycle.clear();
     this.requests.length = 0;
     this.rewrites.length = 0;
     this.gates.clear();
@@ -618,6 +627,11 @@ export class Ec2Proxy {
         return this.deregisterImage(request, params, body);
       case 'StopInstances':
         return this.stopInstances(request, params, body);
+      case 'EnableImageDeprecation':
+      case 'DisableImageDeprecation':
+      case 'EnableImageDeregistrationProtection':
+      case 'DisableImageDeregistrationProtection':
+        return this.imageLifecycleCall(action, params);
       default:
         return this.forward(request, body);
     }
@@ -739,7 +753,39 @@ export class Ec2Proxy {
     return this.forward(request, body);
   }
 
+  /** EC2's image deprecation and deregistration protection calls, which moto 5.2.1 lacks. */
+  private async imageLifecycleCall(action: string, params: URLSearchParams): Promise<HttpResult> {
+    const imageId = params.get('ImageId') ?? '';
+    const found = await this.moto.send(new DescribeImagesCommand({ ImageIds: [imageId] })).catch(() => undefined);
+    if (!found?.Images?.length) {
+      return this.errorResult(400, 'InvalidAMIID.NotFound', `The image id '[${imageId}]' does not exist`);
+    }
+    const state = this.lifecycle.get(imageId) ?? {};
+    switch (action) {
+      case 'EnableImageDeprecation':
+        state.deprecateAt = params.get('DeprecateAt') ?? undefined;
+        break;
+      case 'DisableImageDeprecation':
+        delete state.deprecateAt;
+        break;
+      case 'EnableImageDeregistrationProtection':
+        state.protection = params.get('WithCooldown') === 'true' ? 'enabled-with-cooldown' : 'enabled';
+        break;
+      default:
+        delete state.protection;
+    }
+    this.lifecycle.set(imageId, state);
+    const xml = `<?xml version="1.0" encoding="UTF-8"?><${action}Response xmlns="http://ec2.amazonaws.com/doc/2016-11-15/">`
+      + `<requestId>${action}-${imageId}</requestId><return>true</return></${action}Response>`;
+    return { status: 200, headers: { 'content-type': 'text/xml;charset=UTF-8' }, body: Buffer.from(xml, 'utf8') };
+  }
+
   private async deregisterImage(request: http.IncomingMessage, params: URLSearchParams, body: Buffer): Promise<HttpResult> {
+    const protection = this.lifecycle.get(params.get('ImageId') ?? '')?.protection;
+    if (protection) {
+      // EC2 refuses to deregister a protected image.
+      return this.errorResult(400, 'InvalidParameterValue', `Image ${params.get('ImageId')} has deregistration protection (${protection})`);
+    }
     const deleteSnapshots = params.get('DeleteAssociatedSnapshots') === 'true';
     const imageId = params.get('ImageId') ?? '';
     const snapshotIds = deleteSnapshots ? await this.snapshotsOf(imageId).catch(() => []) : [];

@@ -22,6 +22,7 @@ function props(overrides: Partial<BakeProperties> = {}): BakeProperties {
     builderAfterBake: 'stop',
     sharing: { accounts: [], organizationArns: [], organizationalUnitArns: [] },
     manifest: {},
+    deregistrationProtection: false,
     ...overrides,
   };
 }
@@ -49,6 +50,8 @@ describe('parseProperties', () => {
       bakeTimeoutSeconds: undefined,
       sharing: { accounts: [], organizationArns: [], organizationalUnitArns: [] },
       manifest: { baseImageId: undefined, configSets: undefined, initFingerprint: undefined, libraryVersion: undefined },
+      deprecateAfterSeconds: undefined,
+      deregistrationProtection: false,
     });
   });
 
@@ -70,6 +73,8 @@ describe('parseProperties', () => {
       ConfigSets: 'packages app',
       InitFingerprint: '0123456789abcdef',
       LibraryVersion: '1.2.3',
+      DeprecateAfterSeconds: '7776000',
+      DeregistrationProtection: 'true',
     })).toEqual({
       instanceId: BUILDER,
       namePrefix: 'web',
@@ -85,6 +90,8 @@ describe('parseProperties', () => {
         organizationalUnitArns: ['arn:aws:organizations::123456789012:ou/o-abcdef1234/ou-ab12-cdef3456'],
       },
       manifest: { baseImageId: 'ami-0aaaaaaaaaaaaaaaa', configSets: 'packages app', initFingerprint: '0123456789abcdef', libraryVersion: '1.2.3' },
+      deprecateAfterSeconds: 7776000,
+      deregistrationProtection: true,
     });
   });
 

@@ -81,6 +81,10 @@ var Prop = {
   SHARE_ORGANIZATIONS: "ShareWithOrganizations",
   /** Organizational unit ARNs the image is shared with; a list. */
   SHARE_ORGANIZATIONAL_UNITS: "ShareWithOrganizationalUnits",
+  /** Seconds after its creation at which the image is deprecated; absent: never. */
+  DEPRECATE_AFTER_SECONDS: "DeprecateAfterSeconds",
+  /** 'true' to protect the image from deregistration (the Delete lifts it first). */
+  DEREGISTRATION_PROTECTION: "DeregistrationProtection",
   /** Manifest: the base image the builder started from. */
   BASE_IMAGE_ID: "BaseImageId",
   /** Manifest: the config sets the builder ran, space-separated. */
@@ -219,6 +223,8 @@ function parseProperties(props) {
     builderAfterBake: oneOf(Prop.BUILDER_AFTER_BAKE, optionalString(props, Prop.BUILDER_AFTER_BAKE), BuilderMode, BuilderMode.STOP),
     bakeTimeoutSeconds: parsePositiveInteger(Prop.BAKE_TIMEOUT_SECONDS, optionalString(props, Prop.BAKE_TIMEOUT_SECONDS)),
     sharing: parseSharing(props),
+    deprecateAfterSeconds: parsePositiveInteger(Prop.DEPRECATE_AFTER_SECONDS, optionalString(props, Prop.DEPRECATE_AFTER_SECONDS)),
+    deregistrationProtection: parseBoolean(Prop.DEREGISTRATION_PROTECTION, optionalString(props, Prop.DEREGISTRATION_PROTECTION)),
     manifest: {
       baseImageId: optionalString(props, Prop.BASE_IMAGE_ID),
       configSets: optionalString(props, Prop.CONFIG_SETS),
@@ -372,6 +378,7 @@ async function pollBake(event, props) {
     case "available": {
       await settleBuilder(props);
       await applySharing(event, imageId, props);
+      await applyLifecycle(event, imageId, image?.CreationDate, props);
       const name = image?.Name ?? imageName(props);
       log("image available", { imageId, imageName: name });
       return { IsComplete: true, Data: { [Attr.IMAGE_ID]: imageId, [Attr.IMAGE_NAME]: name } };
@@ -433,6 +440,51 @@ async function applySharing(event, imageId, props) {
   }
   log("launch permissions updated", { imageId, added: change.add, removed: change.remove });
 }
+async function applyLifecycle(event, imageId, creationDate, props) {
+  const before = event.RequestType === "Update" ? previousProperties(event) : void 0;
+  if (props.deprecateAfterSeconds !== void 0) {
+    const created = Date.parse(creationDate ?? "") || Date.now();
+    const deprecateAt = new Date(Math.max(created + props.deprecateAfterSeconds * 1e3, Date.now() + 6e4));
+    await lifecycleCall(
+      `EnableImageDeprecation for image ${imageId}`,
+      () => ec2.send(new import_client_ec2.EnableImageDeprecationCommand({ ImageId: imageId, DeprecateAt: deprecateAt }))
+    );
+    log("image deprecation set", { imageId, deprecateAt: deprecateAt.toISOString() });
+  } else if (before?.deprecateAfterSeconds !== void 0) {
+    await lifecycleCall(
+      `DisableImageDeprecation for image ${imageId}`,
+      () => ec2.send(new import_client_ec2.DisableImageDeprecationCommand({ ImageId: imageId }))
+    );
+    log("image deprecation removed", { imageId });
+  }
+  if (props.deregistrationProtection) {
+    await lifecycleCall(
+      `EnableImageDeregistrationProtection for image ${imageId}`,
+      () => ec2.send(new import_client_ec2.EnableImageDeregistrationProtectionCommand({ ImageId: imageId, WithCooldown: false }))
+    );
+    log("deregistration protection enabled", { imageId });
+  } else if (before?.deregistrationProtection) {
+    await lifecycleCall(
+      `DisableImageDeregistrationProtection for image ${imageId}`,
+      () => ec2.send(new import_client_ec2.DisableImageDeregistrationProtectionCommand({ ImageId: imageId }))
+    );
+    log("deregistration protection removed", { imageId });
+  }
+}
+async function lifecycleCall(what, call) {
+  try {
+    await call();
+  } catch (error) {
+    throw new Error(`${what} failed: ${describeError(error)}`);
+  }
+}
+function previousProperties(event) {
+  try {
+    return event.OldResourceProperties ? parseProperties(event.OldResourceProperties) : void 0;
+  } catch {
+    return void 0;
+  }
+}
 async function remove(event) {
   const imageId = event.PhysicalResourceId;
   if (!isImageId(imageId)) {
@@ -460,6 +512,9 @@ async function remove(event) {
     snapshotIds.add(snapshotId);
   }
   if (image) {
+    if (props.deregistrationProtection || image.DeregistrationProtection?.startsWith("enabled")) {
+      await liftDeregistrationProtection(imageId, image.DeregistrationProtection);
+    }
     await deregister(imageId);
   } else {
     log("image already gone", { imageId });
@@ -468,6 +523,23 @@ async function remove(event) {
     await deleteSnapshot(snapshotId, imageId);
   }
   return { PhysicalResourceId: imageId };
+}
+async function liftDeregistrationProtection(imageId, state) {
+  try {
+    await ec2.send(new import_client_ec2.DisableImageDeregistrationProtectionCommand({ ImageId: imageId }));
+    log("deregistration protection lifted for the delete", { imageId, state });
+  } catch (error) {
+    const code = errorCode(error);
+    if (code === "InvalidAMIID.NotFound" || code === "InvalidAMIID.Unavailable") {
+      return;
+    }
+    throw new Error(`Could not lift the deregistration protection of image ${imageId}: ${describeError(error)}`);
+  }
+  if (state?.includes("cooldown")) {
+    throw new Error(
+      `Image ${imageId} has deregistration protection with a cooldown (${state}): it was lifted now, and EC2 lets the image be deregistered only after the 24-hour cooldown. Delete the stack again after that.`
+    );
+  }
 }
 async function deregister(imageId) {
   try {

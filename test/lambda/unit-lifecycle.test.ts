@@ -1,0 +1,84 @@
+import {
+  DeregisterImageCommand,
+  DescribeImagesCommand,
+  DescribeSnapshotsCommand,
+  DisableImageDeregistrationProtectionCommand,
+  EC2Client,
+  EnableImageDeprecationCommand,
+  StopInstancesCommand,
+} from '@aws-sdk/client-ec2';
+import { mockClient } from 'aws-sdk-client-mock';
+import { isComplete, onEvent } from '../../lambda/bake-image';
+import type { IsCompleteRequest, OnEventRequest } from '../../lambda/bake-image/types';
+
+const ec2 = mockClient(EC2Client);
+const IMAGE_ID = 'ami-0123456789abcdef0';
+const STACK_ID = 'arn:aws:cloudformation:us-east-1:123456789012:stack/S/1';
+const BASE = { InstanceId: 'i-0123456789abcdef0', NamePrefix: 'web' };
+
+function request(type: 'Create' | 'Delete', props: Record<string, string>): IsCompleteRequest & OnEventRequest {
+  return {
+    RequestType: type,
+    RequestId: 'r1',
+    StackId: STACK_ID,
+    LogicalResourceId: 'Image',
+    ResourceType: 'Custom::BakedImage',
+    PhysicalResourceId: IMAGE_ID,
+    ResourceProperties: { ...BASE, ...props },
+  };
+}
+
+beforeEach(() => {
+  ec2.reset();
+  jest.spyOn(console, 'log').mockImplementation(() => undefined);
+  jest.spyOn(console, 'warn').mockImplementation(() => undefined);
+});
+
+afterEach(() => jest.restoreAllMocks());
+
+describe('deprecation', () => {
+  test('moves a deprecation date already in the past to a minute from now, since EC2 refuses past dates', async () => {
+    ec2.on(DescribeImagesCommand).resolves({ Images: [{ ImageId: IMAGE_ID, State: 'available', CreationDate: '2020-01-01T00:00:00.000Z' }] });
+    ec2.on(StopInstancesCommand).resolves({});
+    ec2.on(EnableImageDeprecationCommand).resolves({ Return: true });
+
+    const before = Date.now();
+    await isComplete(request('Create', { DeprecateAfterSeconds: '3600' }));
+
+    const at = ec2.commandCalls(EnableImageDeprecationCommand)[0].args[0].input.DeprecateAt!.getTime();
+    expect(at).toBeGreaterThanOrEqual(before + 60_000);
+    expect(at).toBeLessThan(Date.now() + 61_000);
+  });
+
+  test('names the image and the EC2 error when the deprecation cannot be set', async () => {
+    ec2.on(DescribeImagesCommand).resolves({ Images: [{ ImageId: IMAGE_ID, State: 'available', CreationDate: new Date().toISOString() }] });
+    ec2.on(StopInstancesCommand).resolves({});
+    ec2.on(EnableImageDeprecationCommand).rejects(Object.assign(new Error('not authorized'), { name: 'UnauthorizedOperation' }));
+
+    await expect(isComplete(request('Create', { DeprecateAfterSeconds: '3600' })))
+      .rejects.toThrow(`EnableImageDeprecation for image ${IMAGE_ID} failed: UnauthorizedOperation: not authorized`);
+  });
+});
+
+describe('deregistration protection on Delete', () => {
+  test('says the Delete must be repeated after the 24-hour cooldown of protection set with a cooldown', async () => {
+    ec2.on(DescribeImagesCommand).resolves({
+      Images: [{
+        ImageId: IMAGE_ID,
+        State: 'available',
+        DeregistrationProtection: 'enabled-with-cooldown',
+        Tags: [
+          { Key: 'cdk-baked-image:managed-by', Value: 'cdk-baked-image' },
+          { Key: 'cdk-baked-image:stack-id', Value: STACK_ID },
+          { Key: 'cdk-baked-image:logical-id', Value: 'Image' },
+        ],
+      }],
+    });
+    ec2.on(DescribeSnapshotsCommand).resolves({ Snapshots: [] });
+    ec2.on(DisableImageDeregistrationProtectionCommand).resolves({});
+
+    await expect(onEvent(request('Delete', {}))).rejects.toThrow(/deregistration protection with a cooldown .* after the 24-hour cooldown/);
+    expect(ec2.commandCalls(DisableImageDeregistrationProtectionCommand)).toHaveLength(1);
+    expect(ec2.commandCalls(DeregisterImageCommand)).toHaveLength(0);
+  });
+});
