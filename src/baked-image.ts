@@ -17,6 +17,7 @@ import {
   Prop,
   ACCOUNT_ID_PATTERN,
   MANIFEST_DIRECTORY,
+  MAX_KEEP_SUPERSEDED,
   ORGANIZATION_ARN_PATTERN,
   ORGANIZATIONAL_UNIT_ARN_PATTERN,
   RemovalMode,
@@ -240,6 +241,16 @@ export interface BakedImageProps {
   readonly shareWith?: ImageSharing;
 
   /**
+   * How many superseded images to keep after rebakes (with their snapshots), newest first, as rollback
+   * insurance and for a fast revert; older ones are deleted. Only images this BakedImage made (by tag)
+   * are counted or deleted, and all of them go when the BakedImage leaves the stack or the stack is
+   * deleted. 0 deletes a replaced image as soon as the update has succeeded.
+   *
+   * @default 0
+   */
+  readonly keepSupersededImages?: number;
+
+  /**
    * Deprecate the image this long after it was created (EC2 then hides it from default image
    * listings; instances and launch templates that name it keep working). An Update that changes only
    * this keeps the image and moves the date.
@@ -356,6 +367,7 @@ export class BakedImage extends Construct implements ec2.IMachineImage, iam.IGra
       parameterName: props.imageIdParameterName,
       initTimeout: props.initOptions?.timeout,
       deprecateAfter: props.deprecateAfter,
+      keepSuperseded: props.keepSupersededImages,
     });
     problems.push(...sharingProblems(props.shareWith, props.volumeEncryptionKey));
     if (problems.some((problem) => problem.startsWith('vpcSubnets'))) {
@@ -455,6 +467,7 @@ export class BakedImage extends Construct implements ec2.IMachineImage, iam.IGra
         [Prop.SHARE_ORGANIZATIONAL_UNITS]: props.shareWith?.organizationalUnitArns ?? [],
         ...(props.deprecateAfter ? { [Prop.DEPRECATE_AFTER_SECONDS]: String(props.deprecateAfter.toSeconds()) } : {}),
         [Prop.DEREGISTRATION_PROTECTION]: String(props.deregistrationProtection ?? false),
+        [Prop.KEEP_SUPERSEDED]: String(props.keepSupersededImages ?? 0),
         [Prop.BASE_IMAGE_ID]: manifest.baseImageId,
         [Prop.CONFIG_SETS]: manifest.configSets,
         [Prop.INIT_FINGERPRINT]: manifest.initFingerprint,
@@ -466,6 +479,9 @@ export class BakedImage extends Construct implements ec2.IMachineImage, iam.IGra
     Tags.of(this.builder).add(Tag.STACK_ID, Aws.STACK_ID, { includeResourceTypes: ['AWS::EC2::Instance'] });
     Tags.of(this.builder).add(Tag.LOGICAL_ID, imageLogicalId, { includeResourceTypes: ['AWS::EC2::Instance'] });
     provider.grantBake(imageLogicalId);
+    if ((props.keepSupersededImages ?? 0) > 0) {
+      provider.grantStackRead();
+    }
     // The handlers' permissions must exist before the first request reaches them.
     image.node.addDependency(provider.role);
 
@@ -535,6 +551,7 @@ interface ValidatedInputs {
   readonly parameterName?: string;
   readonly initTimeout?: Duration;
   readonly deprecateAfter?: Duration;
+  readonly keepSuperseded?: number;
 }
 
 /** Checks the inputs the builder needs at synth time and returns every problem. Tokens are left alone. */
@@ -570,6 +587,14 @@ function inputProblems(scope: Construct, inputs: ValidatedInputs): string[] {
     problems.push(`removalPolicy must be RemovalPolicy.DESTROY or RemovalPolicy.RETAIN, got ${removalPolicy}`);
   }
 
+  if (inputs.keepSuperseded !== undefined && !Token.isUnresolved(inputs.keepSuperseded)) {
+    const keep = inputs.keepSuperseded;
+    if (!Number.isInteger(keep) || keep < 0 || keep > MAX_KEEP_SUPERSEDED) {
+      problems.push(`keepSupersededImages must be a whole number from 0 to ${MAX_KEEP_SUPERSEDED}, got ${keep}`);
+    } else if (keep > 0 && removalPolicy === RemovalPolicy.RETAIN) {
+      problems.push(`keepSupersededImages (${keep}) has no effect with removalPolicy RETAIN, which keeps every image: remove one of them`);
+    }
+  }
   if (inputs.deprecateAfter && !inputs.deprecateAfter.isUnresolved()) {
     const seconds = inputs.deprecateAfter.toSeconds();
     if (seconds < 60 || seconds > 10 * 365 * 24 * 3600) {

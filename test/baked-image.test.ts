@@ -147,6 +147,7 @@ describe('the bake custom resource', () => {
       BuilderAfterBake: 'stop',
       BakeTimeoutSeconds: '3000',
       DeregistrationProtection: 'false',
+      KeepSupersededImages: '0',
       ShareWithAccounts: [],
       ShareWithOrganizations: [],
       ShareWithOrganizationalUnits: [],
@@ -479,6 +480,26 @@ describe('manifest', () => {
     const image = bake(stack, vpc);
     const { resource } = bakeResourceOf(Template.fromStack(stack));
     expect(resource.Properties).toMatchObject({ BaseImageId: BASE_AMI, ConfigSets: 'default', InitFingerprint: image.initFingerprint });
+  });
+});
+
+describe('keeping superseded images', () => {
+  test('passes the count to the handler and lets it read only its own stack', () => {
+    const { stack, vpc } = newStack();
+    bake(stack, vpc, 'Image', { keepSupersededImages: 3 });
+    const template = Template.fromStack(stack);
+    expect(bakeResourceOf(template).resource.Properties.KeepSupersededImages).toBe('3');
+    const read = handlerStatements(template).find((st) => st.Sid === 'ReadOwnStack');
+    expect(read).toEqual(expect.objectContaining({
+      Action: ['cloudformation:DescribeStacks', 'cloudformation:DescribeStackResource'],
+      Resource: { Ref: 'AWS::StackId' },
+    }));
+  });
+
+  test('grants no CloudFormation read when no image keeps superseded ones', () => {
+    const { stack, vpc } = newStack();
+    bake(stack, vpc);
+    expect(handlerStatements(Template.fromStack(stack)).find((st) => st.Sid === 'ReadOwnStack')).toBeUndefined();
   });
 });
 

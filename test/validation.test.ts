@@ -129,6 +129,14 @@ describe('synth-time validation', () => {
     expect(tryBake({ deprecateAfter: after })).toThrow(/deprecateAfter must be between 1 minute and 10 years/);
   });
 
+  test.each([-1, 1.5, 51])('throws when keepSupersededImages is %s', (keep) => {
+    expect(tryBake({ keepSupersededImages: keep })).toThrow(/keepSupersededImages must be a whole number from 0 to 50/);
+  });
+
+  test('throws when keepSupersededImages is combined with RETAIN, which keeps everything', () => {
+    expect(tryBake({ keepSupersededImages: 2, removalPolicy: RemovalPolicy.RETAIN })).toThrow(/keepSupersededImages \(2\) has no effect with removalPolicy RETAIN/);
+  });
+
   test('names the construct that is misconfigured', () => {
     expect(tryBake({ imageName: 'x'.repeat(200) })).toThrow(/Invalid BakedImage ValidationStack\/Image/);
   });

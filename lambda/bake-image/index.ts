@@ -6,6 +6,7 @@
  * still receives the Delete that cleans it up. isComplete makes one DescribeImages call per poll.
  * Delete deregisters the image and deletes its snapshots, and is safe to repeat.
  */
+import { CloudFormationClient, DescribeStackResourceCommand, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
 import {
   CreateImageCommand,
   DeleteSnapshotCommand,
@@ -33,6 +34,7 @@ import type { IsCompleteRequest, IsCompleteResponse, OnEventRequest, OnEventResp
 import { Attr, BuilderMode, MANAGED_BY_VALUE, MAX_TAG_VALUE_LENGTH, RemovalMode, Tag } from '../../src/private/contract';
 
 const ec2 = new EC2Client({ maxAttempts: 6 });
+const cfn = new CloudFormationClient({ maxAttempts: 6 });
 
 export async function onEvent(event: OnEventRequest): Promise<OnEventResponse> {
   log('onEvent', eventFields(event));
@@ -282,11 +284,95 @@ async function remove(event: OnEventRequest): Promise<OnEventResponse> {
     log('removal policy RETAIN: image and snapshots kept', { imageId });
     return { PhysicalResourceId: imageId };
   }
+  if (props.keepSuperseded > 0) {
+    const situation = await deleteSituation(event, imageId);
+    log('delete with retention', { imageId, situation: situation.kind, keep: props.keepSuperseded });
+    switch (situation.kind) {
+      case 'replaced': {
+        // A successful update replaced this image: keep it among the newest superseded ones.
+        const superseded = (await ownImages(event)).filter((image) => image.ImageId !== situation.currentImageId);
+        for (const image of superseded.slice(props.keepSuperseded)) {
+          await deleteImage(event, image.ImageId ?? '', props);
+        }
+        return { PhysicalResourceId: imageId };
+      }
+      case 'removed':
+        // The resource leaves the stack: the superseded images it kept go with it.
+        for (const image of await ownImages(event)) {
+          if (image.ImageId !== imageId) {
+            await deleteImage(event, image.ImageId ?? '', props);
+          }
+        }
+        break;
+      case 'rolled-back':
+        // The half-made image of a failed update: nothing ever used it.
+        break;
+    }
+  }
+  await deleteImage(event, imageId, props);
+  return { PhysicalResourceId: imageId };
+}
 
+type DeleteSituation =
+  | { readonly kind: 'replaced'; readonly currentImageId: string }
+  | { readonly kind: 'removed' }
+  | { readonly kind: 'rolled-back' };
+
+/**
+ * Why CloudFormation deletes this image, from the stack's status and the resource's current physical id:
+ * replaced by a successful update (keep it), cleaned up after a failed update (delete it), or removed
+ * with the resource or the stack (delete it and every superseded image kept).
+ */
+async function deleteSituation(event: OnEventRequest, imageId: string): Promise<DeleteSituation> {
+  let status: string;
+  try {
+    const stacks = await cfn.send(new DescribeStacksCommand({ StackName: event.StackId }));
+    status = stacks.Stacks?.[0]?.StackStatus ?? '';
+  } catch (error) {
+    throw withContext(error, `DescribeStacks for ${stackName(event.StackId)} (to decide which images to keep)`);
+  }
+  if (status === 'DELETE_IN_PROGRESS') {
+    return { kind: 'removed' };
+  }
+  if (status.startsWith('UPDATE_ROLLBACK')) {
+    return { kind: 'rolled-back' };
+  }
+  try {
+    const resource = await cfn.send(new DescribeStackResourceCommand({ StackName: event.StackId, LogicalResourceId: event.LogicalResourceId }));
+    const current = resource.StackResourceDetail?.PhysicalResourceId;
+    return current && current !== imageId && isImageId(current) ? { kind: 'replaced', currentImageId: current } : { kind: 'removed' };
+  } catch (error) {
+    if (/does not exist/i.test(error instanceof Error ? error.message : '')) {
+      return { kind: 'removed' };
+    }
+    throw withContext(error, `DescribeStackResource for ${event.LogicalResourceId} (to decide which images to keep)`);
+  }
+}
+
+/** This resource's images (tagged with its stack id and logical id), newest first. */
+async function ownImages(event: OnEventRequest): Promise<Image[]> {
+  try {
+    const response = await ec2.send(new DescribeImagesCommand({
+      Owners: ['self'],
+      Filters: [
+        { Name: `tag:${Tag.STACK_ID}`, Values: [event.StackId] },
+        { Name: `tag:${Tag.LOGICAL_ID}`, Values: [event.LogicalResourceId] },
+      ],
+    }));
+    return (response.Images ?? [])
+      .filter((image) => image.ImageId && madeByThisResource(image, event))
+      .sort((a, b) => (Date.parse(b.CreationDate ?? '') || 0) - (Date.parse(a.CreationDate ?? '') || 0));
+  } catch (error) {
+    throw withContext(error, `DescribeImages for the images of ${event.LogicalResourceId}`);
+  }
+}
+
+/** Deregisters one image of this resource and deletes its snapshots. Repeatable. */
+async function deleteImage(event: OnEventRequest, imageId: string, props: BakeProperties): Promise<void> {
   const image = await describeImage(imageId);
   if (image && !madeByThisResource(image, event)) {
     warn('image does not carry this resource\'s tags: left alone', { imageId });
-    return { PhysicalResourceId: imageId };
+    return;
   }
   const name = image?.Name ?? imageName(props);
   const snapshotIds = new Set<string>();
@@ -311,7 +397,6 @@ async function remove(event: OnEventRequest): Promise<OnEventResponse> {
   for (const snapshotId of snapshotIds) {
     await deleteSnapshot(snapshotId, imageId);
   }
-  return { PhysicalResourceId: imageId };
 }
 
 /**

@@ -2,6 +2,7 @@ import {
   ACCOUNT_ID_PATTERN,
   BuilderMode,
   IMAGE_SHAPING_PROPS,
+  MAX_KEEP_SUPERSEDED,
   ORGANIZATION_ARN_PATTERN,
   ORGANIZATIONAL_UNIT_ARN_PATTERN,
   Prop,
@@ -26,6 +27,8 @@ export interface BakeProperties {
   readonly deprecateAfterSeconds?: number;
   /** Whether the image is protected from deregistration. */
   readonly deregistrationProtection: boolean;
+  /** How many superseded images to keep after a replacement. */
+  readonly keepSuperseded: number;
 }
 
 /** What an image is made of: recorded as tags on the image and its snapshots. */
@@ -91,6 +94,17 @@ function parseBoolean(name: string, value: string | undefined): boolean {
   return value === 'true';
 }
 
+function parseCount(name: string, value: string | undefined): number {
+  if (value === undefined) {
+    return 0;
+  }
+  const parsed = Number(value);
+  if (!/^\d+$/.test(value) || parsed > MAX_KEEP_SUPERSEDED) {
+    throw new InvalidPropertiesError(`Property ${name} must be a whole number from 0 to ${MAX_KEEP_SUPERSEDED}, got '${value}'`);
+  }
+  return parsed;
+}
+
 function parsePositiveInteger(name: string, value: string | undefined): number | undefined {
   if (value === undefined) {
     return undefined;
@@ -131,6 +145,7 @@ export function parseProperties(props: Record<string, unknown>): BakeProperties 
     bakeTimeoutSeconds: parsePositiveInteger(Prop.BAKE_TIMEOUT_SECONDS, optionalString(props, Prop.BAKE_TIMEOUT_SECONDS)),
     sharing: parseSharing(props),
     deprecateAfterSeconds: parsePositiveInteger(Prop.DEPRECATE_AFTER_SECONDS, optionalString(props, Prop.DEPRECATE_AFTER_SECONDS)),
+    keepSuperseded: parseCount(Prop.KEEP_SUPERSEDED, optionalString(props, Prop.KEEP_SUPERSEDED)),
     deregistrationProtection: parseBoolean(Prop.DEREGISTRATION_PROTECTION, optionalString(props, Prop.DEREGISTRATION_PROTECTION)),
     manifest: {
       baseImageId: optionalString(props, Prop.BASE_IMAGE_ID),

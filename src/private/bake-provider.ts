@@ -48,6 +48,8 @@ export class BakeProvider extends Construct {
   /** The logical ids of the stack's Custom::BakedImage resources, whose tags scope the bake permissions. */
   private readonly bakeLogicalIds: string[] = [];
 
+  private stackReadGranted = false;
+
   private constructor(scope: Construct, id: string) {
     super(scope, id);
 
@@ -152,6 +154,22 @@ export class BakeProvider extends Construct {
       }));
     }
     this.bakeLogicalIds.push(resourceLogicalId);
+  }
+
+  /**
+   * Lets the handlers read this stack's status and the current physical id of its resources: a Delete
+   * that keeps superseded images must know whether the image was replaced, rolled back or removed.
+   */
+  public grantStackRead(): void {
+    if (this.stackReadGranted) {
+      return;
+    }
+    this.stackReadGranted = true;
+    this.role.addToPrincipalPolicy(new iam.PolicyStatement({
+      sid: 'ReadOwnStack',
+      actions: ['cloudformation:DescribeStacks', 'cloudformation:DescribeStackResource'],
+      resources: [Aws.STACK_ID],
+    }));
   }
 }
 

@@ -35,6 +35,8 @@ export const Prop = {
   DEPRECATE_AFTER_SECONDS: 'DeprecateAfterSeconds',
   /** 'true' to protect the image from deregistration (the Delete lifts it first). */
   DEREGISTRATION_PROTECTION: 'DeregistrationProtection',
+  /** How many superseded images of this resource to keep after a replacement; '0' or absent: none. */
+  KEEP_SUPERSEDED: 'KeepSupersededImages',
   /** Manifest: the base image the builder started from. */
   BASE_IMAGE_ID: 'BaseImageId',
   /** Manifest: the config sets the builder ran, space-separated. */
@@ -56,6 +58,9 @@ export const IMAGE_SHAPING_PROPS: readonly string[] = [
   Prop.NO_REBOOT,
   Prop.REBAKE_TRIGGER,
 ];
+
+/** The most superseded images a BakedImage may keep. */
+export const MAX_KEEP_SUPERSEDED = 50;
 
 /** An AWS account id. */
 export const ACCOUNT_ID_PATTERN = /^\d{12}$/;

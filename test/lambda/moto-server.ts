@@ -421,6 +421,12 @@ export class Ec2Proxy {
   private readonly errors: string[] = [];
   private createImageQueue: Promise<unknown> = Promise.resolve();
 
+  /**
+   * The CloudFormation stack the handler asks about (DescribeStacks, DescribeStackResource) when it keeps
+   * superseded images: the tests set its status and resources, as CloudFormation would during an update.
+   */
+  private stack?: { readonly name: string; readonly id: string; readonly status: string; readonly resources: Record<string, string> };
+
   /** moto 5.2.1 has no image deprecation nor deregistration protection: the proxy keeps them, per image. */
   private readonly lifecycle = new Map<string, { deprecateAt?: string; protection?: string }>();
 
@@ -464,7 +470,13 @@ export class Ec2Proxy {
     return { ...this.lifecycle.get(imageId) };
   }
 
+  /** Sets what DescribeStacks and DescribeStackResource answer (logical id -> physical id). */
+  setStack(stack: { name: string; id: string; status: string; resources: Record<string, string> }): void {
+    this.stack = stack;
+  }
+
   reset(): void {
+    this.stack = undefined;
     this.lifecycle.clear();
     this.requests.length = 0;
     this.rewrites.length = 0;
@@ -627,6 +639,9 @@ export class Ec2Proxy {
         return this.deregisterImage(request, params, body);
       case 'StopInstances':
         return this.stopInstances(request, params, body);
+      case 'DescribeStacks':
+      case 'DescribeStackResource':
+        return this.cloudFormationCall(action, params);
       case 'EnableImageDeprecation':
       case 'DisableImageDeprecation':
       case 'EnableImageDeregistrationProtection':
@@ -751,6 +766,35 @@ export class Ec2Proxy {
       }
     }
     return this.forward(request, body);
+  }
+
+  /** The two CloudFormation reads of the handler, answered from {@link setStack} (query protocol, as CloudFormation). */
+  private async cloudFormationCall(action: string, params: URLSearchParams): Promise<HttpResult> {
+    const ns = 'http://cloudformation.amazonaws.com/doc/2010-05-15/';
+    const xml = (text: string, status = 200): HttpResult => ({ status, headers: { 'content-type': 'text/xml' }, body: Buffer.from(text, 'utf8') });
+    const error = (message: string) => xml(`<ErrorResponse xmlns="${ns}"><Error><Type>Sender</Type><Code>ValidationError</Code>`
+      + `<Message>${message}</Message></Error><RequestId>cfn-error</RequestId></ErrorResponse>`, 400);
+    const stack = this.stack;
+    const asked = params.get('StackName');
+    if (!stack || (asked !== stack.id && asked !== stack.name)) {
+      return error(`Stack with id ${asked} does not exist`);
+    }
+    const meta = '<ResponseMetadata><RequestId>cfn-request</RequestId></ResponseMetadata>';
+    if (action === 'DescribeStacks') {
+      return xml(`<DescribeStacksResponse xmlns="${ns}"><DescribeStacksResult><Stacks><member><StackName>${stack.name}</StackName>`
+        + `<StackId>${stack.id}</StackId><StackStatus>${stack.status}</StackStatus><CreationTime>2026-01-01T00:00:00Z</CreationTime>`
+        + `</member></Stacks></DescribeStacksResult>${meta}</DescribeStacksResponse>`);
+    }
+    const logicalId = params.get('LogicalResourceId') ?? '';
+    const physicalId = stack.resources[logicalId];
+    if (!physicalId) {
+      return error(`Resource ${logicalId} does not exist for stack ${stack.name}`);
+    }
+    return xml(`<DescribeStackResourceResponse xmlns="${ns}"><DescribeStackResourceResult><StackResourceDetail>`
+      + `<StackName>${stack.name}</StackName><StackId>${stack.id}</StackId><LogicalResourceId>${logicalId}</LogicalResourceId>`
+      + `<PhysicalResourceId>${physicalId}</PhysicalResourceId><ResourceType>Custom::BakedImage</ResourceType>`
+      + '<LastUpdatedTimestamp>2026-01-01T00:00:00Z</LastUpdatedTimestamp><ResourceStatus>UPDATE_COMPLETE</ResourceStatus>'
+      + `</StackResourceDetail></DescribeStackResourceResult>${meta}</DescribeStackResourceResponse>`);
   }
 
   /** EC2's image deprecation and deregistration protection calls, which moto 5.2.1 lacks. */

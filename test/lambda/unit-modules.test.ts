@@ -23,6 +23,7 @@ function props(overrides: Partial<BakeProperties> = {}): BakeProperties {
     sharing: { accounts: [], organizationArns: [], organizationalUnitArns: [] },
     manifest: {},
     deregistrationProtection: false,
+    keepSuperseded: 0,
     ...overrides,
   };
 }
@@ -52,6 +53,7 @@ describe('parseProperties', () => {
       manifest: { baseImageId: undefined, configSets: undefined, initFingerprint: undefined, libraryVersion: undefined },
       deprecateAfterSeconds: undefined,
       deregistrationProtection: false,
+      keepSuperseded: 0,
     });
   });
 
@@ -75,6 +77,7 @@ describe('parseProperties', () => {
       LibraryVersion: '1.2.3',
       DeprecateAfterSeconds: '7776000',
       DeregistrationProtection: 'true',
+      KeepSupersededImages: '3',
     })).toEqual({
       instanceId: BUILDER,
       namePrefix: 'web',
@@ -92,7 +95,12 @@ describe('parseProperties', () => {
       manifest: { baseImageId: 'ami-0aaaaaaaaaaaaaaaa', configSets: 'packages app', initFingerprint: '0123456789abcdef', libraryVersion: '1.2.3' },
       deprecateAfterSeconds: 7776000,
       deregistrationProtection: true,
+      keepSuperseded: 3,
     });
+  });
+
+  test.each(['-1', '2.5', '51', 'three'])('rejects KeepSupersededImages %s', (value) => {
+    expect(() => parseProperties({ ...REQUIRED, KeepSupersededImages: value })).toThrow(/KeepSupersededImages must be a whole number from 0 to 50/);
   });
 
   test.each([

@@ -26,6 +26,7 @@ __export(index_exports, {
   tagValue: () => tagValue
 });
 module.exports = __toCommonJS(index_exports);
+var import_client_cloudformation = require("@aws-sdk/client-cloudformation");
 var import_client_ec2 = require("@aws-sdk/client-ec2");
 
 // lambda/bake-image/image-state.ts
@@ -85,6 +86,8 @@ var Prop = {
   DEPRECATE_AFTER_SECONDS: "DeprecateAfterSeconds",
   /** 'true' to protect the image from deregistration (the Delete lifts it first). */
   DEREGISTRATION_PROTECTION: "DeregistrationProtection",
+  /** How many superseded images of this resource to keep after a replacement; '0' or absent: none. */
+  KEEP_SUPERSEDED: "KeepSupersededImages",
   /** Manifest: the base image the builder started from. */
   BASE_IMAGE_ID: "BaseImageId",
   /** Manifest: the config sets the builder ran, space-separated. */
@@ -101,6 +104,7 @@ var IMAGE_SHAPING_PROPS = [
   Prop.NO_REBOOT,
   Prop.REBAKE_TRIGGER
 ];
+var MAX_KEEP_SUPERSEDED = 50;
 var ACCOUNT_ID_PATTERN = /^\d{12}$/;
 var ORGANIZATION_ARN_PATTERN = /^arn:aws[a-z-]*:organizations::\d{12}:organization\/o-[a-z0-9]{10,32}$/;
 var ORGANIZATIONAL_UNIT_ARN_PATTERN = /^arn:aws[a-z-]*:organizations::\d{12}:ou\/o-[a-z0-9]{10,32}\/ou-[a-z0-9]{4,32}-[a-z0-9]{8,32}$/;
@@ -187,6 +191,16 @@ function parseBoolean(name, value) {
   }
   return value === "true";
 }
+function parseCount(name, value) {
+  if (value === void 0) {
+    return 0;
+  }
+  const parsed = Number(value);
+  if (!/^\d+$/.test(value) || parsed > MAX_KEEP_SUPERSEDED) {
+    throw new InvalidPropertiesError(`Property ${name} must be a whole number from 0 to ${MAX_KEEP_SUPERSEDED}, got '${value}'`);
+  }
+  return parsed;
+}
 function parsePositiveInteger(name, value) {
   if (value === void 0) {
     return void 0;
@@ -224,6 +238,7 @@ function parseProperties(props) {
     bakeTimeoutSeconds: parsePositiveInteger(Prop.BAKE_TIMEOUT_SECONDS, optionalString(props, Prop.BAKE_TIMEOUT_SECONDS)),
     sharing: parseSharing(props),
     deprecateAfterSeconds: parsePositiveInteger(Prop.DEPRECATE_AFTER_SECONDS, optionalString(props, Prop.DEPRECATE_AFTER_SECONDS)),
+    keepSuperseded: parseCount(Prop.KEEP_SUPERSEDED, optionalString(props, Prop.KEEP_SUPERSEDED)),
     deregistrationProtection: parseBoolean(Prop.DEREGISTRATION_PROTECTION, optionalString(props, Prop.DEREGISTRATION_PROTECTION)),
     manifest: {
       baseImageId: optionalString(props, Prop.BASE_IMAGE_ID),
@@ -279,6 +294,7 @@ function launchPermissionChange(current, sharing) {
 
 // lambda/bake-image/index.ts
 var ec2 = new import_client_ec2.EC2Client({ maxAttempts: 6 });
+var cfn = new import_client_cloudformation.CloudFormationClient({ maxAttempts: 6 });
 async function onEvent(event) {
   log("onEvent", eventFields(event));
   const requestType = event.RequestType;
@@ -496,10 +512,75 @@ async function remove(event) {
     log("removal policy RETAIN: image and snapshots kept", { imageId });
     return { PhysicalResourceId: imageId };
   }
+  if (props.keepSuperseded > 0) {
+    const situation = await deleteSituation(event, imageId);
+    log("delete with retention", { imageId, situation: situation.kind, keep: props.keepSuperseded });
+    switch (situation.kind) {
+      case "replaced": {
+        const superseded = (await ownImages(event)).filter((image) => image.ImageId !== situation.currentImageId);
+        for (const image of superseded.slice(props.keepSuperseded)) {
+          await deleteImage(event, image.ImageId ?? "", props);
+        }
+        return { PhysicalResourceId: imageId };
+      }
+      case "removed":
+        for (const image of await ownImages(event)) {
+          if (image.ImageId !== imageId) {
+            await deleteImage(event, image.ImageId ?? "", props);
+          }
+        }
+        break;
+      case "rolled-back":
+        break;
+    }
+  }
+  await deleteImage(event, imageId, props);
+  return { PhysicalResourceId: imageId };
+}
+async function deleteSituation(event, imageId) {
+  let status;
+  try {
+    const stacks = await cfn.send(new import_client_cloudformation.DescribeStacksCommand({ StackName: event.StackId }));
+    status = stacks.Stacks?.[0]?.StackStatus ?? "";
+  } catch (error) {
+    throw withContext(error, `DescribeStacks for ${stackName(event.StackId)} (to decide which images to keep)`);
+  }
+  if (status === "DELETE_IN_PROGRESS") {
+    return { kind: "removed" };
+  }
+  if (status.startsWith("UPDATE_ROLLBACK")) {
+    return { kind: "rolled-back" };
+  }
+  try {
+    const resource = await cfn.send(new import_client_cloudformation.DescribeStackResourceCommand({ StackName: event.StackId, LogicalResourceId: event.LogicalResourceId }));
+    const current = resource.StackResourceDetail?.PhysicalResourceId;
+    return current && current !== imageId && isImageId(current) ? { kind: "replaced", currentImageId: current } : { kind: "removed" };
+  } catch (error) {
+    if (/does not exist/i.test(error instanceof Error ? error.message : "")) {
+      return { kind: "removed" };
+    }
+    throw withContext(error, `DescribeStackResource for ${event.LogicalResourceId} (to decide which images to keep)`);
+  }
+}
+async function ownImages(event) {
+  try {
+    const response = await ec2.send(new import_client_ec2.DescribeImagesCommand({
+      Owners: ["self"],
+      Filters: [
+        { Name: `tag:${Tag.STACK_ID}`, Values: [event.StackId] },
+        { Name: `tag:${Tag.LOGICAL_ID}`, Values: [event.LogicalResourceId] }
+      ]
+    }));
+    return (response.Images ?? []).filter((image) => image.ImageId && madeByThisResource(image, event)).sort((a, b) => (Date.parse(b.CreationDate ?? "") || 0) - (Date.parse(a.CreationDate ?? "") || 0));
+  } catch (error) {
+    throw withContext(error, `DescribeImages for the images of ${event.LogicalResourceId}`);
+  }
+}
+async function deleteImage(event, imageId, props) {
   const image = await describeImage(imageId);
   if (image && !madeByThisResource(image, event)) {
     warn("image does not carry this resource's tags: left alone", { imageId });
-    return { PhysicalResourceId: imageId };
+    return;
   }
   const name = image?.Name ?? imageName(props);
   const snapshotIds = /* @__PURE__ */ new Set();
@@ -522,7 +603,6 @@ async function remove(event) {
   for (const snapshotId of snapshotIds) {
     await deleteSnapshot(snapshotId, imageId);
   }
-  return { PhysicalResourceId: imageId };
 }
 async function liftDeregistrationProtection(imageId, state) {
   try {
