@@ -39,6 +39,10 @@ export class WebFleetStack extends Stack {
       rebakeTrigger: '2026-11-22',
       // Other stacks and tools (instance refresh, launch templates) can resolve the current image here.
       imageIdParameterName: '/baked-image-web-fleet/image-id',
+      // Rollback insurance: the two images before the current one stay until a third rebake.
+      keepSupersededImages: 2,
+      // Old images drop out of default listings after half a year.
+      deprecateAfter: Duration.days(180),
     });
 
     // Launch time: the Auto Scaling group starts from the baked image, so instances serve in seconds.
