@@ -6,7 +6,7 @@
  * still receives the Delete that cleans it up. isComplete makes one DescribeImages call per poll.
  * Delete deregisters the image and deletes its snapshots, and is safe to repeat.
  */
-import { CloudFormationClient, DescribeStackResourceCommand, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
+import type { CloudFormationClient } from '@aws-sdk/client-cloudformation';
 import {
   CreateImageCommand,
   DeleteSnapshotCommand,
@@ -34,7 +34,22 @@ import type { IsCompleteRequest, IsCompleteResponse, OnEventRequest, OnEventResp
 import { Attr, BuilderMode, MANAGED_BY_VALUE, MAX_TAG_VALUE_LENGTH, RemovalMode, Tag } from '../../src/private/contract';
 
 const ec2 = new EC2Client({ maxAttempts: 6 });
-const cfn = new CloudFormationClient({ maxAttempts: 6 });
+type CloudFormationSdk = typeof import('@aws-sdk/client-cloudformation');
+
+let cloudFormation: { client: CloudFormationClient; sdk: CloudFormationSdk } | undefined;
+
+/**
+ * The CloudFormation client, loaded on first use: only a Delete that keeps superseded images needs it,
+ * and loading its SDK costs every cold start about 60 ms.
+ */
+function cfn(): { client: CloudFormationClient; sdk: CloudFormationSdk } {
+  if (!cloudFormation) {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const sdk = require('@aws-sdk/client-cloudformation') as CloudFormationSdk;
+    cloudFormation = { client: new sdk.CloudFormationClient({ maxAttempts: 6 }), sdk };
+  }
+  return cloudFormation;
+}
 
 export async function onEvent(event: OnEventRequest): Promise<OnEventResponse> {
   log('onEvent', eventFields(event));
@@ -324,9 +339,10 @@ type DeleteSituation =
  * with the resource or the stack (delete it and every superseded image kept).
  */
 async function deleteSituation(event: OnEventRequest, imageId: string): Promise<DeleteSituation> {
+  const { client, sdk } = cfn();
   let status: string;
   try {
-    const stacks = await cfn.send(new DescribeStacksCommand({ StackName: event.StackId }));
+    const stacks = await client.send(new sdk.DescribeStacksCommand({ StackName: event.StackId }));
     status = stacks.Stacks?.[0]?.StackStatus ?? '';
   } catch (error) {
     throw withContext(error, `DescribeStacks for ${stackName(event.StackId)} (to decide which images to keep)`);
@@ -338,7 +354,10 @@ async function deleteSituation(event: OnEventRequest, imageId: string): Promise<
     return { kind: 'rolled-back' };
   }
   try {
-    const resource = await cfn.send(new DescribeStackResourceCommand({ StackName: event.StackId, LogicalResourceId: event.LogicalResourceId }));
+    const resource = await client.send(new sdk.DescribeStackResourceCommand({
+      StackName: event.StackId,
+      LogicalResourceId: event.LogicalResourceId,
+    }));
     const current = resource.StackResourceDetail?.PhysicalResourceId;
     return current && current !== imageId && isImageId(current) ? { kind: 'replaced', currentImageId: current } : { kind: 'removed' };
   } catch (error) {
