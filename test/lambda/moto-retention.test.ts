@@ -4,39 +4,15 @@
  * in each phase (test/lambda/moto-server.ts, setStack).
  */
 import { DescribeImagesCommand, DescribeSnapshotsCommand, type Image } from '@aws-sdk/client-ec2';
-import { type BakeImageHandler, MotoHarness } from './moto-server';
-import type { IsCompleteRequest, OnEventRequest } from '../../lambda/bake-image/types';
+import { customResourceEvent, MOTO_STACK_ID as STACK_ID, MOTO_STACK_NAME as STACK_NAME, useMotoSuite } from './moto-suite';
+import type { IsCompleteRequest } from '../../lambda/bake-image/types';
 import { Prop } from '../../src/private/contract';
 
 jest.setTimeout(90_000);
 
-const STACK_NAME = 'MotoStack';
-const STACK_ID = `arn:aws:cloudformation:us-east-1:123456789012:stack/${STACK_NAME}/11111111-2222-3333-4444-555555555555`;
 const LOGICAL_ID = 'RetainedImage';
 
-let harness: MotoHarness;
-let handler: BakeImageHandler;
-let requestNumber = 0;
-
-beforeAll(async () => {
-  harness = await MotoHarness.start();
-  handler = harness.loadHandler();
-});
-
-afterAll(async () => {
-  await harness?.stop();
-});
-
-beforeEach(async () => {
-  await harness.reset();
-  jest.spyOn(console, 'log').mockImplementation(() => undefined);
-  jest.spyOn(console, 'warn').mockImplementation(() => undefined);
-});
-
-afterEach(() => {
-  jest.restoreAllMocks();
-  expect(harness.proxy.takeErrors()).toEqual([]);
-});
+const suite = useMotoSuite();
 
 function props(instanceId: string, keep: number, logicalSuffix = ''): Record<string, string> {
   return {
@@ -49,38 +25,29 @@ function props(instanceId: string, keep: number, logicalSuffix = ''): Record<str
   };
 }
 
-function event(type: 'Create' | 'Update' | 'Delete', resourceProperties: Record<string, string>, physicalId?: string, logicalId = LOGICAL_ID): OnEventRequest {
-  requestNumber += 1;
-  return {
-    RequestType: type,
-    RequestId: `00000000-0000-0000-0000-${String(requestNumber).padStart(12, '0')}`,
-    StackId: STACK_ID,
-    LogicalResourceId: logicalId,
-    ResourceType: 'Custom::BakedImage',
-    ResourceProperties: resourceProperties,
-    PhysicalResourceId: physicalId,
-  };
+function event(type: 'Create' | 'Update' | 'Delete', resourceProperties: Record<string, string>, physicalId?: string, logicalId = LOGICAL_ID) {
+  return customResourceEvent(type, logicalId, resourceProperties, { physicalId });
 }
 
 /** Bakes a new image (Create or replacing Update) and waits a moment, so that creation dates differ. */
 async function bake(keep: number, physicalId?: string, logicalId = LOGICAL_ID): Promise<{ imageId: string; props: Record<string, string> }> {
-  const bakeProps = props(await harness.launchBuilder(), keep, logicalId === LOGICAL_ID ? '' : '-other');
+  const bakeProps = props(await suite.harness().launchBuilder(), keep, logicalId === LOGICAL_ID ? '' : '-other');
   const request = event(physicalId ? 'Update' : 'Create', bakeProps, physicalId, logicalId);
-  const response = await handler.onEvent(request);
+  const response = await suite.handler().onEvent(request);
   const complete: IsCompleteRequest = { ...request, PhysicalResourceId: response.PhysicalResourceId ?? '', Data: response.Data };
-  expect((await handler.isComplete(complete)).IsComplete).toBe(true);
+  expect((await suite.handler().isComplete(complete)).IsComplete).toBe(true);
   await new Promise((resolve) => setTimeout(resolve, 1100));
   return { imageId: complete.PhysicalResourceId, props: bakeProps };
 }
 
 /** The cleanup Delete CloudFormation sends for a replaced image after a successful update. */
 async function cleanUpReplaced(old: { imageId: string; props: Record<string, string> }, current: string): Promise<void> {
-  harness.proxy.setStack({ name: STACK_NAME, id: STACK_ID, status: 'UPDATE_COMPLETE_CLEANUP_IN_PROGRESS', resources: { [LOGICAL_ID]: current } });
-  await handler.onEvent(event('Delete', old.props, old.imageId));
+  suite.harness().proxy.setStack({ name: STACK_NAME, id: STACK_ID, status: 'UPDATE_COMPLETE_CLEANUP_IN_PROGRESS', resources: { [LOGICAL_ID]: current } });
+  await suite.handler().onEvent(event('Delete', old.props, old.imageId));
 }
 
 async function images(): Promise<Image[]> {
-  return (await harness.ec2.send(new DescribeImagesCommand({ Owners: ['self'] }))).Images ?? [];
+  return (await suite.harness().ec2.send(new DescribeImagesCommand({ Owners: ['self'] }))).Images ?? [];
 }
 
 async function imageIds(): Promise<string[]> {
@@ -92,7 +59,7 @@ async function existingSnapshots(ids: string[]): Promise<string[]> {
   const found: string[] = [];
   for (const id of ids) {
     try {
-      await harness.ec2.send(new DescribeSnapshotsCommand({ SnapshotIds: [id] }));
+      await suite.harness().ec2.send(new DescribeSnapshotsCommand({ SnapshotIds: [id] }));
       found.push(id);
     } catch (error) {
       if ((error as { name?: string }).name !== 'InvalidSnapshot.NotFound') {
@@ -136,8 +103,8 @@ describe('keeping superseded images through moto', () => {
     const ours = [...await snapshotsOf(a.imageId), ...await snapshotsOf(b.imageId)];
     const others = await snapshotsOf(other.imageId);
 
-    harness.proxy.setStack({ name: STACK_NAME, id: STACK_ID, status: 'DELETE_IN_PROGRESS', resources: { [LOGICAL_ID]: b.imageId } });
-    await handler.onEvent(event('Delete', b.props, b.imageId));
+    suite.harness().proxy.setStack({ name: STACK_NAME, id: STACK_ID, status: 'DELETE_IN_PROGRESS', resources: { [LOGICAL_ID]: b.imageId } });
+    await suite.handler().onEvent(event('Delete', b.props, b.imageId));
 
     expect(await imageIds()).toEqual([other.imageId]);
     expect(await existingSnapshots(ours)).toEqual([]);
@@ -150,8 +117,8 @@ describe('keeping superseded images through moto', () => {
     await cleanUpReplaced(a, b.imageId);
     const failed = await bake(1, b.imageId);
 
-    harness.proxy.setStack({ name: STACK_NAME, id: STACK_ID, status: 'UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS', resources: { [LOGICAL_ID]: b.imageId } });
-    await handler.onEvent(event('Delete', failed.props, failed.imageId));
+    suite.harness().proxy.setStack({ name: STACK_NAME, id: STACK_ID, status: 'UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS', resources: { [LOGICAL_ID]: b.imageId } });
+    await suite.handler().onEvent(event('Delete', failed.props, failed.imageId));
 
     expect(await imageIds()).toEqual([a.imageId, b.imageId].sort());
   });
@@ -162,8 +129,8 @@ describe('keeping superseded images through moto', () => {
     await cleanUpReplaced(a, b.imageId);
     const ours = [...await snapshotsOf(a.imageId), ...await snapshotsOf(b.imageId)];
 
-    harness.proxy.setStack({ name: STACK_NAME, id: STACK_ID, status: 'UPDATE_COMPLETE_CLEANUP_IN_PROGRESS', resources: {} });
-    await handler.onEvent(event('Delete', b.props, b.imageId));
+    suite.harness().proxy.setStack({ name: STACK_NAME, id: STACK_ID, status: 'UPDATE_COMPLETE_CLEANUP_IN_PROGRESS', resources: {} });
+    await suite.handler().onEvent(event('Delete', b.props, b.imageId));
 
     expect(await imageIds()).toEqual([]);
     expect(await existingSnapshots(ours)).toEqual([]);
@@ -171,9 +138,9 @@ describe('keeping superseded images through moto', () => {
 
   test('asks CloudFormation nothing when no superseded image is kept', async () => {
     const a = await bake(0);
-    harness.proxy.clearRequests();
-    await handler.onEvent(event('Delete', a.props, a.imageId));
-    expect(harness.proxy.actions().filter((action) => action.startsWith('DescribeStack'))).toEqual([]);
+    suite.harness().proxy.clearRequests();
+    await suite.handler().onEvent(event('Delete', a.props, a.imageId));
+    expect(suite.harness().proxy.actions().filter((action) => action.startsWith('DescribeStack'))).toEqual([]);
     expect(await imageIds()).toEqual([]);
   });
 });

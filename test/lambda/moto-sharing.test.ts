@@ -3,41 +3,17 @@
  * image is available, kept exactly as listed by an Update that rebakes nothing, never public.
  */
 import { DescribeImageAttributeCommand, DescribeImagesCommand, DescribeSnapshotsCommand, type LaunchPermission, ModifyImageAttributeCommand } from '@aws-sdk/client-ec2';
-import { type BakeImageHandler, MotoHarness } from './moto-server';
-import type { IsCompleteRequest, OnEventRequest, OnEventResponse } from '../../lambda/bake-image/types';
+import { customResourceEvent, runToCompletion, useMotoSuite } from './moto-suite';
 import { Prop } from '../../src/private/contract';
 
 jest.setTimeout(60_000);
 
-const STACK_ID = 'arn:aws:cloudformation:us-east-1:123456789012:stack/MotoStack/11111111-2222-3333-4444-555555555555';
 const ORG = 'arn:aws:organizations::111122223333:organization/o-abcdef1234';
 const OU = 'arn:aws:organizations::111122223333:ou/o-abcdef1234/ou-ab12-cdef3456';
 
 type Props = Record<string, unknown>;
 
-let harness: MotoHarness;
-let handler: BakeImageHandler;
-let requestNumber = 0;
-
-beforeAll(async () => {
-  harness = await MotoHarness.start();
-  handler = harness.loadHandler();
-});
-
-afterAll(async () => {
-  await harness?.stop();
-});
-
-beforeEach(async () => {
-  await harness.reset();
-  jest.spyOn(console, 'log').mockImplementation(() => undefined);
-  jest.spyOn(console, 'warn').mockImplementation(() => undefined);
-});
-
-afterEach(() => {
-  jest.restoreAllMocks();
-  expect(harness.proxy.takeErrors()).toEqual([]);
-});
+const suite = useMotoSuite();
 
 function props(instanceId: string, sharing: { accounts?: string[]; orgs?: string[]; ous?: string[] } = {}): Props {
   return {
@@ -52,37 +28,21 @@ function props(instanceId: string, sharing: { accounts?: string[]; orgs?: string
   };
 }
 
-function event(type: 'Create' | 'Update', resourceProperties: Props, physicalId?: string, oldProps?: Props): OnEventRequest {
-  requestNumber += 1;
-  return {
-    RequestType: type,
-    RequestId: `00000000-0000-0000-0000-${String(requestNumber).padStart(12, '0')}`,
-    StackId: STACK_ID,
-    LogicalResourceId: 'SharedImage',
-    ResourceType: 'Custom::BakedImage',
-    ResourceProperties: resourceProperties,
-    PhysicalResourceId: physicalId,
-    OldResourceProperties: oldProps,
-  };
+function event(type: 'Create' | 'Update', resourceProperties: Props, physicalId?: string, oldProps?: Props) {
+  return customResourceEvent(type, 'SharedImage', resourceProperties, { physicalId, oldProps });
 }
 
-async function complete(request: OnEventRequest): Promise<string> {
-  const response: OnEventResponse = await handler.onEvent(request);
-  const completeRequest: IsCompleteRequest = { ...request, PhysicalResourceId: response.PhysicalResourceId ?? request.PhysicalResourceId ?? '', Data: response.Data };
-  const result = await handler.isComplete(completeRequest);
-  expect(result.IsComplete).toBe(true);
-  return completeRequest.PhysicalResourceId;
-}
+const complete = (request: ReturnType<typeof event>) => runToCompletion(suite.handler(), request);
 
 async function launchPermissions(imageId: string): Promise<LaunchPermission[]> {
-  const response = await harness.ec2.send(new DescribeImageAttributeCommand({ ImageId: imageId, Attribute: 'launchPermission' }));
+  const response = await suite.harness().ec2.send(new DescribeImageAttributeCommand({ ImageId: imageId, Attribute: 'launchPermission' }));
   const key = (p: LaunchPermission) => JSON.stringify(p);
   return (response.LaunchPermissions ?? []).sort((a, b) => key(a).localeCompare(key(b)));
 }
 
 describe('sharing through moto', () => {
   test('shares the available image with the listed accounts, organizations and units', async () => {
-    const imageId = await complete(event('Create', props(await harness.launchBuilder(), { accounts: ['444455556666'], orgs: [ORG], ous: [OU] })));
+    const imageId = await complete(event('Create', props(await suite.harness().launchBuilder(), { accounts: ['444455556666'], orgs: [ORG], ous: [OU] })));
     const permissions = await launchPermissions(imageId);
     expect(permissions).toHaveLength(3);
     expect(permissions).toEqual(expect.arrayContaining([
@@ -93,32 +53,32 @@ describe('sharing through moto', () => {
   });
 
   test('makes no sharing call at all for an image shared with nobody', async () => {
-    harness.proxy.clearRequests();
-    const imageId = await complete(event('Create', props(await harness.launchBuilder())));
-    expect(harness.proxy.count('DescribeImageAttribute')).toBe(0);
-    expect(harness.proxy.count('ModifyImageAttribute')).toBe(0);
+    suite.harness().proxy.clearRequests();
+    const imageId = await complete(event('Create', props(await suite.harness().launchBuilder())));
+    expect(suite.harness().proxy.count('DescribeImageAttribute')).toBe(0);
+    expect(suite.harness().proxy.count('ModifyImageAttribute')).toBe(0);
     expect(await launchPermissions(imageId)).toEqual([]);
   });
 
   test('an Update that only changes the list keeps the image and leaves exactly the new list', async () => {
-    const instanceId = await harness.launchBuilder();
+    const instanceId = await suite.harness().launchBuilder();
     const before = props(instanceId, { accounts: ['444455556666', '777788889999'], orgs: [ORG] });
     const imageId = await complete(event('Create', before));
 
     const after = props(instanceId, { accounts: ['777788889999'] });
-    harness.proxy.clearRequests();
+    suite.harness().proxy.clearRequests();
     const updatedId = await complete(event('Update', after, imageId, before));
 
     expect(updatedId).toBe(imageId);
-    expect(harness.proxy.count('CreateImage')).toBe(0);
+    expect(suite.harness().proxy.count('CreateImage')).toBe(0);
     expect(await launchPermissions(imageId)).toEqual([{ UserId: '777788889999' }]);
   });
 
   test('an Update that stops sharing removes every launch permission, a public one included', async () => {
-    const instanceId = await harness.launchBuilder();
+    const instanceId = await suite.harness().launchBuilder();
     const before = props(instanceId, { accounts: ['444455556666'] });
     const imageId = await complete(event('Create', before));
-    await harness.ec2.send(new ModifyImageAttributeCommand({ ImageId: imageId, LaunchPermission: { Add: [{ Group: 'all' }] } }));
+    await suite.harness().ec2.send(new ModifyImageAttributeCommand({ ImageId: imageId, LaunchPermission: { Add: [{ Group: 'all' }] } }));
 
     await complete(event('Update', props(instanceId), imageId, before));
 
@@ -126,15 +86,15 @@ describe('sharing through moto', () => {
   });
 
   test('an image already shared as asked gets no ModifyImageAttribute call', async () => {
-    const instanceId = await harness.launchBuilder();
+    const instanceId = await suite.harness().launchBuilder();
     const shared = props(instanceId, { accounts: ['444455556666'] });
     const imageId = await complete(event('Create', shared));
-    harness.proxy.clearRequests();
+    suite.harness().proxy.clearRequests();
 
     await complete(event('Update', { ...shared, [Prop.BUILDER_AFTER_BAKE]: 'terminate' }, imageId, shared));
 
-    expect(harness.proxy.count('DescribeImageAttribute')).toBe(1);
-    expect(harness.proxy.count('ModifyImageAttribute')).toBe(0);
+    expect(suite.harness().proxy.count('DescribeImageAttribute')).toBe(1);
+    expect(suite.harness().proxy.count('ModifyImageAttribute')).toBe(0);
   });
 });
 
@@ -146,11 +106,11 @@ describe('manifest tags through moto', () => {
       [Prop.INIT_FINGERPRINT]: '0123456789abcdef',
       [Prop.LIBRARY_VERSION]: '1.2.3',
     };
-    const imageId = await complete(event('Create', { ...props(await harness.launchBuilder()), ...manifest }));
+    const imageId = await complete(event('Create', { ...props(await suite.harness().launchBuilder()), ...manifest }));
 
-    const image = (await harness.ec2.send(new DescribeImagesCommand({ ImageIds: [imageId] }))).Images![0];
+    const image = (await suite.harness().ec2.send(new DescribeImagesCommand({ ImageIds: [imageId] }))).Images![0];
     const snapshotId = image.BlockDeviceMappings![0].Ebs!.SnapshotId!;
-    const snapshot = (await harness.ec2.send(new DescribeSnapshotsCommand({ SnapshotIds: [snapshotId] }))).Snapshots![0];
+    const snapshot = (await suite.harness().ec2.send(new DescribeSnapshotsCommand({ SnapshotIds: [snapshotId] }))).Snapshots![0];
     for (const tags of [image.Tags, snapshot.Tags]) {
       expect(Object.fromEntries((tags ?? []).map((t) => [t.Key, t.Value]))).toMatchObject({
         'cdk-baked-image:base-image': 'ami-0aaaaaaaaaaaaaaaa',
