@@ -2,34 +2,57 @@
  * Test harness: a real EC2 API emulator (moto_server) behind a small HTTP proxy that fills the gaps
  * between moto 5.2.1 and real EC2 that matter to the bake-image handlers.
  *
- * The handlers talk to the proxy (AWS_ENDPOINT_URL); tests assert against moto directly.
+ * The handlers talk to the proxy (AWS_ENDPOINT_URL); tests assert against moto directly ({@link MotoHarness.ec2}, or
+ * {@link MotoHarness.ec2In} for another region).
+ *
+ * Every SDK client uses the same endpoint, the proxy: the region of a request is only in its SigV4 signature
+ * (`Credential=AKID/DATE/REGION/ec2/aws4_request`), and moto keeps one backend per region by it. The proxy's own side
+ * calls (the duplicate-name check, the snapshots of an image, DeleteSnapshot's in-use check, the lifecycle calls,
+ * StopInstances' state check) go to the backend of the region the request is signed for.
  *
  * Gaps the proxy emulates (product code is never changed for them):
  * - CreateImage with a `snapshot` TagSpecification answers HTTP 500 in moto. The proxy strips it, forwards
  *   the rest and applies those tags to the new image's snapshots with CreateTags, like EC2.
- * - moto accepts a duplicate AMI name. The proxy answers `InvalidAMIName.Duplicate` like EC2. CreateImage
- *   requests are handled one at a time, so the check is atomic.
+ * - moto accepts a duplicate AMI name. The proxy answers `InvalidAMIName.Duplicate` like EC2 (names are unique per
+ *   account and region). CreateImage and CopyImage requests are handled one at a time per region, so the check is atomic.
+ * - moto's CopyImage (made in the backend of the region the request is signed for, the destination) ignores
+ *   `TagSpecification.N`, `Encrypted`, `KmsKeyId` and `ClientToken`. The proxy strips the `image` and `snapshot` tag
+ *   specifications, forwards the rest and applies those tags to the copy and its snapshots with CreateTags, like EC2.
+ *   It records what the request asked ({@link Ec2Proxy.copyRequest}): moto's copies are never encrypted. A CopyImage
+ *   repeated with the same ClientToken in the same region answers the first copy's id, as EC2's idempotency does (and
+ *   `IdempotentParameterMismatch` when the other parameters differ).
  * - moto's RegisterImage ignores BlockDeviceMappings, so an image registered from an existing snapshot does
  *   not keep that snapshot in use. The proxy records the snapshots such images reference and answers
  *   DeleteSnapshot with `InvalidSnapshot.InUse` while one of them is still registered.
  * - moto's DeregisterImage ignores DeleteAssociatedSnapshots. The proxy deletes the image's snapshots
  *   after a successful DeregisterImage that asks for it.
  * - moto's StopInstances "stops" a terminated instance. The proxy answers `IncorrectInstanceState` like EC2.
- * - moto's images are `available` at once. Tests hold an image `pending` with {@link Ec2Proxy.holdPending}.
+ * - moto's images are `available` at once. Tests hold an image `pending` with {@link Ec2Proxy.holdPending} (asked for by id)
+ *   or {@link Ec2Proxy.holdPendingByName} (looked up by name, as the handler finds its copies).
  * - Every moto AMI has exactly one snapshot (nothing to emulate; noted because real AMIs may have several).
+ * - moto's instances run nothing, and its GetConsoleOutput answers a fixed sample text. A RunInstances whose UserData
+ *   is the construct's image validation script (it contains the line {@link VALIDATION_MARKER}) runs that script on
+ *   this machine for each new instance, as the instance would: `bash` in a fresh temporary directory (also its
+ *   TMPDIR), `/dev/console` replaced by a pipe whose output the proxy keeps, and `shutdown`, `poweroff`, `halt` and
+ *   `reboot` replaced by stand-ins that only record their arguments, also when called by their absolute path (this
+ *   machine is never shut down; a script that powers off otherwise, `systemctl poweroff` or `init 0`, is not run and is
+ *   reported as a proxy error). GetConsoleOutput answers what the script wrote so far (the last 64 KB; no `output` at
+ *   all while it wrote nothing, like EC2), TerminateInstances kills the script and everything it started;
+ *   {@link Ec2Proxy.validationInstances}.
  * - moto never throttles, never fails an image and never loses an answer. Tests inject those faults:
  *   {@link Ec2Proxy.failNext} answers the next requests of an Action with an EC2 error (XML body and HTTP status
  *   as EC2 sends them) without forwarding them; {@link Ec2Proxy.loseResponses} forwards a request, lets moto
  *   carry it out, and then answers an error or resets the connection instead of moto's answer;
- *   {@link Ec2Proxy.failImage} reports an image as `failed` with a StateReason.
+ *   {@link Ec2Proxy.failImage} (by id) and {@link Ec2Proxy.failImageByName} (by name) report an image as `failed` with a StateReason.
  *
  * The proxy records, per request, when it arrived and the SDK's retry headers (`amz-sdk-invocation-id`, the same for
  * every attempt of one SDK call, and `amz-sdk-request: attempt=N; max=M`), so tests can tell SDK retries from calls.
  */
-import { type ChildProcess, spawn } from 'child_process';
+import { type ChildProcess, execFileSync, spawn } from 'child_process';
 import * as fs from 'fs';
 import * as http from 'http';
 import * as net from 'net';
+import * as os from 'os';
 import * as path from 'path';
 import { performance } from 'perf_hooks';
 import {
@@ -211,10 +234,13 @@ export class MotoServer {
   }
 }
 
-/** An EC2 client for the given endpoint: static test credentials, no retries (a failure is a failure). */
-export function ec2ClientFor(endpoint: string): EC2Client {
+/**
+ * An EC2 client for the given endpoint and region (moto's backend of that region): static test credentials, no retries
+ * (a failure is a failure).
+ */
+export function ec2ClientFor(endpoint: string, region: string = REGION): EC2Client {
   return new EC2Client({
-    region: REGION,
+    region,
     endpoint,
     credentials: { accessKeyId: ACCESS_KEY_ID, secretAccessKey: SECRET_ACCESS_KEY },
     maxAttempts: 1,
@@ -229,6 +255,8 @@ export function ec2ClientFor(endpoint: string): EC2Client {
 export interface ProxiedRequest {
   readonly action: string;
   readonly params: URLSearchParams;
+  /** The region the request is signed for (REGION when its Authorization header names none). */
+  readonly region: string;
   /** When the request arrived (performance.now(), milliseconds). */
   readonly at: number;
   /** The SDK's `amz-sdk-invocation-id`: one value for all attempts of one SDK call. */
@@ -342,6 +370,37 @@ function numberedValues(params: URLSearchParams, prefix: string, suffix = ''): s
   return values.sort((a, b) => a[0] - b[0]).map(([, value]) => value);
 }
 
+/** Values of the `Filter.N` whose `Filter.N.Name` is `name`: `Filter.N.Value.1`, `Filter.N.Value.2`, ... */
+function filterValues(params: URLSearchParams, name: string): string[] {
+  const values: string[] = [];
+  for (const [key, value] of params) {
+    const match = /^Filter\.(\d+)\.Name$/.exec(key);
+    if (match && value === name) {
+      values.push(...numberedValues(params, `Filter.${match[1]}.Value`));
+    }
+  }
+  return values;
+}
+
+/**
+ * The region a request is signed for: every client talks to the same endpoint, so the region is only in the SigV4
+ * `Authorization` header (`Credential=AKID/20261122/us-west-2/ec2/aws4_request`). REGION when there is none.
+ */
+function regionOf(request: http.IncomingMessage): string {
+  const header = request.headers.authorization;
+  const authorization = Array.isArray(header) ? header[0] : header;
+  return /Credential=[^/,\s]+\/\d{8}\/([^/,\s]+)\//.exec(authorization ?? '')?.[1] ?? REGION;
+}
+
+function xmlResult(xml: string): HttpResult {
+  return { status: 200, headers: { 'content-type': 'text/xml;charset=UTF-8' }, body: Buffer.from(xml, 'utf8') };
+}
+
+/** A string as one single-quoted shell word. */
+function shellQuote(text: string): string {
+  return `'${text.replace(/'/g, '\'\\\'\'')}'`;
+}
+
 /**
  * Removes the TagSpecification.N groups for one resource type, renumbering the others.
  * Returns the rewritten parameters and the tags of the removed groups.
@@ -389,6 +448,80 @@ export function stripTagSpecifications(params: URLSearchParams, resourceType: st
   return { params: result, stripped };
 }
 
+/** A DescribeImages rewrite: every image of the answer `failed`, with this StateReason. */
+function failedImages(reason: { code: string; message: string }): (body: string) => string {
+  const escape = (text: string) => text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+  return (body) => body.replace(
+    /<imageState>[^<]*<\/imageState>/g,
+    `<imageState>failed</imageState><stateReason><code>${escape(reason.code)}</code><message>${escape(reason.message)}</message></stateReason>`,
+  );
+}
+
+/** Kills a detached child and everything in its process group (still there after the child itself exited). */
+function killProcessGroup(child: ChildProcess): void {
+  if (child.pid === undefined) {
+    return;
+  }
+  try {
+    process.kill(-child.pid, 'SIGKILL');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ESRCH') {
+      throw error;
+    }
+  }
+}
+
+/** What a CopyImage asked for the copy it made (moto ignores Encrypted and KmsKeyId). */
+export interface CopyRequest {
+  readonly sourceRegion: string;
+  readonly sourceImageId: string;
+  /** The `Encrypted` parameter; undefined when the request had none. */
+  readonly encrypted?: boolean;
+  readonly kmsKeyId?: string;
+}
+
+/** The line that makes the user data of a RunInstances an image validation script the proxy runs (see the module comment). */
+export const VALIDATION_MARKER = '# cdk-baked-image: image validation';
+
+/** EC2's GetConsoleOutput with `Latest` gives the most recent 64 KB of the console. */
+const CONSOLE_OUTPUT_LIMIT = 64 * 1024;
+
+/** The commands that would power the instance (this machine) off: the validation scripts get stand-ins. */
+const POWER_COMMANDS = ['shutdown', 'poweroff', 'halt', 'reboot'] as const;
+
+/** A validation instance: what it was launched with and what its script has done so far. */
+export interface ValidationInstance {
+  readonly instanceId: string;
+  /** The ImageId of the RunInstances that launched it. */
+  readonly imageId: string;
+  /** The script, as the user data decodes (before the proxy's replacements). */
+  readonly userData: string;
+  /** The script has not exited yet. */
+  readonly running: boolean;
+  /** The script's exit status; undefined while it runs or when it was killed. */
+  readonly exitCode?: number;
+  /** TerminateInstances was called for the instance (and killed the script if it still ran). */
+  readonly terminated: boolean;
+  /** The arguments of each call of the `shutdown`, `poweroff`, `halt` and `reboot` stand-ins, one string per call. */
+  readonly shutdownCalls: string[];
+  /** What the script wrote to /dev/console. */
+  readonly console: string;
+}
+
+/** A validation script running for an instance (see {@link Ec2Proxy.validationInstances}). */
+interface ValidationRun {
+  readonly instanceId: string;
+  readonly imageId: string;
+  readonly userData: string;
+  /** The temporary directory: script, console, stand-ins, `shutdown-calls`; also the script's cwd and TMPDIR. */
+  readonly dir: string;
+  readonly child: ChildProcess;
+  exited: boolean;
+  exitCode?: number;
+  terminated: boolean;
+  shutdownCalls(): string[];
+}
+
 /**
  * HTTP proxy in front of moto_server: forwards EC2 query-protocol requests, emulates the EC2 behaviours
  * moto lacks (see the module comment), counts requests by Action and can rewrite responses.
@@ -409,8 +542,8 @@ export class Ec2Proxy {
   readonly requests: ProxiedRequest[] = [];
   private port = 0;
   private readonly motoUrl: URL;
-  /** Direct client to moto for the proxy's own side calls (not counted). */
-  private readonly moto: EC2Client;
+  /** Direct clients to moto for the proxy's own side calls (not counted), one per region: see {@link motoIn}. */
+  private readonly motoClients = new Map<string, EC2Client>();
   private readonly server: http.Server;
   private readonly rewrites: ResponseRewrite[] = [];
   private readonly gates = new Map<string, Gate>();
@@ -419,7 +552,14 @@ export class Ec2Proxy {
   /** snapshot id -> ids of images registered from it (moto's RegisterImage forgets them). */
   private readonly snapshotUsers = new Map<string, Set<string>>();
   private readonly errors: string[] = [];
-  private createImageQueue: Promise<unknown> = Promise.resolve();
+  /** Per region: the CreateImage or CopyImage being handled (they check the name and create one at a time). */
+  private readonly imageCreations = new Map<string, Promise<unknown>>();
+  /** Copy image id -> what its CopyImage asked (moto ignores Encrypted and KmsKeyId). */
+  private readonly copies = new Map<string, CopyRequest>();
+  /** `region clientToken` -> the CopyImage it made: EC2 answers a repeated request with the first copy. */
+  private readonly copyTokens = new Map<string, { readonly request: string; readonly imageId: string }>();
+  /** Instance id -> the validation script running for it. */
+  private readonly validationRuns = new Map<string, ValidationRun>();
 
   /**
    * The CloudFormation stack the handler asks about (DescribeStacks, DescribeStackResource) when it keeps
@@ -427,12 +567,14 @@ export class Ec2Proxy {
    */
   private stack?: { readonly name: string; readonly id: string; readonly status: string; readonly resources: Record<string, string> };
 
-  /** moto 5.2.1 has no image deprecation nor deregistration protection: the proxy keeps them, per image. */
+  /**
+   * moto 5.2.1 has no image deprecation nor deregistration protection: the proxy keeps them, per image. Image ids are
+   * random, so ids of different regions never collide.
+   */
   private readonly lifecycle = new Map<string, { deprecateAt?: string; protection?: string }>();
 
   private constructor(motoEndpoint: string) {
     this.motoUrl = new URL(motoEndpoint);
-    this.moto = ec2ClientFor(motoEndpoint);
     this.server = http.createServer((request, response) => {
       this.handle(request, response).catch((error: unknown) => {
         const message = error instanceof Error ? error.stack ?? error.message : String(error);
@@ -475,9 +617,32 @@ export class Ec2Proxy {
     this.stack = stack;
   }
 
+  /** What the CopyImage that made this copy asked for; undefined for an image no CopyImage made. */
+  copyRequest(imageId: string): CopyRequest | undefined {
+    const request = this.copies.get(imageId);
+    return request ? { ...request } : undefined;
+  }
+
+  /** The instances launched with a validation script since the last {@link reset}, in launch order. */
+  validationInstances(): ValidationInstance[] {
+    return [...this.validationRuns.values()].map((run) => ({
+      instanceId: run.instanceId,
+      imageId: run.imageId,
+      userData: run.userData,
+      running: !run.exited,
+      exitCode: run.exitCode,
+      terminated: run.terminated,
+      shutdownCalls: run.shutdownCalls(),
+      console: this.consoleOf(run).toString('utf8'),
+    }));
+  }
+
   reset(): void {
+    this.stopValidationRuns();
     this.stack = undefined;
     this.lifecycle.clear();
+    this.copies.clear();
+    this.copyTokens.clear();
     this.requests.length = 0;
     this.rewrites.length = 0;
     this.gates.clear();
@@ -519,18 +684,20 @@ export class Ec2Proxy {
     this.lostResponses.length = 0;
   }
 
-  /** Reports the image as `failed` with this StateReason to the next `polls` DescribeImages requests that ask for it by id. */
+  /**
+   * Reports the image as `failed` with this StateReason to the next `polls` DescribeImages requests that ask for it by id
+   * (in any region). Lookups by name are left alone: see {@link failImageByName}.
+   */
   failImage(imageId: string, polls: number, reason: { code: string; message: string }): void {
-    const escape = (text: string) => text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
-    this.rewriteResponses(
-      'DescribeImages',
-      polls,
-      (body) => body.replace(
-        /<imageState>[^<]*<\/imageState>/g,
-        `<imageState>failed</imageState><stateReason><code>${escape(reason.code)}</code><message>${escape(reason.message)}</message></stateReason>`,
-      ),
-      describeImagesById(imageId),
-    );
+    this.rewriteResponses('DescribeImages', polls, failedImages(reason), describeImagesById(imageId));
+  }
+
+  /**
+   * Reports the images of this name as `failed` with this StateReason to the next `polls` DescribeImages requests that
+   * look them up by name (a `Filter` `name` whose values include it, in any region): how the handler finds its copies.
+   */
+  failImageByName(name: string, polls: number, reason: { code: string; message: string }): void {
+    this.rewriteResponses('DescribeImages', polls, failedImages(reason), (params) => filterValues(params, 'name').includes(name));
   }
 
   /** Problems inside the proxy itself since the last call (a test should see none). */
@@ -548,12 +715,15 @@ export class Ec2Proxy {
     this.rewrites.push({ action, applies, rewrite, remaining: times });
   }
 
-  /** How many responses the rewrites given so far ({@link rewriteResponses}, {@link holdPending}, {@link failImage}) have yet to rewrite. */
+  /** How many responses the rewrites given so far ({@link rewriteResponses}, {@link holdPending}, {@link failImage}, ...) have yet to rewrite. */
   unusedRewrites(): number {
     return this.rewrites.reduce((sum, rewrite) => sum + rewrite.remaining, 0);
   }
 
-  /** Reports the image as `pending` to the next `polls` DescribeImages requests that ask for it by id. */
+  /**
+   * Reports the image as `pending` to the next `polls` DescribeImages requests that ask for it by id (in any region).
+   * Lookups by name are left alone: see {@link holdPendingByName}.
+   */
   holdPending(imageId: string, polls: number): void {
     this.rewriteResponses(
       'DescribeImages',
@@ -564,8 +734,21 @@ export class Ec2Proxy {
   }
 
   /**
+   * Reports the images of this name as `pending` to the next `polls` DescribeImages requests that look them up by
+   * name (a `Filter` `name` whose values include it, in any region): how the handler finds its copies.
+   */
+  holdPendingByName(name: string, polls: number): void {
+    this.rewriteResponses(
+      'DescribeImages',
+      polls,
+      (body) => body.replace(/<imageState>available<\/imageState>/g, '<imageState>pending</imageState>'),
+      (params) => filterValues(params, 'name').includes(name),
+    );
+  }
+
+  /**
    * Holds the next `count` requests with this Action until all of them have arrived, then lets them go
-   * (CreateImage still one at a time): two invocations race deterministically.
+   * (CreateImage and CopyImage still one at a time per region): two invocations race deterministically.
    */
   gate(action: string, count: number): void {
     this.gates.set(action, { count, waiting: [] });
@@ -575,9 +758,23 @@ export class Ec2Proxy {
     for (const gate of this.gates.values()) {
       gate.waiting.splice(0).forEach((release) => release());
     }
+    this.stopValidationRuns();
     this.server.closeAllConnections();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
-    this.moto.destroy();
+    for (const client of this.motoClients.values()) {
+      client.destroy();
+    }
+    this.motoClients.clear();
+  }
+
+  /** Direct client to moto's backend of this region, for the proxy's own side calls (not counted). */
+  private motoIn(region: string): EC2Client {
+    let client = this.motoClients.get(region);
+    if (!client) {
+      client = ec2ClientFor(this.motoUrl.origin, region);
+      this.motoClients.set(region, client);
+    }
+    return client;
   }
 
   private async handle(request: http.IncomingMessage, response: http.ServerResponse): Promise<void> {
@@ -586,9 +783,11 @@ export class Ec2Proxy {
     const params = new URLSearchParams(body.toString('utf8'));
     const sdkRequest = parseSdkRequestHeader(request.headers['amz-sdk-request']);
     const invocationId = request.headers['amz-sdk-invocation-id'];
+    const region = regionOf(request);
     const record: ProxiedRequest = {
       action: params.get('Action') ?? `${request.method} ${request.url}`,
       params,
+      region,
       at,
       invocationId: Array.isArray(invocationId) ? invocationId[0] : invocationId,
       attempt: sdkRequest.attempt,
@@ -601,7 +800,7 @@ export class Ec2Proxy {
     const fault = takeInjection(this.faults, record.action, params);
     const result = fault
       ? this.errorResult(fault.status, fault.code, fault.message)
-      : await this.emulate(record.action, request, params, body);
+      : await this.emulate(record.action, region, request, params, body);
     if (fault) {
       record.injected = 'fault';
     }
@@ -623,22 +822,32 @@ export class Ec2Proxy {
   }
 
   /** Forwards a request to moto, with the EC2 behaviours moto lacks (see the module comment). */
-  private async emulate(action: string, request: http.IncomingMessage, params: URLSearchParams, body: Buffer): Promise<HttpResult> {
+  private async emulate(
+    action: string,
+    region: string,
+    request: http.IncomingMessage,
+    params: URLSearchParams,
+    body: Buffer,
+  ): Promise<HttpResult> {
     switch (action) {
-      case 'CreateImage': {
-        // One at a time, so that the duplicate-name check and the creation are atomic, like in EC2.
-        const run = this.createImageQueue.then(() => this.createImage(request, params));
-        this.createImageQueue = run.catch(() => undefined);
-        return run;
-      }
+      case 'CreateImage':
+        return this.oneImageCreationAtATime(region, () => this.createImage(region, request, params));
+      case 'CopyImage':
+        return this.oneImageCreationAtATime(region, () => this.copyImage(region, request, params));
       case 'RegisterImage':
         return this.registerImage(request, params, body);
       case 'DeleteSnapshot':
-        return this.deleteSnapshot(request, params, body);
+        return this.deleteSnapshot(region, request, params, body);
       case 'DeregisterImage':
-        return this.deregisterImage(request, params, body);
+        return this.deregisterImage(region, request, params, body);
       case 'StopInstances':
-        return this.stopInstances(request, params, body);
+        return this.stopInstances(region, request, params, body);
+      case 'RunInstances':
+        return this.runInstances(request, params, body);
+      case 'GetConsoleOutput':
+        return this.getConsoleOutput(request, params, body);
+      case 'TerminateInstances':
+        return this.terminateInstances(request, params, body);
       case 'DescribeStacks':
       case 'DescribeStackResource':
         return this.cloudFormationCall(action, params);
@@ -646,10 +855,20 @@ export class Ec2Proxy {
       case 'DisableImageDeprecation':
       case 'EnableImageDeregistrationProtection':
       case 'DisableImageDeregistrationProtection':
-        return this.imageLifecycleCall(action, params);
+        return this.imageLifecycleCall(region, action, params);
       default:
         return this.forward(request, body);
     }
+  }
+
+  /**
+   * Runs `create` after the CreateImage and CopyImage requests of the region that came before, so that the
+   * duplicate-name check and the creation are atomic, like in EC2 (AMI names are unique per region).
+   */
+  private oneImageCreationAtATime(region: string, create: () => Promise<HttpResult>): Promise<HttpResult> {
+    const run = (this.imageCreations.get(region) ?? Promise.resolve()).then(create);
+    this.imageCreations.set(region, run.catch(() => undefined));
+    return run;
   }
 
   private reply(record: ProxiedRequest, params: URLSearchParams, result: HttpResult, response: http.ServerResponse): void {
@@ -717,30 +936,92 @@ export class Ec2Proxy {
     return { status, headers: { 'content-type': 'text/xml;charset=UTF-8' }, body: Buffer.from(ec2ErrorXml(code, message), 'utf8') };
   }
 
-  private async createImage(request: http.IncomingMessage, params: URLSearchParams): Promise<HttpResult> {
-    const name = params.get('Name');
-    if (name) {
-      const existing = await this.moto.send(new DescribeImagesCommand({ Owners: ['self'], Filters: [{ Name: 'name', Values: [name] }] }));
-      const duplicate = existing.Images?.find((image) => image.Name === name);
-      if (duplicate) {
-        return this.errorResult(400, 'InvalidAMIName.Duplicate', `AMI name ${name} is already in use by AMI ${duplicate.ImageId}`);
-      }
+  /** EC2's answer when an image of the region already has this name; undefined when none has. */
+  private async duplicateName(region: string, name: string | null): Promise<HttpResult | undefined> {
+    if (!name) {
+      return undefined;
+    }
+    const existing = await this.motoIn(region).send(new DescribeImagesCommand({ Owners: ['self'], Filters: [{ Name: 'name', Values: [name] }] }));
+    const duplicate = existing.Images?.find((image) => image.Name === name);
+    return duplicate
+      ? this.errorResult(400, 'InvalidAMIName.Duplicate', `AMI name ${name} is already in use by AMI ${duplicate.ImageId}`)
+      : undefined;
+  }
+
+  private async createImage(region: string, request: http.IncomingMessage, params: URLSearchParams): Promise<HttpResult> {
+    const duplicate = await this.duplicateName(region, params.get('Name'));
+    if (duplicate) {
+      return duplicate;
     }
     const { params: forwarded, stripped } = stripTagSpecifications(params, 'snapshot');
     const result = await this.forward(request, Buffer.from(forwarded.toString(), 'utf8'));
     if (result.status !== 200 || stripped.length === 0) {
       return result;
     }
+    await this.tagSnapshots(region, this.imageIdOf('CreateImage', result), stripped);
+    return result;
+  }
+
+  /**
+   * CopyImage, in the destination region (the one the request is signed for): EC2's duplicate-name check, its
+   * ClientToken idempotency, and the `image` and `snapshot` tag specifications moto ignores.
+   */
+  private async copyImage(region: string, request: http.IncomingMessage, params: URLSearchParams): Promise<HttpResult> {
+    const clientToken = params.get('ClientToken');
+    const tokenKey = `${region} ${clientToken}`;
+    const requestKey = [...params].filter(([key]) => key !== 'ClientToken').map(([key, value]) => `${key}=${value}`).sort().join('&');
+    const earlier = clientToken ? this.copyTokens.get(tokenKey) : undefined;
+    if (earlier) {
+      return earlier.request === requestKey
+        ? xmlResult('<?xml version="1.0" encoding="UTF-8"?><CopyImageResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/">'
+          + `<requestId>copy-image-${earlier.imageId}</requestId><imageId>${earlier.imageId}</imageId></CopyImageResponse>`)
+        : this.errorResult(400, 'IdempotentParameterMismatch',
+          `Client token ${clientToken} was already used for a CopyImage request with different parameters.`);
+    }
+    const duplicate = await this.duplicateName(region, params.get('Name'));
+    if (duplicate) {
+      return duplicate;
+    }
+    const { params: withoutImageTags, stripped: imageTags } = stripTagSpecifications(params, 'image');
+    const { params: forwarded, stripped: snapshotTags } = stripTagSpecifications(withoutImageTags, 'snapshot');
+    const result = await this.forward(request, Buffer.from(forwarded.toString(), 'utf8'));
+    if (result.status !== 200) {
+      return result;
+    }
+    const imageId = this.imageIdOf('CopyImage', result);
+    const encrypted = params.get('Encrypted');
+    this.copies.set(imageId, {
+      sourceRegion: params.get('SourceRegion') ?? '',
+      sourceImageId: params.get('SourceImageId') ?? '',
+      ...(encrypted !== null ? { encrypted: encrypted === 'true' } : {}),
+      ...(params.get('KmsKeyId') ? { kmsKeyId: params.get('KmsKeyId') ?? undefined } : {}),
+    });
+    if (clientToken) {
+      this.copyTokens.set(tokenKey, { request: requestKey, imageId });
+    }
+    if (imageTags.length > 0) {
+      await this.motoIn(region).send(new CreateTagsCommand({ Resources: [imageId], Tags: imageTags }));
+    }
+    if (snapshotTags.length > 0) {
+      await this.tagSnapshots(region, imageId, snapshotTags);
+    }
+    return result;
+  }
+
+  private imageIdOf(action: string, result: HttpResult): string {
     const imageId = /<imageId>([^<]+)<\/imageId>/.exec(result.body.toString('utf8'))?.[1];
     if (!imageId) {
-      throw new Error(`CreateImage answered without an imageId: ${result.body.toString('utf8')}`);
+      throw new Error(`${action} answered without an imageId: ${result.body.toString('utf8')}`);
     }
-    const snapshotIds = await this.snapshotsOf(imageId);
+    return imageId;
+  }
+
+  private async tagSnapshots(region: string, imageId: string, tags: Tag[]): Promise<void> {
+    const snapshotIds = await this.snapshotsOf(region, imageId);
     if (snapshotIds.length === 0) {
       throw new Error(`image ${imageId} has no snapshot to tag`);
     }
-    await this.moto.send(new CreateTagsCommand({ Resources: snapshotIds, Tags: stripped }));
-    return result;
+    await this.motoIn(region).send(new CreateTagsCommand({ Resources: snapshotIds, Tags: tags }));
   }
 
   private async registerImage(request: http.IncomingMessage, params: URLSearchParams, body: Buffer): Promise<HttpResult> {
@@ -755,11 +1036,11 @@ export class Ec2Proxy {
     return result;
   }
 
-  private async deleteSnapshot(request: http.IncomingMessage, params: URLSearchParams, body: Buffer): Promise<HttpResult> {
+  private async deleteSnapshot(region: string, request: http.IncomingMessage, params: URLSearchParams, body: Buffer): Promise<HttpResult> {
     const snapshotId = params.get('SnapshotId') ?? '';
     const users = [...this.snapshotUsers.get(snapshotId) ?? []];
     if (users.length > 0) {
-      const registered = await this.moto.send(new DescribeImagesCommand({ Filters: [{ Name: 'image-id', Values: users }] }));
+      const registered = await this.motoIn(region).send(new DescribeImagesCommand({ Filters: [{ Name: 'image-id', Values: users }] }));
       const user = registered.Images?.[0]?.ImageId;
       if (user) {
         return this.errorResult(400, 'InvalidSnapshot.InUse', `The snapshot ${snapshotId} is currently in use by ${user}`);
@@ -798,9 +1079,9 @@ export class Ec2Proxy {
   }
 
   /** EC2's image deprecation and deregistration protection calls, which moto 5.2.1 lacks. */
-  private async imageLifecycleCall(action: string, params: URLSearchParams): Promise<HttpResult> {
+  private async imageLifecycleCall(region: string, action: string, params: URLSearchParams): Promise<HttpResult> {
     const imageId = params.get('ImageId') ?? '';
-    const found = await this.moto.send(new DescribeImagesCommand({ ImageIds: [imageId] })).catch(() => undefined);
+    const found = await this.motoIn(region).send(new DescribeImagesCommand({ ImageIds: [imageId] })).catch(() => undefined);
     if (!found?.Images?.length) {
       return this.errorResult(400, 'InvalidAMIID.NotFound', `The image id '[${imageId}]' does not exist`);
     }
@@ -819,12 +1100,11 @@ export class Ec2Proxy {
         delete state.protection;
     }
     this.lifecycle.set(imageId, state);
-    const xml = `<?xml version="1.0" encoding="UTF-8"?><${action}Response xmlns="http://ec2.amazonaws.com/doc/2016-11-15/">`
-      + `<requestId>${action}-${imageId}</requestId><return>true</return></${action}Response>`;
-    return { status: 200, headers: { 'content-type': 'text/xml;charset=UTF-8' }, body: Buffer.from(xml, 'utf8') };
+    return xmlResult(`<?xml version="1.0" encoding="UTF-8"?><${action}Response xmlns="http://ec2.amazonaws.com/doc/2016-11-15/">`
+      + `<requestId>${action}-${imageId}</requestId><return>true</return></${action}Response>`);
   }
 
-  private async deregisterImage(request: http.IncomingMessage, params: URLSearchParams, body: Buffer): Promise<HttpResult> {
+  private async deregisterImage(region: string, request: http.IncomingMessage, params: URLSearchParams, body: Buffer): Promise<HttpResult> {
     const protection = this.lifecycle.get(params.get('ImageId') ?? '')?.protection;
     if (protection) {
       // EC2 refuses to deregister a protected image.
@@ -832,21 +1112,21 @@ export class Ec2Proxy {
     }
     const deleteSnapshots = params.get('DeleteAssociatedSnapshots') === 'true';
     const imageId = params.get('ImageId') ?? '';
-    const snapshotIds = deleteSnapshots ? await this.snapshotsOf(imageId).catch(() => []) : [];
+    const snapshotIds = deleteSnapshots ? await this.snapshotsOf(region, imageId).catch(() => []) : [];
     const result = await this.forward(request, body);
     if (result.status === 200) {
       for (const snapshotId of snapshotIds) {
-        await this.moto.send(new DeleteSnapshotCommand({ SnapshotId: snapshotId }));
+        await this.motoIn(region).send(new DeleteSnapshotCommand({ SnapshotId: snapshotId }));
       }
     }
     return result;
   }
 
-  private async stopInstances(request: http.IncomingMessage, params: URLSearchParams, body: Buffer): Promise<HttpResult> {
+  private async stopInstances(region: string, request: http.IncomingMessage, params: URLSearchParams, body: Buffer): Promise<HttpResult> {
     const instanceIds = numberedValues(params, 'InstanceId');
     let response: DescribeInstancesCommandOutput;
     try {
-      response = await this.moto.send(new DescribeInstancesCommand({ InstanceIds: instanceIds }));
+      response = await this.motoIn(region).send(new DescribeInstancesCommand({ InstanceIds: instanceIds }));
     } catch {
       // An unknown instance: moto gives EC2's own answer.
       return this.forward(request, body);
@@ -859,8 +1139,145 @@ export class Ec2Proxy {
     return this.forward(request, body);
   }
 
-  private async snapshotsOf(imageId: string): Promise<string[]> {
-    const response = await this.moto.send(new DescribeImagesCommand({ ImageIds: [imageId] }));
+  /** RunInstances; a validation script in the user data starts running for each new instance. */
+  private async runInstances(request: http.IncomingMessage, params: URLSearchParams, body: Buffer): Promise<HttpResult> {
+    const result = await this.forward(request, body);
+    const userData = Buffer.from(params.get('UserData') ?? '', 'base64').toString('utf8');
+    if (result.status !== 200 || !userData.split(/\r?\n/).some((line) => line.trim() === VALIDATION_MARKER)) {
+      return result;
+    }
+    const instanceIds = new Set([...result.body.toString('utf8').matchAll(/<instanceId>([^<]+)<\/instanceId>/g)].map((match) => match[1]));
+    for (const instanceId of instanceIds) {
+      this.startValidationRun(instanceId, params.get('ImageId') ?? '', userData);
+    }
+    return result;
+  }
+
+  /**
+   * Runs the validation script of an instance on this machine, as the instance would run its user data (see the
+   * module comment). The script is the process group leader (detached), so that everything it started is killed with it.
+   */
+  private startValidationRun(instanceId: string, imageId: string, userData: string): void {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'moto-validation-'));
+    const bin = path.join(dir, 'bin');
+    fs.mkdirSync(bin);
+    const shutdownCalls = path.join(dir, 'shutdown-calls');
+    for (const command of POWER_COMMANDS) {
+      fs.writeFileSync(
+        path.join(bin, command),
+        `#!/bin/sh\n# Stands in for ${command} in an emulated validation instance: records its arguments, powers nothing off.\n`
+        + `printf '%s\\n' "$*" >> ${shellQuote(shutdownCalls)}\nexit 0\n`,
+        { mode: 0o755 },
+      );
+    }
+    // /dev/console is a device: every write appends, whatever the redirection (`>` included). A pipe behaves the same
+    // (a regular file would be truncated by `>`); `cat`, in the script's process group, appends what comes out to
+    // the console file, which GetConsoleOutput reads.
+    const consolePipe = path.join(dir, 'console.pipe');
+    const consoleFile = path.join(dir, 'console');
+    execFileSync('mkfifo', [consolePipe]);
+    fs.writeFileSync(consoleFile, '');
+    const script = userData
+      .split('/dev/console').join(consolePipe)
+      // A stand-in called by its absolute path is still a stand-in.
+      .replace(/(?<![\w./-])(?:\/usr)?\/s?bin\/(shutdown|poweroff|halt|reboot)\b/g, (_match, command: string) => path.join(bin, command));
+    const scriptFile = path.join(dir, 'user-data.sh');
+    fs.writeFileSync(scriptFile, script, { mode: 0o700 });
+    if (/(?:^|[\s;&|(`/])(?:systemctl\s+(?:poweroff|halt|reboot|kexec)|telinit\s+\S|init\s+[06])\b/m.test(script)) {
+      // Not run: it would power this machine off, and the stand-ins do not cover it.
+      this.errors.push(`validation script of ${instanceId} powers off without shutdown/poweroff/halt/reboot; not run:\n${userData}`);
+      fs.rmSync(dir, { recursive: true, force: true });
+      return;
+    }
+    const child = spawn(
+      'bash',
+      ['-c', 'exec 3<>"$1"; cat <&3 >>"$2" 3<&- & exec bash "$3" 3<&-', 'validation-instance', consolePipe, consoleFile, scriptFile],
+      {
+        cwd: dir,
+        env: { ...process.env, TMPDIR: dir, PATH: `${bin}${path.delimiter}${process.env.PATH ?? ''}` },
+        detached: true,
+        stdio: 'ignore',
+      },
+    );
+    child.unref();
+    const run: ValidationRun = {
+      instanceId,
+      imageId,
+      userData,
+      dir,
+      child,
+      exited: false,
+      terminated: false,
+      shutdownCalls: () => {
+        const text = fs.existsSync(shutdownCalls) ? fs.readFileSync(shutdownCalls, 'utf8') : '';
+        return text === '' ? [] : text.replace(/\n$/, '').split('\n');
+      },
+    };
+    child.on('exit', (code) => {
+      run.exited = true;
+      run.exitCode = code ?? undefined;
+    });
+    child.on('error', (error) => {
+      run.exited = true;
+      this.errors.push(`validation script of ${instanceId} could not be started: ${error.message}`);
+    });
+    this.validationRuns.set(instanceId, run);
+  }
+
+  /** What the validation script of the instance wrote to /dev/console, at most EC2's last 64 KB. */
+  private consoleOf(run: ValidationRun): Buffer {
+    let content: Buffer;
+    try {
+      content = fs.readFileSync(path.join(run.dir, 'console'));
+    } catch {
+      return Buffer.alloc(0);
+    }
+    return content.subarray(Math.max(0, content.length - CONSOLE_OUTPUT_LIMIT));
+  }
+
+  /**
+   * GetConsoleOutput of a validation instance answers what its script wrote so far. EC2 leaves `output` out while
+   * an instance has no console output yet, and so does the proxy: the SDK then gives `Output: undefined`.
+   */
+  private async getConsoleOutput(request: http.IncomingMessage, params: URLSearchParams, body: Buffer): Promise<HttpResult> {
+    const instanceId = params.get('InstanceId') ?? '';
+    const run = this.validationRuns.get(instanceId);
+    if (!run) {
+      return this.forward(request, body);
+    }
+    const content = this.consoleOf(run);
+    return xmlResult('<?xml version="1.0" encoding="UTF-8"?><GetConsoleOutputResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/">'
+      + `<requestId>console-${instanceId}-${Date.now().toString(16)}</requestId><instanceId>${instanceId}</instanceId>`
+      + `<timestamp>${new Date().toISOString()}</timestamp>${content.length > 0 ? `<output>${content.toString('base64')}</output>` : ''}`
+      + '</GetConsoleOutputResponse>');
+  }
+
+  /** TerminateInstances; the validation scripts of the terminated instances are killed, as the instance would stop. */
+  private async terminateInstances(request: http.IncomingMessage, params: URLSearchParams, body: Buffer): Promise<HttpResult> {
+    const result = await this.forward(request, body);
+    if (result.status === 200) {
+      for (const instanceId of numberedValues(params, 'InstanceId')) {
+        const run = this.validationRuns.get(instanceId);
+        if (run) {
+          run.terminated = true;
+          killProcessGroup(run.child);
+        }
+      }
+    }
+    return result;
+  }
+
+  /** Kills every validation script and removes their directories. */
+  private stopValidationRuns(): void {
+    for (const run of this.validationRuns.values()) {
+      killProcessGroup(run.child);
+      fs.rmSync(run.dir, { recursive: true, force: true });
+    }
+    this.validationRuns.clear();
+  }
+
+  private async snapshotsOf(region: string, imageId: string): Promise<string[]> {
+    const response = await this.motoIn(region).send(new DescribeImagesCommand({ ImageIds: [imageId] }));
     const image = response.Images?.find((candidate) => candidate.ImageId === imageId);
     return (image?.BlockDeviceMappings ?? []).flatMap((mapping) => (mapping.Ebs?.SnapshotId ? [mapping.Ebs.SnapshotId] : []));
   }
@@ -920,6 +1337,7 @@ export class MotoHarness {
   readonly ec2ViaProxy: EC2Client;
   private savedEnv: Partial<Record<(typeof ENV_KEYS)[number], string>> | undefined;
   private builderImageId: string | undefined;
+  private readonly regionalClients = new Map<string, EC2Client>();
 
   private constructor(readonly moto: MotoServer, readonly proxy: Ec2Proxy) {
     this.ec2 = ec2ClientFor(moto.endpoint);
@@ -968,6 +1386,19 @@ export class MotoHarness {
     return handler as BakeImageHandler;
   }
 
+  /** Client straight to moto's backend of this region (cached): what the tests assert with about another region. */
+  ec2In(region: string): EC2Client {
+    if (region === REGION) {
+      return this.ec2;
+    }
+    let client = this.regionalClients.get(region);
+    if (!client) {
+      client = ec2ClientFor(this.moto.endpoint, region);
+      this.regionalClients.set(region, client);
+    }
+    return client;
+  }
+
   /** Empties moto and the proxy's counters and emulated state. */
   async reset(): Promise<void> {
     await this.moto.reset();
@@ -1005,6 +1436,10 @@ export class MotoHarness {
     }
     this.ec2.destroy();
     this.ec2ViaProxy.destroy();
+    for (const client of this.regionalClients.values()) {
+      client.destroy();
+    }
+    this.regionalClients.clear();
     await this.proxy.stop();
     await this.moto.stop();
   }
