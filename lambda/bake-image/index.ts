@@ -9,31 +9,23 @@
 import type { CloudFormationClient } from '@aws-sdk/client-cloudformation';
 import {
   CreateImageCommand,
-  DeleteSnapshotCommand,
-  DeregisterImageCommand,
-  DescribeImageAttributeCommand,
   DescribeImagesCommand,
-  DescribeSnapshotsCommand,
-  DisableImageDeprecationCommand,
-  DisableImageDeregistrationProtectionCommand,
-  EC2Client,
-  EnableImageDeprecationCommand,
-  EnableImageDeregistrationProtectionCommand,
-  ModifyImageAttributeCommand,
   type Image,
   StopInstancesCommand,
   type Tag as Ec2Tag,
   TerminateInstancesCommand,
 } from '@aws-sdk/client-ec2';
+import { ec2, homeRegion } from './clients';
+import { deleteCopies, pollCopies } from './copies';
+import { describeError, errorCode, withContext } from './errors';
 import { bakeProgress } from './image-state';
+import { deleteImage, describeImage, findImageByName, madeByThisResource, setLifecycle, shareImage } from './images';
 import { log, warn } from './log';
 import { imageName } from './naming';
-import { type BakeProperties, imageInputsChanged, parseProperties, parseSharing, sharesWithNobody } from './properties';
-import { launchPermissionChange, type LaunchPermission } from './sharing';
+import { type BakeProperties, imageInputsChanged, parseCopyRegions, parseProperties, parseSharing, sharesWithNobody } from './properties';
 import type { IsCompleteRequest, IsCompleteResponse, OnEventRequest, OnEventResponse } from './types';
-import { Attr, BuilderMode, MANAGED_BY_VALUE, MAX_TAG_VALUE_LENGTH, RemovalMode, Tag } from '../../src/private/contract';
+import { Attr, BuilderMode, copyImageIdAttribute, MANAGED_BY_VALUE, MAX_TAG_VALUE_LENGTH, RemovalMode, Tag } from '../../src/private/contract';
 
-const ec2 = new EC2Client({ maxAttempts: 6 });
 type CloudFormationSdk = typeof import('@aws-sdk/client-cloudformation');
 
 let cloudFormation: { client: CloudFormationClient; sdk: CloudFormationSdk } | undefined;
@@ -93,6 +85,15 @@ async function update(event: OnEventRequest): Promise<OnEventResponse> {
     return bakeOrAdopt(event, props);
   }
   log('image inputs unchanged: keeping the image', { imageId: physicalId });
+  const dropped = parseCopyRegions(event.OldResourceProperties ?? {}).filter((region) => !props.copyToRegions.includes(region));
+  if (dropped.length > 0) {
+    if (props.removal === RemovalMode.RETAIN) {
+      log('removal policy RETAIN: copies in regions no longer listed are kept', { imageId: physicalId, regions: dropped });
+    } else {
+      const name = (await describeImage(homeRegion(), physicalId))?.Name ?? imageName(props);
+      await deleteCopies(event, name, dropped, props.deregistrationProtection);
+    }
+  }
   return { PhysicalResourceId: physicalId };
 }
 
@@ -102,7 +103,7 @@ async function update(event: OnEventRequest): Promise<OnEventResponse> {
  */
 async function bakeOrAdopt(event: OnEventRequest, props: BakeProperties): Promise<OnEventResponse> {
   const name = imageName(props);
-  const existing = await findImageByName(name);
+  const existing = await findImageByName(homeRegion(), name);
   if (existing?.ImageId) {
     log('adopting the image these inputs already produced', { imageId: existing.ImageId, imageName: name, state: existing.State });
     return bakeStarted(existing.ImageId, name);
@@ -129,7 +130,7 @@ async function bakeOrAdopt(event: OnEventRequest, props: BakeProperties): Promis
     if (errorCode(error) === 'InvalidAMIName.Duplicate') {
       // Another invocation created it between our lookup and CreateImage, or an earlier attempt of this very
       // CreateImage did and its answer was lost (the SDK retries on 5xx and lost connections).
-      const raced = await findImageByName(name);
+      const raced = await findImageByName(homeRegion(), name);
       if (raced?.ImageId) {
         log('adopting the image a concurrent request or an earlier attempt created', { imageId: raced.ImageId, imageName: name });
         return bakeStarted(raced.ImageId, name);
@@ -145,18 +146,11 @@ function bakeStarted(imageId: string, name: string): OnEventResponse {
 
 async function pollBake(event: IsCompleteRequest, props: BakeProperties): Promise<IsCompleteResponse> {
   const imageId = event.PhysicalResourceId;
-  const image = await describeImage(imageId);
+  const image = await describeImage(homeRegion(), imageId);
   const progress = bakeProgress(image);
   switch (progress.kind) {
     case 'pending': {
-      const elapsedSeconds = secondsSince(image?.CreationDate);
-      if (props.bakeTimeoutSeconds !== undefined && elapsedSeconds !== undefined && elapsedSeconds > props.bakeTimeoutSeconds) {
-        throw new Error(
-          `Image ${imageId} from builder ${props.instanceId} is still pending after ${Math.round(elapsedSeconds)} s, ` +
-          `longer than bakeTimeout (${props.bakeTimeoutSeconds} s). Raise bakeTimeout for large volumes; ` +
-          'the pending image is deleted with this resource.',
-        );
-      }
+      const elapsedSeconds = failIfPastBakeTimeout(image, props, `Image ${imageId} from builder ${props.instanceId} is still pending`);
       log('image pending', { imageId, elapsedSeconds });
       return { IsComplete: false };
     }
@@ -166,15 +160,59 @@ async function pollBake(event: IsCompleteRequest, props: BakeProperties): Promis
         'Check the image in the EC2 console, and the builder\'s cfn-init log (/var/log/cfn-init.log; also in the builder\'s ' +
         'system log, EC2 console "Get system log", unless initOptions.printLog is false); the image is deleted with this resource.',
       );
-    case 'available': {
-      await settleBuilder(props);
-      await applySharing(event, imageId, props);
-      await applyLifecycle(event, imageId, image?.CreationDate, props);
-      const name = image?.Name ?? imageName(props);
-      log('image available', { imageId, imageName: name });
-      return { IsComplete: true, Data: { [Attr.IMAGE_ID]: imageId, [Attr.IMAGE_NAME]: name } };
-    }
+    case 'available':
+      return finishBake(event, image as Image, props);
   }
+}
+
+/**
+ * The image is available: copies it to the other regions and waits for the copies, then settles the builder
+ * and shares and sets the lifecycle of the image and of every copy.
+ */
+async function finishBake(event: IsCompleteRequest, image: Image, props: BakeProperties): Promise<IsCompleteResponse> {
+  const imageId = event.PhysicalResourceId;
+  const copies = props.copyToRegions.length > 0 ? await pollCopies(event, image, props) : { pending: [], available: [] };
+  if (copies.pending.length > 0) {
+    const elapsedSeconds = failIfPastBakeTimeout(image, props,
+      `The copies of image ${imageId} to ${copies.pending.join(', ')} are still pending`);
+    log('image copies pending', { imageId, pending: copies.pending, elapsedSeconds });
+    return { IsComplete: false };
+  }
+
+  await settleBuilder(props);
+  const sharedBefore = event.RequestType === 'Update' && !sharesWithNobody(parseSharing(event.OldResourceProperties ?? {}));
+  const before = event.RequestType === 'Update' ? previousProperties(event) : undefined;
+  const images = [{ region: homeRegion(), imageId }, ...copies.available.map((copy) => ({ region: copy.region, imageId: copy.image.ImageId ?? '' }))];
+  for (const target of images) {
+    if (!sharesWithNobody(props.sharing) || sharedBefore) {
+      await shareImage(target.region, target.imageId, props.sharing);
+    }
+    // Copies deprecate together with their source: the date counts from the source's creation.
+    await setLifecycle(target.region, target.imageId, image.CreationDate, props, before);
+  }
+
+  const name = image.Name ?? imageName(props);
+  const data: Record<string, string> = { [Attr.IMAGE_ID]: imageId, [Attr.IMAGE_NAME]: name };
+  for (const copy of copies.available) {
+    data[copyImageIdAttribute(copy.region)] = copy.image.ImageId ?? '';
+  }
+  log('image available', { imageId, imageName: name, ...(copies.available.length > 0 ? { copies: data } : {}) });
+  return { IsComplete: true, Data: data };
+}
+
+/**
+ * bakeTimeout covers the whole wait after CreateImage: the image, and its copies. Throws once it has passed;
+ * returns the seconds elapsed so far otherwise.
+ */
+function failIfPastBakeTimeout(image: Image | undefined, props: BakeProperties, what: string): number | undefined {
+  const elapsedSeconds = secondsSince(image?.CreationDate);
+  if (props.bakeTimeoutSeconds !== undefined && elapsedSeconds !== undefined && elapsedSeconds > props.bakeTimeoutSeconds) {
+    throw new Error(
+      `${what} after ${Math.round(elapsedSeconds)} s, longer than bakeTimeout (${props.bakeTimeoutSeconds} s). ` +
+      'Raise bakeTimeout for large volumes or many regions; the pending image and its copies are deleted with this resource.',
+    );
+  }
+  return elapsedSeconds;
 }
 
 /** Stops, terminates or leaves the builder once the image is available. Repeatable. */
@@ -202,79 +240,6 @@ async function settleBuilder(props: BakeProperties): Promise<void> {
       return;
     }
     throw new Error(`Could not ${props.builderAfterBake} builder ${instanceId}: ${describeError(error)}`);
-  }
-}
-
-/**
- * Makes the image launchable by exactly the accounts, organizations and units asked for: adds what is
- * missing, removes what is no longer asked for. No call at all when nothing is shared now or before.
- */
-async function applySharing(event: IsCompleteRequest, imageId: string, props: BakeProperties): Promise<void> {
-  const sharedBefore = event.RequestType === 'Update' && !sharesWithNobody(parseSharing(event.OldResourceProperties ?? {}));
-  if (sharesWithNobody(props.sharing) && !sharedBefore) {
-    return;
-  }
-  let current: LaunchPermission[];
-  try {
-    const response = await ec2.send(new DescribeImageAttributeCommand({ ImageId: imageId, Attribute: 'launchPermission' }));
-    current = response.LaunchPermissions ?? [];
-  } catch (error) {
-    throw withContext(error, `DescribeImageAttribute (launchPermission) for image ${imageId}`);
-  }
-  const change = launchPermissionChange(current, props.sharing);
-  if (change.add.length === 0 && change.remove.length === 0) {
-    log('launch permissions already as asked', { imageId });
-    return;
-  }
-  try {
-    await ec2.send(new ModifyImageAttributeCommand({
-      ImageId: imageId,
-      LaunchPermission: {
-        ...(change.add.length > 0 ? { Add: change.add } : {}),
-        ...(change.remove.length > 0 ? { Remove: change.remove } : {}),
-      },
-    }));
-  } catch (error) {
-    throw new Error(`Could not share image ${imageId} (launch permissions): ${describeError(error)}`);
-  }
-  log('launch permissions updated', { imageId, added: change.add, removed: change.remove });
-}
-
-/**
- * Deprecation and deregistration protection, as asked; what an Update no longer asks for is lifted.
- * No call at all when neither is asked for now or before.
- */
-async function applyLifecycle(event: IsCompleteRequest, imageId: string, creationDate: string | undefined, props: BakeProperties): Promise<void> {
-  const before = event.RequestType === 'Update' ? previousProperties(event) : undefined;
-  if (props.deprecateAfterSeconds !== undefined) {
-    // Counted from the image's creation, so an Update that rebakes nothing keeps the same date; EC2
-    // refuses a date in the past, so a date already passed becomes one minute from now.
-    const created = Date.parse(creationDate ?? '') || Date.now();
-    const deprecateAt = new Date(Math.max(created + props.deprecateAfterSeconds * 1000, Date.now() + 60_000));
-    await lifecycleCall(`EnableImageDeprecation for image ${imageId}`,
-      () => ec2.send(new EnableImageDeprecationCommand({ ImageId: imageId, DeprecateAt: deprecateAt })));
-    log('image deprecation set', { imageId, deprecateAt: deprecateAt.toISOString() });
-  } else if (before?.deprecateAfterSeconds !== undefined) {
-    await lifecycleCall(`DisableImageDeprecation for image ${imageId}`,
-      () => ec2.send(new DisableImageDeprecationCommand({ ImageId: imageId })));
-    log('image deprecation removed', { imageId });
-  }
-  if (props.deregistrationProtection) {
-    await lifecycleCall(`EnableImageDeregistrationProtection for image ${imageId}`,
-      () => ec2.send(new EnableImageDeregistrationProtectionCommand({ ImageId: imageId, WithCooldown: false })));
-    log('deregistration protection enabled', { imageId });
-  } else if (before?.deregistrationProtection) {
-    await lifecycleCall(`DisableImageDeregistrationProtection for image ${imageId}`,
-      () => ec2.send(new DisableImageDeregistrationProtectionCommand({ ImageId: imageId })));
-    log('deregistration protection removed', { imageId });
-  }
-}
-
-async function lifecycleCall(what: string, call: () => Promise<unknown>): Promise<void> {
-  try {
-    await call();
-  } catch (error) {
-    throw new Error(`${what} failed: ${describeError(error)}`);
   }
 }
 
@@ -307,7 +272,7 @@ async function remove(event: OnEventRequest): Promise<OnEventResponse> {
         // A successful update replaced this image: keep it among the newest superseded ones.
         const superseded = (await ownImages(event)).filter((image) => image.ImageId !== situation.currentImageId);
         for (const image of superseded.slice(props.keepSuperseded)) {
-          await deleteImage(event, image.ImageId ?? '', props);
+          await deleteEverywhere(event, image.ImageId ?? '', props);
         }
         return { PhysicalResourceId: imageId };
       }
@@ -315,7 +280,7 @@ async function remove(event: OnEventRequest): Promise<OnEventResponse> {
         // The resource leaves the stack: the superseded images it kept go with it.
         for (const image of await ownImages(event)) {
           if (image.ImageId !== imageId) {
-            await deleteImage(event, image.ImageId ?? '', props);
+            await deleteEverywhere(event, image.ImageId ?? '', props);
           }
         }
         break;
@@ -324,7 +289,7 @@ async function remove(event: OnEventRequest): Promise<OnEventResponse> {
         break;
     }
   }
-  await deleteImage(event, imageId, props);
+  await deleteEverywhere(event, imageId, props);
   return { PhysicalResourceId: imageId };
 }
 
@@ -386,133 +351,19 @@ async function ownImages(event: OnEventRequest): Promise<Image[]> {
   }
 }
 
-/** Deregisters one image of this resource and deletes its snapshots. Repeatable. */
-async function deleteImage(event: OnEventRequest, imageId: string, props: BakeProperties): Promise<void> {
-  const image = await describeImage(imageId);
+/**
+ * Deletes one image of this resource with its snapshots, and its copies in the regions the properties name
+ * (copies first: the image's name, which finds them, is known while the image exists). Repeatable.
+ */
+async function deleteEverywhere(event: OnEventRequest, imageId: string, props: BakeProperties): Promise<void> {
+  const image = await describeImage(homeRegion(), imageId);
   if (image && !madeByThisResource(image, event)) {
     warn('image does not carry this resource\'s tags: left alone', { imageId });
     return;
   }
   const name = image?.Name ?? imageName(props);
-  const snapshotIds = new Set<string>();
-  for (const mapping of image?.BlockDeviceMappings ?? []) {
-    if (mapping.Ebs?.SnapshotId) {
-      snapshotIds.add(mapping.Ebs.SnapshotId);
-    }
-  }
-  // Snapshots carry the image name: a Delete repeated after the image was deregistered still finds them.
-  for (const snapshotId of await findSnapshotsByImageName(event, name, imageId)) {
-    snapshotIds.add(snapshotId);
-  }
-
-  if (image) {
-    if (props.deregistrationProtection || image.DeregistrationProtection?.startsWith('enabled')) {
-      await liftDeregistrationProtection(imageId, image.DeregistrationProtection);
-    }
-    await deregister(imageId);
-  } else {
-    log('image already gone', { imageId });
-  }
-  for (const snapshotId of snapshotIds) {
-    await deleteSnapshot(snapshotId, imageId);
-  }
-}
-
-/**
- * Deregistration protection must be lifted before the Delete can deregister. Protection enabled with a
- * cooldown (not by this construct) keeps the image for 24 hours after it is lifted: the Delete then fails
- * and says so, and CloudFormation's retry after the cooldown succeeds.
- */
-async function liftDeregistrationProtection(imageId: string, state: string | undefined): Promise<void> {
-  try {
-    await ec2.send(new DisableImageDeregistrationProtectionCommand({ ImageId: imageId }));
-    log('deregistration protection lifted for the delete', { imageId, state });
-  } catch (error) {
-    const code = errorCode(error);
-    if (code === 'InvalidAMIID.NotFound' || code === 'InvalidAMIID.Unavailable') {
-      return;
-    }
-    throw new Error(`Could not lift the deregistration protection of image ${imageId}: ${describeError(error)}`);
-  }
-  if (state?.includes('cooldown')) {
-    throw new Error(
-      `Image ${imageId} has deregistration protection with a cooldown (${state}): it was lifted now, and EC2 lets ` +
-      'the image be deregistered only after the 24-hour cooldown. Delete the stack again after that.',
-    );
-  }
-}
-
-async function deregister(imageId: string): Promise<void> {
-  try {
-    await ec2.send(new DeregisterImageCommand({ ImageId: imageId }));
-    log('image deregistered', { imageId });
-  } catch (error) {
-    const code = errorCode(error);
-    if (code === 'InvalidAMIID.NotFound' || code === 'InvalidAMIID.Unavailable') {
-      log('image already gone', { imageId, code });
-      return;
-    }
-    throw new Error(`Could not deregister image ${imageId}: ${describeError(error)}`);
-  }
-}
-
-async function deleteSnapshot(snapshotId: string, imageId: string): Promise<void> {
-  try {
-    await ec2.send(new DeleteSnapshotCommand({ SnapshotId: snapshotId }));
-    log('snapshot deleted', { snapshotId, imageId });
-  } catch (error) {
-    const code = errorCode(error);
-    if (code === 'InvalidSnapshot.NotFound') {
-      log('snapshot already gone', { snapshotId, imageId });
-      return;
-    }
-    if (code === 'InvalidSnapshot.InUse') {
-      warn('snapshot kept: another image still uses it', { snapshotId, imageId });
-      return;
-    }
-    throw new Error(`Could not delete snapshot ${snapshotId} of image ${imageId}: ${describeError(error)}`);
-  }
-}
-
-async function describeImage(imageId: string): Promise<Image | undefined> {
-  try {
-    const response = await ec2.send(new DescribeImagesCommand({ ImageIds: [imageId] }));
-    return response.Images?.find((image) => image.ImageId === imageId);
-  } catch (error) {
-    const code = errorCode(error);
-    if (code === 'InvalidAMIID.NotFound' || code === 'InvalidAMIID.Unavailable') {
-      return undefined;
-    }
-    throw withContext(error, `DescribeImages for image ${imageId}`);
-  }
-}
-
-async function findImageByName(name: string): Promise<Image | undefined> {
-  try {
-    const response = await ec2.send(new DescribeImagesCommand({
-      Owners: ['self'],
-      Filters: [{ Name: 'name', Values: [name] }],
-    }));
-    return response.Images?.find((image) => image.Name === name && image.State !== 'deregistered');
-  } catch (error) {
-    throw withContext(error, `DescribeImages for the image named ${name}`);
-  }
-}
-
-async function findSnapshotsByImageName(event: OnEventRequest, name: string, imageId: string): Promise<string[]> {
-  try {
-    const response = await ec2.send(new DescribeSnapshotsCommand({
-      OwnerIds: ['self'],
-      Filters: [
-        { Name: `tag:${Tag.IMAGE_NAME}`, Values: [name] },
-        { Name: `tag:${Tag.STACK_ID}`, Values: [event.StackId] },
-        { Name: `tag:${Tag.LOGICAL_ID}`, Values: [event.LogicalResourceId] },
-      ],
-    }));
-    return (response.Snapshots ?? []).flatMap((snapshot) => (snapshot.SnapshotId ? [snapshot.SnapshotId] : []));
-  } catch (error) {
-    throw withContext(error, `DescribeSnapshots for the snapshots of image ${imageId} (${name})`);
-  }
+  await deleteCopies(event, name, props.copyToRegions, props.deregistrationProtection);
+  await deleteImage(homeRegion(), event, imageId, name, props.deregistrationProtection, { image });
 }
 
 function imageTags(event: OnEventRequest, name: string, props: BakeProperties): Ec2Tag[] {
@@ -539,13 +390,6 @@ export function tagValue(value: string): string {
   return value.length <= MAX_TAG_VALUE_LENGTH ? value : `${value.slice(0, MAX_TAG_VALUE_LENGTH - 3)}...`;
 }
 
-function madeByThisResource(image: Image, event: OnEventRequest): boolean {
-  const tags = new Map((image.Tags ?? []).map((tag) => [tag.Key, tag.Value]));
-  return tags.get(Tag.MANAGED_BY) === MANAGED_BY_VALUE
-    && tags.get(Tag.STACK_ID) === event.StackId
-    && tags.get(Tag.LOGICAL_ID) === event.LogicalResourceId;
-}
-
 /** arn:aws:cloudformation:region:account:stack/NAME/uuid -> NAME */
 export function stackName(stackId: string): string {
   return stackId.split('/')[1] ?? stackId;
@@ -561,42 +405,6 @@ function secondsSince(date: string | undefined): number | undefined {
   }
   const start = Date.parse(date);
   return Number.isNaN(start) ? undefined : (Date.now() - start) / 1000;
-}
-
-function errorCode(error: unknown): string | undefined {
-  if (typeof error === 'object' && error !== null) {
-    const { name, Code } = error as { name?: unknown; Code?: unknown };
-    if (typeof Code === 'string') {
-      return Code;
-    }
-    if (typeof name === 'string') {
-      return name;
-    }
-  }
-  return undefined;
-}
-
-/**
- * `Code: message`, and how many attempts the SDK made when it retried (throttling, 5xx, lost connections) and gave up:
- * the CloudFormation event then tells a persistent problem from a single failed request.
- */
-function describeError(error: unknown): string {
-  const code = errorCode(error);
-  const message = error instanceof Error ? error.message : String(error);
-  const attempts = (error as { $metadata?: { attempts?: unknown } } | null | undefined)?.$metadata?.attempts;
-  const retried = typeof attempts === 'number' && attempts > 1 ? ` (after ${attempts} attempts)` : '';
-  return (code && code !== 'Error' ? `${code}: ${message}` : message) + retried;
-}
-
-/**
- * Puts what the handler was doing in front of an error's message, which is all CloudFormation shows. The error
- * itself is kept (its name, code and $metadata), so callers can still tell one EC2 error from another.
- */
-function withContext(error: unknown, context: string): unknown {
-  if (typeof error === 'object' && error !== null && typeof (error as { message?: unknown }).message === 'string') {
-    (error as { message: string }).message = `${context} failed: ${describeError(error)}`;
-  }
-  return error;
 }
 
 function createImageFailure(props: BakeProperties, name: string, error: unknown): string {

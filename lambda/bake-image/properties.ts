@@ -2,10 +2,12 @@ import {
   ACCOUNT_ID_PATTERN,
   BuilderMode,
   IMAGE_SHAPING_PROPS,
+  KMS_KEY_ARN_PATTERN,
   MAX_KEEP_SUPERSEDED,
   ORGANIZATION_ARN_PATTERN,
   ORGANIZATIONAL_UNIT_ARN_PATTERN,
   Prop,
+  REGION_PATTERN,
   RemovalMode,
 } from '../../src/private/contract';
 
@@ -29,6 +31,10 @@ export interface BakeProperties {
   readonly deregistrationProtection: boolean;
   /** How many superseded images to keep after a replacement. */
   readonly keepSuperseded: number;
+  /** The regions the image is copied to, besides its own. */
+  readonly copyToRegions: string[];
+  /** KMS key ARNs that encrypt the copies, by region (absent: the region's default EBS key). */
+  readonly copyKmsKeyIds: Record<string, string>;
 }
 
 /** What an image is made of: recorded as tags on the image and its snapshots. */
@@ -147,6 +153,8 @@ export function parseProperties(props: Record<string, unknown>): BakeProperties 
     deprecateAfterSeconds: parsePositiveInteger(Prop.DEPRECATE_AFTER_SECONDS, optionalString(props, Prop.DEPRECATE_AFTER_SECONDS)),
     keepSuperseded: parseCount(Prop.KEEP_SUPERSEDED, optionalString(props, Prop.KEEP_SUPERSEDED)),
     deregistrationProtection: parseBoolean(Prop.DEREGISTRATION_PROTECTION, optionalString(props, Prop.DEREGISTRATION_PROTECTION)),
+    copyToRegions: parseCopyRegions(props),
+    copyKmsKeyIds: parseCopyKeys(props),
     manifest: {
       baseImageId: optionalString(props, Prop.BASE_IMAGE_ID),
       configSets: optionalString(props, Prop.CONFIG_SETS),
@@ -154,6 +162,29 @@ export function parseProperties(props: Record<string, unknown>): BakeProperties 
       libraryVersion: optionalString(props, Prop.LIBRARY_VERSION),
     },
   };
+}
+
+/** The regions a set of properties copies the image to (none when it names none). */
+export function parseCopyRegions(props: Record<string, unknown>): string[] {
+  return stringList(props, Prop.COPY_TO_REGIONS, REGION_PATTERN, 'region names (us-west-2)');
+}
+
+function parseCopyKeys(props: Record<string, unknown>): Record<string, string> {
+  const value = props[Prop.COPY_KMS_KEYS];
+  if (value === undefined || value === null || value === '') {
+    return {};
+  }
+  if (typeof value !== 'object' || Array.isArray(value)) {
+    throw new InvalidPropertiesError(`Property ${Prop.COPY_KMS_KEYS} must map region names to KMS key ARNs, got ${Array.isArray(value) ? 'a list' : typeof value}`);
+  }
+  const keys: Record<string, string> = {};
+  for (const [region, arn] of Object.entries(value as Record<string, unknown>)) {
+    if (!REGION_PATTERN.test(region) || typeof arn !== 'string' || !KMS_KEY_ARN_PATTERN.test(arn) || arn.split(':')[3] !== region) {
+      throw new InvalidPropertiesError(`Property ${Prop.COPY_KMS_KEYS} must map each region to the ARN of a KMS key in that region, got ${region}: '${String(arn)}'`);
+    }
+    keys[region] = arn;
+  }
+  return keys;
 }
 
 /** The launch permissions a set of properties asks for (none when the properties carry none). */

@@ -37,6 +37,10 @@ export const Prop = {
   DEREGISTRATION_PROTECTION: 'DeregistrationProtection',
   /** How many superseded images of this resource to keep after a replacement; '0' or absent: none. */
   KEEP_SUPERSEDED: 'KeepSupersededImages',
+  /** Regions the image is copied to once available; a list. */
+  COPY_TO_REGIONS: 'CopyToRegions',
+  /** KMS key ARNs that encrypt the copies, by region; an object. Regions not listed use their default EBS key. */
+  COPY_KMS_KEYS: 'CopyKmsKeyIds',
   /** Manifest: the base image the builder started from. */
   BASE_IMAGE_ID: 'BaseImageId',
   /** Manifest: the config sets the builder ran, space-separated. */
@@ -90,6 +94,17 @@ export const Attr = {
   IMAGE_NAME: 'ImageName',
 } as const;
 
+/** The attribute that holds the id of the image's copy in a region: `ImageId.eu-west-1`. */
+export function copyImageIdAttribute(region: string): string {
+  return `${Attr.IMAGE_ID}.${region}`;
+}
+
+/** An AWS Region name: `us-east-1`, `eu-central-2`, `us-gov-west-1`, `ap-southeast-5`. */
+export const REGION_PATTERN = /^[a-z]{2}(-[a-z]+)+-\d{1,2}$/;
+
+/** A KMS key ARN (copies name their key by ARN: a key id or alias means nothing in another region). */
+export const KMS_KEY_ARN_PATTERN = /^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key\/[A-Za-z0-9-]+$/;
+
 /** Tag keys set on every image and snapshot the handlers create. */
 export const Tag = {
   MANAGED_BY: 'cdk-baked-image:managed-by',
@@ -104,6 +119,8 @@ export const Tag = {
   INIT_FINGERPRINT: 'cdk-baked-image:init-fingerprint',
   VERSION: 'cdk-baked-image:version',
   BAKED_AT: 'cdk-baked-image:baked-at',
+  /** On a copy: `<region>/<image id>` of the image it was copied from. */
+  COPIED_FROM: 'cdk-baked-image:copied-from',
 } as const;
 
 /** Where the builder writes the manifest, inside the image. */

@@ -534,7 +534,7 @@ describe('an image that does not become available', () => {
     await expect(failure).rejects.toThrow(new RegExp(
       `^Image ${bake.imageId} from builder ${bake.builder} is still pending after 360\\d s, longer than bakeTimeout \\(900 s\\)`,
     ));
-    await expect(failure).rejects.toThrow('the pending image is deleted with this resource');
+    await expect(failure).rejects.toThrow('the pending image and its copies are deleted with this resource');
     expect(await instanceState(bake.builder)).toBe('running');
 
     await bake.delete();

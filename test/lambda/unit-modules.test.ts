@@ -24,6 +24,8 @@ function props(overrides: Partial<BakeProperties> = {}): BakeProperties {
     manifest: {},
     deregistrationProtection: false,
     keepSuperseded: 0,
+    copyToRegions: [],
+    copyKmsKeyIds: {},
     ...overrides,
   };
 }
@@ -54,6 +56,8 @@ describe('parseProperties', () => {
       deprecateAfterSeconds: undefined,
       deregistrationProtection: false,
       keepSuperseded: 0,
+      copyToRegions: [],
+      copyKmsKeyIds: {},
     });
   });
 
@@ -96,6 +100,8 @@ describe('parseProperties', () => {
       deprecateAfterSeconds: 7776000,
       deregistrationProtection: true,
       keepSuperseded: 3,
+      copyToRegions: [],
+      copyKmsKeyIds: {},
     });
   });
 

@@ -1,0 +1,110 @@
+/**
+ * Copies of the image in other regions (copyToRegions). A copy has the source's name, description and tags,
+ * so it is found by name in its region (AMI names are unique per account and region): a retried poll adopts
+ * the copy an earlier poll started, and a Delete finds the copies of an image it no longer knows the id of.
+ */
+import { CopyImageCommand, type Image, type Tag as Ec2Tag } from '@aws-sdk/client-ec2';
+import { ec2In, homeRegion } from './clients';
+import { describeError, errorCode } from './errors';
+import { bakeProgress } from './image-state';
+import { deleteImage, findImageByName, madeByThisResource, type Owner } from './images';
+import { log } from './log';
+import type { BakeProperties } from './properties';
+import { Tag } from '../../src/private/contract';
+
+/** Where the copies of an image are: the ones still pending, and the available ones by region. */
+export interface CopiesProgress {
+  readonly pending: string[];
+  readonly available: ReadonlyArray<{ readonly region: string; readonly image: Image }>;
+}
+
+/**
+ * One step for every copy the properties ask for: starts the copies not started yet, and reports which are
+ * pending and which available. Throws when a copy failed, naming the region and EC2's reason. One
+ * DescribeImages call per region and poll, in parallel.
+ */
+export async function pollCopies(owner: Owner, source: Image, props: BakeProperties): Promise<CopiesProgress> {
+  const results = await Promise.all(props.copyToRegions.map((region) => pollCopy(owner, source, region, props)));
+  return {
+    pending: results.filter((result) => !result.image).map((result) => result.region),
+    available: results.flatMap((result) => (result.image ? [{ region: result.region, image: result.image }] : [])),
+  };
+}
+
+async function pollCopy(owner: Owner, source: Image, region: string, props: BakeProperties): Promise<{ region: string; image?: Image }> {
+  const name = source.Name ?? '';
+  const copy = await findImageByName(region, name);
+  if (!copy) {
+    await startCopy(source, region, props);
+    return { region };
+  }
+  if (!madeByThisResource(copy, owner)) {
+    throw new Error(
+      `An image named ${name} already exists in ${region} (${copy.ImageId}) without the tags of this resource: ` +
+      'it was not copied by this stack and is left alone. Deregister or rename it, or change imageName.',
+    );
+  }
+  const progress = bakeProgress(copy);
+  switch (progress.kind) {
+    case 'pending':
+      return { region };
+    case 'available':
+      return { region, image: copy };
+    case 'failed':
+      throw new Error(
+        `Copy ${copy.ImageId} of image ${source.ImageId} in ${region} is ${progress.state} (${progress.reason}). ` +
+        'The copies and the image are deleted with this resource.',
+      );
+  }
+}
+
+async function startCopy(source: Image, region: string, props: BakeProperties): Promise<void> {
+  const name = source.Name ?? '';
+  const tags = copyTags(source);
+  const kmsKeyId = props.copyKmsKeyIds[region];
+  try {
+    const response = await ec2In(region).send(new CopyImageCommand({
+      SourceImageId: source.ImageId,
+      SourceRegion: homeRegion(),
+      Name: name,
+      Description: source.Description,
+      // The source's snapshots are encrypted, so the copy's are: with the key given for the region, or the
+      // region's default EBS key.
+      Encrypted: true,
+      ...(kmsKeyId ? { KmsKeyId: kmsKeyId } : {}),
+      // EC2 makes one copy per token and region, however often a lost answer is retried.
+      ClientToken: `${source.ImageId}-copy`,
+      TagSpecifications: [
+        { ResourceType: 'image', Tags: tags },
+        { ResourceType: 'snapshot', Tags: tags },
+      ],
+    }));
+    log('image copy started', { imageId: source.ImageId, region, copyImageId: response.ImageId, kmsKeyId });
+  } catch (error) {
+    if (errorCode(error) === 'InvalidAMIName.Duplicate') {
+      // A concurrent poll started it between our lookup and CopyImage: the next poll finds it by name.
+      log('image copy already started', { imageId: source.ImageId, region, imageName: name });
+      return;
+    }
+    throw new Error(`CopyImage of image ${source.ImageId} (${name}) to ${region} failed: ${describeError(error)}`);
+  }
+}
+
+/** The source's own tags (not the aws: ones EC2 keeps for itself), and where the copy comes from. */
+function copyTags(source: Image): Ec2Tag[] {
+  return [
+    ...(source.Tags ?? []).filter((tag) => tag.Key && !tag.Key.startsWith('aws:') && tag.Key !== Tag.COPIED_FROM),
+    { Key: Tag.COPIED_FROM, Value: `${homeRegion()}/${source.ImageId}` },
+  ];
+}
+
+/**
+ * Deletes the copies of the image named `name` in these regions, with their snapshots; copies that carry
+ * another resource's tags are left alone. Repeatable: a copy already gone still has its snapshots found by tag.
+ */
+export async function deleteCopies(owner: Owner, name: string, regions: string[], protectedByProps: boolean): Promise<void> {
+  for (const region of regions) {
+    const copy = await findImageByName(region, name);
+    await deleteImage(region, owner, copy?.ImageId, name, protectedByProps);
+  }
+}
