@@ -12,6 +12,7 @@ import { BakeProvider, MAX_BAKE_TIMEOUT } from './private/bake-provider';
 import {
   Attr,
   BuilderMode,
+  copyImageIdAttribute,
   IMAGE_NAME_PATTERN,
   MAX_NAME_PREFIX_LENGTH,
   Prop,
@@ -20,6 +21,7 @@ import {
   MAX_KEEP_SUPERSEDED,
   ORGANIZATION_ARN_PATTERN,
   ORGANIZATIONAL_UNIT_ARN_PATTERN,
+  REGION_PATTERN,
   RemovalMode,
   Tag,
 } from './private/contract';
@@ -277,8 +279,32 @@ export interface BakedImageProps {
   readonly imageIdParameterName?: string;
 
   /**
-   * How long the image may stay pending after CreateImage before the bake fails. A CloudFormation
-   * custom resource can wait at most an hour, so this is at most 50 minutes.
+   * Copy the image to these regions once it is available (CopyImage). The bake completes when every copy
+   * is available; the copies carry the image's name, description and tags, are shared and deprecated like
+   * it, and are deleted with their snapshots when the image is (a shorter list deletes the copies no
+   * longer listed, without a rebake). `imageIdForRegion(region)` gives each copy's id.
+   *
+   * Region names must be literal strings (they name the custom resource's attributes), and not the stack's
+   * own region. Large images to far regions take a while: the copies count against `bakeTimeout`.
+   *
+   * @default - no copies
+   */
+  readonly copyToRegions?: string[];
+
+  /**
+   * The KMS keys that encrypt the copies, by region (a key of that region, by ARN: for example
+   * `kms.Key.fromKeyArn(this, 'EuKey', 'arn:aws:kms:eu-west-1:...')`, or a multi-Region replica). The
+   * provider's role is granted their use. A copy in a region not listed here is encrypted with that
+   * region's default EBS key, and so cannot be shared.
+   *
+   * @default - every copy is encrypted with its region's default EBS key (`aws/ebs`)
+   */
+  readonly copyEncryptionKeys?: { [region: string]: kms.IKey };
+
+  /**
+   * How long the bake may take after CreateImage before it fails: the image becoming available, and its
+   * copies to other regions. A CloudFormation custom resource can wait at most an hour, so this is at
+   * most 50 minutes.
    *
    * @default Duration.minutes(50)
    */
@@ -347,6 +373,11 @@ export class BakedImage extends Construct implements ec2.IMachineImage, iam.IGra
   /** The SSM parameter that holds the image id, when `imageIdParameterName` is set. */
   public readonly imageIdParameter?: ssm.IStringParameter;
 
+  /** The regions the image is copied to (`copyToRegions`). */
+  public readonly copyRegions: string[];
+
+  private readonly imageResource: CustomResource;
+
   constructor(scope: Construct, id: string, props: BakedImageProps) {
     super(scope, id);
 
@@ -370,6 +401,8 @@ export class BakedImage extends Construct implements ec2.IMachineImage, iam.IGra
       keepSuperseded: props.keepSupersededImages,
     });
     problems.push(...sharingProblems(props.shareWith, props.volumeEncryptionKey));
+    problems.push(...copyProblems(this, props.copyToRegions, props.copyEncryptionKeys, props.shareWith));
+    this.copyRegions = [...props.copyToRegions ?? []];
     if (problems.some((problem) => problem.startsWith('vpcSubnets'))) {
       // Without subnets there is no builder to check the rest against.
       throwIfInvalid(this, problems);
@@ -468,6 +501,10 @@ export class BakedImage extends Construct implements ec2.IMachineImage, iam.IGra
         ...(props.deprecateAfter ? { [Prop.DEPRECATE_AFTER_SECONDS]: String(props.deprecateAfter.toSeconds()) } : {}),
         [Prop.DEREGISTRATION_PROTECTION]: String(props.deregistrationProtection ?? false),
         [Prop.KEEP_SUPERSEDED]: String(props.keepSupersededImages ?? 0),
+        ...(this.copyRegions.length > 0 ? {
+          [Prop.COPY_TO_REGIONS]: this.copyRegions,
+          [Prop.COPY_KMS_KEYS]: Object.fromEntries(Object.entries(props.copyEncryptionKeys ?? {}).map(([region, key]) => [region, key.keyArn])),
+        } : {}),
         [Prop.BASE_IMAGE_ID]: manifest.baseImageId,
         [Prop.CONFIG_SETS]: manifest.configSets,
         [Prop.INIT_FINGERPRINT]: manifest.initFingerprint,
@@ -482,11 +519,20 @@ export class BakedImage extends Construct implements ec2.IMachineImage, iam.IGra
     if ((props.keepSupersededImages ?? 0) > 0) {
       provider.grantStackRead();
     }
+    if (this.copyRegions.length > 0) {
+      provider.grantCopies(this.copyRegions);
+      // Copying reads the image's snapshots (encrypted with volumeEncryptionKey, when given) and writes the
+      // copies' (with the region's key, when given): EBS does both with the provider's permissions.
+      for (const key of [props.volumeEncryptionKey, ...Object.values(props.copyEncryptionKeys ?? {})]) {
+        key?.grant(provider.role, ...COPY_KEY_ACTIONS);
+      }
+    }
     // The handlers' permissions must exist before the first request reaches them.
     image.node.addDependency(provider.role);
 
     // The custom resource is what the image is: Stack.getLogicalId(bakedImage.node.defaultChild) names it.
     this.node.defaultChild = image.node.defaultChild;
+    this.imageResource = image;
     this.imageId = image.getAttString(Attr.IMAGE_ID);
     this.imageName = image.getAttString(Attr.IMAGE_NAME);
 
@@ -502,6 +548,11 @@ export class BakedImage extends Construct implements ec2.IMachineImage, iam.IGra
     if (props.shareWith && props.volumeEncryptionKey) {
       shareKey(this, props.shareWith, props.volumeEncryptionKey);
     }
+    const shared = [...props.shareWith?.accounts ?? [], ...props.shareWith?.organizationArns ?? [], ...props.shareWith?.organizationalUnitArns ?? []];
+    if (shared.length > 0 && Object.keys(props.copyEncryptionKeys ?? {}).length > 0) {
+      Annotations.of(this).addWarningV2('cdk-baked-image:shareCopyKeys',
+        'shareWith with copyEncryptionKeys: the key policy of each copy\'s key must let the listed accounts use it (kms:Decrypt, kms:DescribeKey, kms:ReEncrypt*, kms:GenerateDataKeyWithoutPlaintext, kms:CreateGrant), or they cannot launch the copies.');
+    }
 
     if (props.noReboot) {
       Annotations.of(this).addWarningV2('cdk-baked-image:noReboot',
@@ -511,6 +562,21 @@ export class BakedImage extends Construct implements ec2.IMachineImage, iam.IGra
       Annotations.of(this).addWarningV2('cdk-baked-image:builderKeepRunning',
         'builderAfterBake is KEEP_RUNNING: the builder instance is billed until the stack is deleted. Use STOP or TERMINATE outside debugging.');
     }
+  }
+
+  /**
+   * The id of the image in a region: the copy's for a region of `copyToRegions`, the image's own for the
+   * stack's region. A token of this stack: a stack in the other region reads it through an SSM parameter
+   * or `crossRegionReferences`.
+   */
+  public imageIdForRegion(region: string): string {
+    if (!Token.isUnresolved(region) && region === Stack.of(this).region) {
+      return this.imageId;
+    }
+    if (!this.copyRegions.includes(region)) {
+      throw new Error(`${this.node.path} has no copy in '${region}': copyToRegions lists ${this.copyRegions.length > 0 ? this.copyRegions.map((r) => `'${r}'`).join(', ') : 'no region'}`);
+    }
+    return this.imageResource.getAttString(copyImageIdAttribute(region));
   }
 
   /**
@@ -741,6 +807,51 @@ function sharingProblems(sharing: ImageSharing | undefined, key: kms.IKey | unde
   const listed = (sharing.accounts?.length ?? 0) + (sharing.organizationArns?.length ?? 0) + (sharing.organizationalUnitArns?.length ?? 0);
   if (listed > 0 && !key) {
     problems.push('shareWith needs volumeEncryptionKey: an image encrypted with the AWS managed key aws/ebs cannot be shared. Pass a customer managed kms.Key');
+  }
+  return problems;
+}
+
+/** The KMS actions the provider needs on the source and destination keys to copy an encrypted image. */
+const COPY_KEY_ACTIONS = ['kms:Decrypt', 'kms:DescribeKey', 'kms:ReEncryptFrom', 'kms:ReEncryptTo', 'kms:GenerateDataKeyWithoutPlaintext', 'kms:CreateGrant'];
+
+/**
+ * Copy regions must be literal region names, each once, not the stack's own; keys must be for listed regions
+ * and in them; a shared image needs a key in every copy region (aws/ebs images cannot be shared).
+ */
+function copyProblems(
+  scope: Construct,
+  regions: string[] | undefined,
+  keys: { [region: string]: kms.IKey } | undefined,
+  sharing: ImageSharing | undefined,
+): string[] {
+  const problems: string[] = [];
+  const listed = regions ?? [];
+  if (Token.isUnresolved(listed) || listed.some((region) => Token.isUnresolved(region))) {
+    return ['copyToRegions must list literal region names: they name the attributes imageIdForRegion() reads'];
+  }
+  const bad = listed.filter((region) => !REGION_PATTERN.test(region));
+  if (bad.length > 0) {
+    problems.push(`copyToRegions must list region names like 'us-west-2', got '${bad.join("', '")}'`);
+  }
+  const repeated = listed.filter((region, index) => listed.indexOf(region) !== index);
+  if (repeated.length > 0) {
+    problems.push(`copyToRegions lists ${[...new Set(repeated)].map((r) => `'${r}'`).join(', ')} more than once`);
+  }
+  const home = Stack.of(scope).region;
+  if (!Token.isUnresolved(home) && listed.includes(home)) {
+    problems.push(`copyToRegions lists '${home}', the stack's own region, where the image already is: remove it`);
+  }
+  for (const [region, key] of Object.entries(keys ?? {})) {
+    if (!listed.includes(region)) {
+      problems.push(`copyEncryptionKeys names '${region}', which copyToRegions does not list`);
+    } else if (!Token.isUnresolved(key.env.region) && key.env.region !== region) {
+      problems.push(`copyEncryptionKeys['${region}'] is a key of '${key.env.region}': a copy is encrypted with a key of its own region`);
+    }
+  }
+  const shared = (sharing?.accounts?.length ?? 0) + (sharing?.organizationArns?.length ?? 0) + (sharing?.organizationalUnitArns?.length ?? 0) > 0;
+  const unkeyed = listed.filter((region) => !keys?.[region]);
+  if (shared && unkeyed.length > 0) {
+    problems.push(`shareWith with copies in ${unkeyed.map((r) => `'${r}'`).join(', ')} needs copyEncryptionKeys for them: a copy encrypted with the region's aws/ebs key cannot be shared`);
   }
   return problems;
 }

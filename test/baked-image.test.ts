@@ -316,7 +316,16 @@ describe('least privilege', () => {
         return 'create-image';
       }
       if (actions.every((action) => action === 'ec2:CreateTags')) {
-        return conditions.StringEquals?.['ec2:CreateAction'] === 'CreateImage' ? 'tag-on-create' : undefined;
+        const createAction = conditions.StringEquals?.['ec2:CreateAction'];
+        return createAction === 'CreateImage' ? 'tag-on-create' : createAction === 'CopyImage' ? 'tag-on-copy' : undefined;
+      }
+      if (actions.every((action) => action === 'ec2:CopyImage')) {
+        const tags = conditions.StringEquals ?? {};
+        if (tags['aws:ResourceTag/cdk-baked-image:stack-id'] && tags['aws:ResourceTag/cdk-baked-image:logical-id']) {
+          return 'copy-own';
+        }
+        // Copies are new resources: no tag to scope by, so only the regions copied to are allowed.
+        return /ec2:(us-west-2|eu-west-1)::/.test(resource) ? 'copy-to-listed-region' : undefined;
       }
       const ownImageActions = [
         'ec2:ModifyImageAttribute', 'ec2:EnableImageDeprecation', 'ec2:DisableImageDeprecation',
@@ -360,6 +369,30 @@ describe('least privilege', () => {
     }
     expect(offenders).toEqual([]);
     expect([...kinds].sort()).toEqual(['create-image', 'delete-own', 'describe', 'invoke-versions', 'own-builder', 'tag-on-create']);
+  });
+
+  test('with copies, every wildcard is still one of the allowed kinds, and copying reaches only the listed regions', () => {
+    const { stack, vpc } = newStack();
+    bake(stack, vpc, 'First', { copyToRegions: ['us-west-2'] });
+    bake(stack, vpc, 'Second', { imageName: 'second', copyToRegions: ['eu-west-1', 'us-west-2'] });
+    const template = Template.fromStack(stack);
+
+    const kinds = new Set<string>();
+    const offenders: string[] = [];
+    for (const [policyId, policy] of Object.entries<any>(template.findResources('AWS::IAM::Policy'))) {
+      for (const statement of policy.Properties.PolicyDocument.Statement) {
+        for (const resource of [statement.Resource].flat().map((r) => JSON.stringify(r))) {
+          if (resource.includes('*')) {
+            const kind = classifyWildcard(statement, resource);
+            kind ? kinds.add(kind) : offenders.push(`${policyId}: ${JSON.stringify(statement.Action)} on ${resource}`);
+          }
+        }
+      }
+    }
+    expect(offenders).toEqual([]);
+    expect([...kinds].sort()).toEqual([
+      'copy-own', 'copy-to-listed-region', 'create-image', 'delete-own', 'describe', 'invoke-versions', 'own-builder', 'tag-on-copy', 'tag-on-create',
+    ]);
   });
 
   test('the builder role can only read its own init metadata and signal its own stack', () => {
@@ -553,6 +586,87 @@ describe('sharing', () => {
     const owned = newStack();
     bake(owned.stack, owned.vpc, 'Image', { volumeEncryptionKey: new kms.Key(owned.stack, 'Key'), shareWith: { organizationalUnitArns: [OU] } });
     Annotations.fromStack(owned.stack).hasWarning('/TestStack/Image', Match.stringLikeRegexp('cannot name organizational units'));
+  });
+});
+
+describe('copies to other regions', () => {
+  const EU_KEY = 'arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab';
+
+  test('passes the regions and the copies\' key ARNs to the handler; the regions are not image inputs', () => {
+    const { stack, vpc } = newStack();
+    bake(stack, vpc, 'Image', {
+      copyToRegions: ['us-west-2', 'eu-west-1'],
+      copyEncryptionKeys: { 'eu-west-1': kms.Key.fromKeyArn(stack, 'EuKey', EU_KEY) },
+    });
+    const { resource } = bakeResourceOf(Template.fromStack(stack));
+    expect(resource.Properties.CopyToRegions).toEqual(['us-west-2', 'eu-west-1']);
+    expect(resource.Properties.CopyKmsKeyIds).toEqual({ 'eu-west-1': EU_KEY });
+    // Adding a region copies the existing image: the builder (and so the image) stays.
+    expect(builderLogicalId({ copyToRegions: ['us-west-2'] })).toBe(builderLogicalId({}));
+  });
+
+  test('passes no copy property without copies, and grants no copy permission', () => {
+    const { stack, vpc } = newStack();
+    bake(stack, vpc);
+    const template = Template.fromStack(stack);
+    const { resource } = bakeResourceOf(template);
+    expect(resource.Properties.CopyToRegions).toBeUndefined();
+    expect(JSON.stringify(template.findResources('AWS::IAM::Policy'))).not.toContain('ec2:CopyImage');
+  });
+
+  test('imageIdForRegion gives each copy\'s attribute, and the image id for the stack\'s own region', () => {
+    const { stack, vpc } = newStack();
+    const image = bake(stack, vpc, 'Image', { copyToRegions: ['us-west-2', 'eu-west-1'] });
+    const logicalId = stack.getLogicalId(image.node.defaultChild as CfnResource);
+    expect(stack.resolve(image.imageIdForRegion('us-west-2'))).toEqual({ 'Fn::GetAtt': [logicalId, 'ImageId.us-west-2'] });
+    expect(stack.resolve(image.imageIdForRegion('eu-west-1'))).toEqual({ 'Fn::GetAtt': [logicalId, 'ImageId.eu-west-1'] });
+    expect(stack.resolve(image.imageIdForRegion('us-east-1'))).toEqual({ 'Fn::GetAtt': [logicalId, 'ImageId'] });
+    expect(image.copyRegions).toEqual(['us-west-2', 'eu-west-1']);
+    expect(() => image.imageIdForRegion('ap-south-1')).toThrow(/has no copy in 'ap-south-1': copyToRegions lists 'us-west-2', 'eu-west-1'/);
+  });
+
+  test('lets the handlers copy only the stack\'s own images, tag copies only while copying, and delete copies only with the image\'s tags', () => {
+    const { stack, vpc } = newStack();
+    bake(stack, vpc, 'Image', { copyToRegions: ['us-west-2'] });
+    const statements = Object.values<any>(Template.fromStack(stack).findResources('AWS::IAM::Policy'))
+      .flatMap((policy) => policy.Properties.PolicyDocument.Statement);
+    const bySid = (sid: string) => statements.find((statement) => statement.Sid === sid);
+    const region = (name: string, kind: string) => ({ 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, `:ec2:${name}::${kind}/*`]] });
+
+    expect(bySid('CopyOwnImages').Condition.StringEquals).toEqual(bySid('ShareAndDeleteOwnImagesAndSnapshots').Condition.StringEquals);
+    expect(bySid('CopyImagesToRegions').Resource).toEqual([region('us-west-2', 'image'), region('us-west-2', 'snapshot')]);
+    expect(bySid('TagOnlyWhileCopyingImages')).toEqual(expect.objectContaining({
+      Action: 'ec2:CreateTags',
+      Condition: { StringEquals: { 'ec2:CreateAction': 'CopyImage' } },
+      Resource: [region('us-west-2', 'image'), region('us-west-2', 'snapshot')],
+    }));
+    expect(bySid('ShareAndDeleteOwnImagesAndSnapshots').Resource).toEqual(expect.arrayContaining([region('us-west-2', 'image'), region('us-west-2', 'snapshot')]));
+  });
+
+  test('grants the provider the use of the image\'s key and of the copies\' keys', () => {
+    const { stack, vpc } = newStack();
+    const key = new kms.Key(stack, 'ImageKey');
+    bake(stack, vpc, 'Image', {
+      volumeEncryptionKey: key,
+      copyToRegions: ['eu-west-1'],
+      copyEncryptionKeys: { 'eu-west-1': kms.Key.fromKeyArn(stack, 'EuKey', EU_KEY) },
+    });
+    const statements = Object.values<any>(Template.fromStack(stack).findResources('AWS::IAM::Policy'))
+      .flatMap((policy) => policy.Properties.PolicyDocument.Statement)
+      .filter((statement) => [statement.Action].flat().includes('kms:CreateGrant'));
+    const resources = statements.flatMap((statement) => [statement.Resource].flat()).map((r) => JSON.stringify(r));
+    expect(resources).toEqual(expect.arrayContaining([JSON.stringify({ 'Fn::GetAtt': [stack.getLogicalId(key.node.defaultChild as CfnResource), 'Arn'] }), JSON.stringify(EU_KEY)]));
+  });
+
+  test('warns that the copies\' keys must let the accounts a shared image goes to use them', () => {
+    const { stack, vpc } = newStack();
+    bake(stack, vpc, 'Image', {
+      volumeEncryptionKey: new kms.Key(stack, 'Key'),
+      shareWith: { accounts: ['444455556666'] },
+      copyToRegions: ['eu-west-1'],
+      copyEncryptionKeys: { 'eu-west-1': kms.Key.fromKeyArn(stack, 'EuKey', EU_KEY) },
+    });
+    Annotations.fromStack(stack).hasWarning('/TestStack/Image', Match.stringLikeRegexp('key policy of each copy\'s key'));
   });
 });
 

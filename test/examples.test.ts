@@ -5,6 +5,7 @@ import * as path from 'path';
 import { App } from 'aws-cdk-lib';
 import * as launchTimeConfig from '../examples/launch-time-config';
 import * as layeredBakery from '../examples/layered-bakery';
+import * as multiRegion from '../examples/multi-region';
 import * as quickStartDrupal from '../examples/quick-start-drupal';
 
 type CreateApp = (outdir?: string, context?: Record<string, string>) => App;
@@ -308,5 +309,46 @@ describe('the launch-time-config example', () => {
   test('throws naming environment, the value and the allowed values for an unknown environment', () => {
     expect(() => launchTimeConfig.createApp(undefined, { environment: 'qa' }))
       .toThrow(/context value environment must be one of 'dev', 'staging', 'prod', got 'qa'/);
+  });
+});
+
+describe('the multi-region example', () => {
+  /** Both stacks of the example: the bakery in us-east-1 and the fleet in us-west-2. */
+  function synthesizeBoth(): Record<string, Synthesized> {
+    const outdir = fs.mkdtempSync(path.join(os.tmpdir(), 'baked-image-examples-'));
+    outdirs.push(outdir);
+    const assembly = multiRegion.createApp(outdir).synth();
+    return Object.fromEntries(assembly.stacks.map((stack) => {
+      const templateFile = path.join(outdir, stack.templateFile);
+      return [stack.stackName, { templateFile, resources: JSON.parse(fs.readFileSync(templateFile, 'utf8')).Resources }];
+    }));
+  }
+  const stacks = synthesizeBoth();
+
+  test('defines the bakery and the fleet, each passing cfn-lint with zero errors', () => {
+    expect(Object.keys(stacks).sort()).toEqual(['BakedImageBakery', 'BakedImageFleetWest']);
+    for (const { templateFile } of Object.values(stacks)) {
+      const lint = cfnLint(templateFile);
+      expect(lint.errors).toEqual([]);
+      expect(lint.status).toBe(0);
+    }
+  });
+
+  test('copies the image to us-west-2 and eu-west-1, each copy encrypted with a key of its region', () => {
+    const [, image] = onlyOfType(stacks.BakedImageBakery.resources, 'Custom::BakedImage');
+    expect(image.Properties.CopyToRegions).toEqual(['us-west-2', 'eu-west-1']);
+    expect(Object.entries(image.Properties.CopyKmsKeyIds).map(([region, arn]) => [region, String(arn).split(':')[3]]))
+      .toEqual([['us-west-2', 'us-west-2'], ['eu-west-1', 'eu-west-1']]);
+    expect(image.Properties.ShareWithAccounts).toEqual(['444455556666']);
+  });
+
+  test('the fleet in us-west-2 launches the us-west-2 copy, carried over by a cross-region reference', () => {
+    const [, launchTemplate] = onlyOfType(stacks.BakedImageFleetWest.resources, 'AWS::EC2::LaunchTemplate');
+    const imageId = JSON.stringify(launchTemplate.Properties.LaunchTemplateData.ImageId);
+    expect(imageId).toMatch(/ExportsReader.*AppImage.*ImageIduswest2/);
+    // The bakery writes the copy's id for the fleet's region: an SSM parameter there, from the ImageId.us-west-2 attribute.
+    const writers = Object.values(stacks.BakedImageBakery.resources).filter((resource) => resource.Type === 'Custom::CrossRegionExportWriter');
+    expect(writers).toHaveLength(1);
+    expect(JSON.stringify(writers[0].Properties)).toContain('"ImageId.us-west-2"');
   });
 });

@@ -1,6 +1,7 @@
 import { App, Stack, Validations } from 'aws-cdk-lib';
 import * as autoscaling from 'aws-cdk-lib/aws-autoscaling';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as kms from 'aws-cdk-lib/aws-kms';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { BakedImage } from '../src';
 
@@ -78,6 +79,22 @@ describe('cdk-nag AwsSolutions', () => {
 
   test('finds nothing at all in a BakedImage on its own, the builder\'s encrypted volume included', () => {
     const { app } = appWithImage();
+    expect(check(app)).toEqual({ findings: [], ruleErrors: [] });
+  });
+
+  test('finds nothing at all in an encrypted BakedImage copied to two regions, one with its own key', () => {
+    const app = new App();
+    const stack = new Stack(app, 'NagStack', { env: { account: '123456789012', region: 'us-east-1' } });
+    const vpc = new ec2.Vpc(stack, 'Vpc', { maxAzs: 2, natGateways: 1 });
+    Validations.of(vpc).acknowledge({ id: 'AwsSolutions-VPC7', reason: 'A test VPC needs no flow log.' });
+    new BakedImage(stack, 'Image', {
+      vpc,
+      machineImage: ec2.MachineImage.latestAmazonLinux2023(),
+      init: ec2.CloudFormationInit.fromElements(ec2.InitPackage.yum('nginx')),
+      volumeEncryptionKey: new kms.Key(stack, 'Key', { enableKeyRotation: true }),
+      copyToRegions: ['us-west-2', 'eu-west-1'],
+      copyEncryptionKeys: { 'eu-west-1': kms.Key.fromKeyArn(stack, 'EuKey', 'arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab') },
+    });
     expect(check(app)).toEqual({ findings: [], ruleErrors: [] });
   });
 

@@ -140,4 +140,42 @@ describe('synth-time validation', () => {
   test('names the construct that is misconfigured', () => {
     expect(tryBake({ imageName: 'x'.repeat(200) })).toThrow(/Invalid BakedImage ValidationStack\/Image/);
   });
+
+  describe('copyToRegions', () => {
+    const EU_KEY = 'arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab';
+
+    test('throws for a malformed region, a repeated one and the stack\'s own', () => {
+      const bake = () => tryBake({ copyToRegions: ['us-west-2', 'Europe', 'us-west-2', 'us-east-1'] });
+      expect(bake()).toThrow(/copyToRegions must list region names like 'us-west-2', got 'Europe'/);
+      expect(bake()).toThrow(/copyToRegions lists 'us-west-2' more than once/);
+      expect(bake()).toThrow(/copyToRegions lists 'us-east-1', the stack's own region/);
+    });
+
+    test('throws for a region given as a token', () => {
+      expect(tryBake({}, (stack) => ({ copyToRegions: [new CfnParameter(stack, 'Region').valueAsString] })))
+        .toThrow(/copyToRegions must list literal region names/);
+    });
+
+    test('throws for a key of a region not copied to, or of another region', () => {
+      expect(tryBake({ copyToRegions: ['us-west-2'] }, (stack) => ({
+        copyEncryptionKeys: { 'eu-west-1': kms.Key.fromKeyArn(stack, 'EuKey', EU_KEY) },
+      }))).toThrow(/copyEncryptionKeys names 'eu-west-1', which copyToRegions does not list/);
+      expect(tryBake({ copyToRegions: ['us-west-2'] }, (stack) => ({
+        copyEncryptionKeys: { 'us-west-2': kms.Key.fromKeyArn(stack, 'EuKey', EU_KEY) },
+      }))).toThrow(/copyEncryptionKeys\['us-west-2'\] is a key of 'eu-west-1'/);
+    });
+
+    test('throws when a shared image has copies without a key of their own', () => {
+      expect(tryBake({ copyToRegions: ['us-west-2', 'eu-west-1'], shareWith: { accounts: ['444455556666'] } }, (stack) => ({
+        volumeEncryptionKey: new kms.Key(stack, 'Key'),
+        copyEncryptionKeys: { 'eu-west-1': kms.Key.fromKeyArn(stack, 'EuKey', EU_KEY) },
+      }))).toThrow(/shareWith with copies in 'us-west-2' needs copyEncryptionKeys for them/);
+    });
+
+    test('accepts copies to other regions, with and without keys', () => {
+      expect(tryBake({ copyToRegions: ['us-west-2', 'eu-west-1', 'us-gov-west-1', 'ap-southeast-5'] }, (stack) => ({
+        copyEncryptionKeys: { 'eu-west-1': kms.Key.fromKeyArn(stack, 'EuKey', EU_KEY) },
+      }))).not.toThrow();
+    });
+  });
 });

@@ -24,7 +24,7 @@ export interface CopiesProgress {
  * DescribeImages call per region and poll, in parallel.
  */
 export async function pollCopies(owner: Owner, source: Image, props: BakeProperties): Promise<CopiesProgress> {
-  const results = await Promise.all(props.copyToRegions.map((region) => pollCopy(owner, source, region, props)));
+  const results = await Promise.all(otherRegions(props.copyToRegions).map((region) => pollCopy(owner, source, region, props)));
   return {
     pending: results.filter((result) => !result.image).map((result) => result.region),
     available: results.flatMap((result) => (result.image ? [{ region: result.region, image: result.image }] : [])),
@@ -103,8 +103,16 @@ function copyTags(source: Image): Ec2Tag[] {
  * another resource's tags are left alone. Repeatable: a copy already gone still has its snapshots found by tag.
  */
 export async function deleteCopies(owner: Owner, name: string, regions: string[], protectedByProps: boolean): Promise<void> {
-  for (const region of regions) {
+  for (const region of otherRegions(regions)) {
     const copy = await findImageByName(region, name);
     await deleteImage(region, owner, copy?.ImageId, name, protectedByProps);
   }
+}
+
+/**
+ * The regions to copy to, without the stack's own: the construct refuses it where it knows the stack's region,
+ * and an environment-agnostic stack deployed there must not take its own image for a copy.
+ */
+function otherRegions(regions: string[]): string[] {
+  return regions.filter((region) => region !== homeRegion());
 }

@@ -196,6 +196,10 @@ async function finishBake(event: IsCompleteRequest, image: Image, props: BakePro
   for (const copy of copies.available) {
     data[copyImageIdAttribute(copy.region)] = copy.image.ImageId ?? '';
   }
+  if (props.copyToRegions.includes(homeRegion())) {
+    // An environment-agnostic stack deployed to a region it also lists: the image is its own copy there.
+    data[copyImageIdAttribute(homeRegion())] = imageId;
+  }
   log('image available', { imageId, imageName: name, ...(copies.available.length > 0 ? { copies: data } : {}) });
   return { IsComplete: true, Data: data };
 }

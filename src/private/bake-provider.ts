@@ -50,6 +50,15 @@ export class BakeProvider extends Construct {
 
   private stackReadGranted = false;
 
+  /** The statement that lets the handlers share, deprecate and delete the stack's images: copy regions add their ARNs. */
+  private ownImagesStatement?: iam.PolicyStatement;
+
+  /** The statements that let the handlers copy images, created for the first image with copies. */
+  private copyStatements?: { readonly copyTo: iam.PolicyStatement; readonly tagCopies: iam.PolicyStatement };
+
+  /** The regions some image of the stack is copied to. */
+  private readonly copyRegions: string[] = [];
+
   private constructor(scope: Construct, id: string) {
     super(scope, id);
 
@@ -138,7 +147,7 @@ export class BakeProvider extends Construct {
         resources: [instanceArn('*')],
         conditions: ownTags,
       }));
-      this.role.addToPrincipalPolicy(new iam.PolicyStatement({
+      this.ownImagesStatement = new iam.PolicyStatement({
         sid: 'ShareAndDeleteOwnImagesAndSnapshots',
         actions: [
           'ec2:ModifyImageAttribute',
@@ -151,9 +160,52 @@ export class BakeProvider extends Construct {
         ],
         resources: [imageArn('*'), snapshotArn('*')],
         conditions: ownTags,
-      }));
+      });
+      this.role.addToPrincipalPolicy(this.ownImagesStatement);
     }
     this.bakeLogicalIds.push(resourceLogicalId);
+  }
+
+  /**
+   * Lets the handlers copy the stack's images to these regions, tag the copies while copying, and share,
+   * deprecate and delete copies that carry the stack's tags there. Each region adds its ARNs to the same
+   * statements.
+   */
+  public grantCopies(regions: string[]): void {
+    if (!this.ownImagesStatement) {
+      throw new Error('grantBake must come before grantCopies');
+    }
+    if (!this.copyStatements) {
+      this.copyStatements = {
+        // The copies' ids are not known before CopyImage makes them.
+        copyTo: new iam.PolicyStatement({ sid: 'CopyImagesToRegions', actions: ['ec2:CopyImage'] }),
+        tagCopies: new iam.PolicyStatement({
+          sid: 'TagOnlyWhileCopyingImages',
+          actions: ['ec2:CreateTags'],
+          conditions: { StringEquals: { 'ec2:CreateAction': 'CopyImage' } },
+        }),
+      };
+      this.role.addToPrincipalPolicy(new iam.PolicyStatement({
+        sid: 'CopyOwnImages',
+        // The source of a CopyImage: one of the stack's own images (the conditions of the statement above).
+        actions: ['ec2:CopyImage'],
+        resources: [imageArn('*')],
+        conditions: this.ownImagesStatement.conditions,
+      }));
+      this.role.addToPrincipalPolicy(this.copyStatements.copyTo);
+      this.role.addToPrincipalPolicy(this.copyStatements.tagCopies);
+    }
+    for (const region of regions.filter((r) => !this.copyRegions.includes(r))) {
+      this.copyRegions.push(region);
+      const arns = [imageArn('*', region), snapshotArn('*', region)];
+      this.copyStatements.copyTo.addResources(...arns);
+      this.copyStatements.tagCopies.addResources(...arns);
+      this.ownImagesStatement.addResources(...arns);
+      acknowledge(this.role, `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:${region}::image/*]`,
+        `Copy ids in ${region} are not known before CopyImage makes them. Tagging is allowed only inside CopyImage (ec2:CreateAction), and sharing, deprecating, protecting and deregistering only on images tagged with this stack id and the image's logical id.`);
+      acknowledge(this.role, `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:${region}::snapshot/*]`,
+        `Snapshot ids of copies in ${region} are not known before CopyImage makes them. Tagging is allowed only inside CopyImage (ec2:CreateAction), and deleting only on snapshots tagged with this stack id and the image's logical id.`);
+    }
   }
 
   /**
@@ -223,10 +275,10 @@ function instanceArn(instanceId: string): string {
 }
 
 /** Image and snapshot ARNs have no account: arn:PARTITION:ec2:REGION::image/ID */
-function imageArn(imageId: string): string {
-  return `arn:${Aws.PARTITION}:ec2:${Aws.REGION}::image/${imageId}`;
+function imageArn(imageId: string, region: string = Aws.REGION): string {
+  return `arn:${Aws.PARTITION}:ec2:${region}::image/${imageId}`;
 }
 
-function snapshotArn(snapshotId: string): string {
-  return `arn:${Aws.PARTITION}:ec2:${Aws.REGION}::snapshot/${snapshotId}`;
+function snapshotArn(snapshotId: string, region: string = Aws.REGION): string {
+  return `arn:${Aws.PARTITION}:ec2:${region}::snapshot/${snapshotId}`;
 }

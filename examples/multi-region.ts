@@ -1,0 +1,100 @@
+/**
+ * One bake, three regions: a BakedImage in us-east-1, encrypted with a customer managed key and shared
+ * with a second account, is copied to us-west-2 and eu-west-1 once it is available. The bake completes
+ * when every copy is; a rebake replaces the copies too, and a stack delete removes all of them with
+ * their snapshots, in every region.
+ *
+ * A fleet in us-west-2 launches the us-west-2 copy: `imageIdForRegion('us-west-2')` is a token of the
+ * bakery stack, which `crossRegionReferences` carries into the fleet's stack.
+ *
+ * Shared images must be encrypted with customer managed keys, in every region: the copies use a key of
+ * their own region each (pass their ARNs as context; the defaults are placeholders).
+ *
+ *   npx cdk synth --app 'npx ts-node --prefer-ts-exts examples/multi-region.ts' \
+ *     -c account=111122223333 -c westKeyArn=arn:aws:kms:us-west-2:... -c europeKeyArn=arn:aws:kms:eu-west-1:...
+ */
+import { App, CfnOutput, Duration, Stack, StackProps } from 'aws-cdk-lib';
+import * as autoscaling from 'aws-cdk-lib/aws-autoscaling';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as kms from 'aws-cdk-lib/aws-kms';
+import { Construct } from 'constructs';
+import { BakedImage } from '../src';
+
+const BAKERY_REGION = 'us-east-1';
+const FLEET_REGION = 'us-west-2';
+const EUROPE = 'eu-west-1';
+
+export class MultiRegionBakeryStack extends Stack {
+  public readonly image: BakedImage;
+
+  constructor(scope: Construct, id: string, props: StackProps) {
+    super(scope, id, props);
+    const account = this.account;
+    const keyArn = (name: string, region: string) => String(this.node.tryGetContext(name)
+      ?? `arn:aws:kms:${region}:${account}:key/00000000-0000-0000-0000-000000000000`);
+
+    const vpc = new ec2.Vpc(this, 'Vpc', { maxAzs: 2, natGateways: 1 });
+    this.image = new BakedImage(this, 'AppImage', {
+      vpc,
+      machineImage: ec2.MachineImage.latestAmazonLinux2023(),
+      imageName: 'multi-region-app',
+      init: ec2.CloudFormationInit.fromElements(
+        ec2.InitPackage.yum('nginx'),
+        ec2.InitService.enable('nginx', { serviceManager: ec2.ServiceManager.SYSTEMD }),
+      ),
+      volumeEncryptionKey: new kms.Key(this, 'ImageKey', { enableKeyRotation: true, description: 'Encrypts the baked image' }),
+      copyToRegions: [FLEET_REGION, EUROPE],
+      copyEncryptionKeys: {
+        [FLEET_REGION]: kms.Key.fromKeyArn(this, 'WestKey', keyArn('westKeyArn', FLEET_REGION)),
+        [EUROPE]: kms.Key.fromKeyArn(this, 'EuropeKey', keyArn('europeKeyArn', EUROPE)),
+      },
+      shareWith: { accounts: [String(this.node.tryGetContext('shareWithAccount') ?? '444455556666')] },
+      deprecateAfter: Duration.days(90),
+    });
+    for (const region of [FLEET_REGION, EUROPE]) {
+      new CfnOutput(this, `ImageId-${region}`, { value: this.image.imageIdForRegion(region), description: `The copy in ${region}` });
+    }
+  }
+}
+
+export interface RegionalFleetStackProps extends StackProps {
+  readonly image: BakedImage;
+}
+
+export class RegionalFleetStack extends Stack {
+  constructor(scope: Construct, id: string, props: RegionalFleetStackProps) {
+    super(scope, id, props);
+    const vpc = new ec2.Vpc(this, 'Vpc', { maxAzs: 2, natGateways: 1 });
+    new autoscaling.AutoScalingGroup(this, 'Fleet', {
+      vpc,
+      instanceType: ec2.InstanceType.of(ec2.InstanceClass.T3, ec2.InstanceSize.MICRO),
+      machineImage: ec2.MachineImage.genericLinux({ [this.region]: props.image.imageIdForRegion(this.region) }),
+      requireImdsv2: true,
+      minCapacity: 1,
+      maxCapacity: 2,
+    });
+  }
+}
+
+/** Builds the example app: the bakery in us-east-1 and a fleet in us-west-2 that launches its copy there. */
+export function createApp(outdir?: string, context: Record<string, string> = {}): App {
+  const app = new App({
+    outdir,
+    context: { '@aws-cdk/aws-autoscaling:generateLaunchTemplateInsteadOfLaunchConfig': true, ...context },
+  });
+  const account = String(app.node.tryGetContext('account') ?? '111122223333');
+  const bakery = new MultiRegionBakeryStack(app, 'BakedImageBakery', {
+    env: { account, region: BAKERY_REGION },
+    crossRegionReferences: true,
+  });
+  new RegionalFleetStack(app, 'BakedImageFleetWest', {
+    env: { account, region: FLEET_REGION },
+    crossRegionReferences: true,
+    image: bakery.image,
+  });
+  return app;
+}
+
+if (require.main === module) {
+  createApp().synth();
+}
