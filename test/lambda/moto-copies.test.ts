@@ -259,14 +259,22 @@ describe('copyToRegions through moto', () => {
 
   test('copies still pending past bakeTimeout fail the bake, naming the regions', async () => {
     const instanceId = await suite.harness().launchBuilder();
-    const request = event('Create', props(instanceId, { [Prop.BAKE_TIMEOUT_SECONDS]: '1' }));
+    const request = event('Create', props(instanceId, { [Prop.BAKE_TIMEOUT_SECONDS]: '2' }));
     const started = await suite.handler().onEvent(request);
-    suite.harness().proxy.holdPendingByName(started.Data?.ImageName ?? '', 10);
+    suite.harness().proxy.holdPendingByName(started.Data?.ImageName ?? '', 100);
     const poll: IsCompleteRequest = { ...request, PhysicalResourceId: started.PhysicalResourceId ?? '' };
-    expect((await suite.handler().isComplete(poll)).IsComplete).toBe(false);
-    await new Promise((resolve) => setTimeout(resolve, 1500));
-    await expect(suite.handler().isComplete(poll)).rejects.toThrow(
-      /^The copies of image ami-[0-9a-f]+ to (us-west-2, eu-west-1|eu-west-1, us-west-2) are still pending after \d+ s, longer than bakeTimeout \(1 s\)/,
+    // Poll as the provider framework does (here every 300 ms) until the handler gives up.
+    let failure: Error | undefined;
+    for (let i = 0; i < 30 && !failure; i++) {
+      await suite.handler().isComplete(poll).then(
+        (answer) => expect(answer.IsComplete).toBe(false),
+        (error: Error) => { failure = error; },
+      );
+      await new Promise((resolve) => setTimeout(resolve, 300));
+    }
+    expect(suite.harness().proxy.count('CopyImage')).toBe(2);
+    expect(failure?.message).toMatch(
+      /^The copies of image ami-[0-9a-f]+ to (us-west-2, eu-west-1|eu-west-1, us-west-2) are still pending after \d+ s, longer than bakeTimeout \(2 s\)/,
     );
   });
 });
