@@ -1,7 +1,7 @@
 /**
- * The built-in example: a VPC, a BakedImage with nginx baked in, and an Auto Scaling group that
- * launches it through a launch template and replaces its instances with a rolling update whenever
- * the image is rebaked.
+ * The built-in example: a VPC, a BakedImage with nginx baked in and tested on a fresh instance before
+ * use, and an Auto Scaling group that launches it through a launch template and replaces its instances
+ * with a rolling update whenever the image is rebaked.
  *
  *   npx projen example        # synthesize into cdk.out, lint with cfn-lint, list the resources
  *   npx cdk deploy --app 'npx ts-node --prefer-ts-exts examples/web-fleet.ts'   # with an AWS account
@@ -10,7 +10,7 @@ import { App, CfnOutput, Duration, Stack, StackProps } from 'aws-cdk-lib';
 import * as autoscaling from 'aws-cdk-lib/aws-autoscaling';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import { Construct } from 'constructs';
-import { BakedImage } from '../src';
+import { BakedImage, ImageValidation } from '../src';
 
 export class WebFleetStack extends Stack {
   constructor(scope: Construct, id: string, props?: StackProps) {
@@ -43,6 +43,11 @@ export class WebFleetStack extends Stack {
       keepSupersededImages: 2,
       // Old images drop out of default listings after half a year.
       deprecateAfter: Duration.days(180),
+      // The fleet only ever sees an image that served the page on a fresh instance.
+      validation: ImageValidation.fromCommands([
+        'systemctl is-active nginx',
+        'curl -fsS http://localhost/ | grep -q "Baked by cdk-baked-image"',
+      ], { timeout: Duration.minutes(5) }),
     });
 
     // Launch time: the Auto Scaling group starts from the baked image, so instances serve in seconds.

@@ -24,9 +24,12 @@ import {
   REGION_PATTERN,
   RemovalMode,
   Tag,
+  VALIDATION_HEREDOC_END,
 } from './private/contract';
 import { RootVolume } from './private/root-volume';
+import { validationUserData } from './private/validation-script';
 import { Sanitize } from './sanitize';
+import { ImageValidation } from './validation';
 
 /** The config set, and config, the builder runs last to clean up before the image is captured. */
 const SANITIZE_CONFIG = 'cdkBakedImageSanitize';
@@ -279,6 +282,18 @@ export interface BakedImageProps {
   readonly imageIdParameterName?: string;
 
   /**
+   * Test the image before anything uses it: once it is available, a short-lived test instance launched
+   * from it (in the builder's subnet and security group) runs this validation, and the bake completes
+   * only if it passes. On failure or timeout the CloudFormation reason carries the tail of the output and
+   * the image is deleted; the test instance is terminated in every case. Validation runs before the copies
+   * to other regions, so only a tested image is copied. Changing the validation tests the existing image
+   * again, without a rebake.
+   *
+   * @default - no validation
+   */
+  readonly validation?: ImageValidation;
+
+  /**
    * Copy the image to these regions once it is available (CopyImage). The bake completes when every copy
    * is available; the copies carry the image's name, description and tags, are shared and deprecated like
    * it, and are deleted with their snapshots when the image is (a shorter list deletes the copies no
@@ -402,6 +417,7 @@ export class BakedImage extends Construct implements ec2.IMachineImage, iam.IGra
     });
     problems.push(...sharingProblems(props.shareWith, props.volumeEncryptionKey));
     problems.push(...copyProblems(this, props.copyToRegions, props.copyEncryptionKeys, props.shareWith));
+    problems.push(...validationProblems(props.validation, bakeTimeout));
     this.copyRegions = [...props.copyToRegions ?? []];
     if (problems.some((problem) => problem.startsWith('vpcSubnets'))) {
       // Without subnets there is no builder to check the rest against.
@@ -410,6 +426,9 @@ export class BakedImage extends Construct implements ec2.IMachineImage, iam.IGra
 
     const base = props.machineImage.getImage(this);
     this.osType = base.osType;
+    if (props.validation && base.osType !== ec2.OperatingSystemType.LINUX) {
+      problems.push('validation runs its test from cloud-init user data, on Linux images only: remove validation for a Windows image');
+    }
 
     // The image inputs go into the builder's user data. With init options, ec2.Instance derives its
     // logical id from the user data, so any change of them replaces the builder, and the new instance
@@ -501,6 +520,13 @@ export class BakedImage extends Construct implements ec2.IMachineImage, iam.IGra
         ...(props.deprecateAfter ? { [Prop.DEPRECATE_AFTER_SECONDS]: String(props.deprecateAfter.toSeconds()) } : {}),
         [Prop.DEREGISTRATION_PROTECTION]: String(props.deregistrationProtection ?? false),
         [Prop.KEEP_SUPERSEDED]: String(props.keepSupersededImages ?? 0),
+        ...(props.validation ? {
+          [Prop.VALIDATION_USER_DATA]: validationUserData(props.validation.script, props.validation.timeout.toSeconds()),
+          [Prop.VALIDATION_TIMEOUT_SECONDS]: String(props.validation.timeout.toSeconds()),
+          [Prop.VALIDATION_INSTANCE_TYPE]: (props.validation.instanceType ?? instanceType).toString(),
+          [Prop.VALIDATION_SUBNET_ID]: this.builder.instance.subnetId,
+          [Prop.VALIDATION_SECURITY_GROUP_IDS]: this.builder.connections.securityGroups.map((group) => group.securityGroupId),
+        } : {}),
         ...(this.copyRegions.length > 0 ? {
           [Prop.COPY_TO_REGIONS]: this.copyRegions,
           [Prop.COPY_KMS_KEYS]: Object.fromEntries(Object.entries(props.copyEncryptionKeys ?? {}).map(([region, key]) => [region, key.keyArn])),
@@ -518,6 +544,11 @@ export class BakedImage extends Construct implements ec2.IMachineImage, iam.IGra
     provider.grantBake(imageLogicalId);
     if ((props.keepSupersededImages ?? 0) > 0) {
       provider.grantStackRead();
+    }
+    if (props.validation) {
+      provider.grantValidation(this.builder.instance.subnetId ?? '', this.builder.connections.securityGroups.map((group) => group.securityGroupId));
+      // The test instance's volumes are made from the image's encrypted snapshots, with the provider's permissions.
+      props.volumeEncryptionKey?.grant(provider.role, ...COPY_KEY_ACTIONS);
     }
     if (this.copyRegions.length > 0) {
       provider.grantCopies(this.copyRegions);
@@ -807,6 +838,26 @@ function sharingProblems(sharing: ImageSharing | undefined, key: kms.IKey | unde
   const listed = (sharing.accounts?.length ?? 0) + (sharing.organizationArns?.length ?? 0) + (sharing.organizationalUnitArns?.length ?? 0);
   if (listed > 0 && !key) {
     problems.push('shareWith needs volumeEncryptionKey: an image encrypted with the AWS managed key aws/ebs cannot be shared. Pass a customer managed kms.Key');
+  }
+  return problems;
+}
+
+/** The validation must fit into the bake and carry its script intact. */
+function validationProblems(validation: ImageValidation | undefined, bakeTimeout: Duration): string[] {
+  if (!validation) {
+    return [];
+  }
+  const problems: string[] = [];
+  if (!validation.timeout.isUnresolved()) {
+    const seconds = validation.timeout.toSeconds();
+    if (seconds < 60 || (!bakeTimeout.isUnresolved() && seconds > bakeTimeout.toSeconds())) {
+      problems.push(`validation timeout must be between 1 minute and bakeTimeout (${bakeTimeout.toHumanString()}), got ${validation.timeout.toHumanString()}`);
+    }
+  }
+  if (Token.isUnresolved(validation.script)) {
+    problems.push('validation script must be a literal string: it becomes the test instance\'s user data');
+  } else if (validation.script.split('\n').some((line) => line.trim() === VALIDATION_HEREDOC_END)) {
+    problems.push(`validation script must not contain a line '${VALIDATION_HEREDOC_END}': it ends the here-document that carries the script`);
   }
   return problems;
 }

@@ -1,2 +1,3 @@
 export * from './baked-image';
 export * from './sanitize';
+export * from './validation';

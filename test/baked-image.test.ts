@@ -1,3 +1,4 @@
+import { spawnSync } from 'child_process';
 import { App, CfnResource, Duration, RemovalPolicy, Size, Stack } from 'aws-cdk-lib';
 import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import * as autoscaling from 'aws-cdk-lib/aws-autoscaling';
@@ -5,7 +6,7 @@ import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as s3 from 'aws-cdk-lib/aws-s3';
-import { BakedImage, BakedImageProps, BuilderAfterBake } from '../src';
+import { BakedImage, BakedImageProps, BuilderAfterBake, ImageValidation } from '../src';
 
 const BASE_AMI = 'ami-0123456789abcdef0';
 
@@ -308,15 +309,24 @@ describe('least privilege', () => {
     }
     if (/:instance\/\*"/.test(resource)) {
       const tags = conditions.StringEquals ?? {};
-      const ownBuilder = tags['aws:ResourceTag/cdk-baked-image:stack-id'] && tags['aws:ResourceTag/cdk-baked-image:logical-id'];
-      return ownBuilder && actions.every((action) => ['ec2:CreateImage', 'ec2:StopInstances', 'ec2:TerminateInstances'].includes(action)) ? 'own-builder' : undefined;
+      const ownInstance = tags['aws:ResourceTag/cdk-baked-image:stack-id'] && tags['aws:ResourceTag/cdk-baked-image:logical-id'];
+      if (ownInstance && actions.every((action) => ['ec2:CreateImage', 'ec2:StopInstances', 'ec2:TerminateInstances'].includes(action))) {
+        return 'own-builder';
+      }
+      if (ownInstance && actions.every((action) => action === 'ec2:GetConsoleOutput')) {
+        return 'own-test-instance-console';
+      }
+      if (actions.every((action) => action === 'ec2:RunInstances') && tags['aws:RequestTag/cdk-baked-image:stack-id']) {
+        return 'launch-tagged-test-instance';
+      }
+      return actions.every((action) => action === 'ec2:CreateTags') && tags['ec2:CreateAction'] === 'RunInstances' ? 'tag-on-launch' : undefined;
     }
     if (/::(image|snapshot)\/\*"/.test(resource)) {
       if (actions.every((action) => action === 'ec2:CreateImage')) {
         return 'create-image';
       }
-      if (actions.every((action) => action === 'ec2:CreateTags')) {
-        const createAction = conditions.StringEquals?.['ec2:CreateAction'];
+      const createAction = conditions.StringEquals?.['ec2:CreateAction'];
+      if (actions.every((action) => action === 'ec2:CreateTags') && createAction) {
         return createAction === 'CreateImage' ? 'tag-on-create' : createAction === 'CopyImage' ? 'tag-on-copy' : undefined;
       }
       if (actions.every((action) => action === 'ec2:CopyImage')) {
@@ -327,6 +337,13 @@ describe('least privilege', () => {
         // Copies are new resources: no tag to scope by, so only the regions copied to are allowed.
         return /ec2:(us-west-2|eu-west-1)::/.test(resource) ? 'copy-to-listed-region' : undefined;
       }
+      const ownTags = conditions.StringEquals?.['aws:ResourceTag/cdk-baked-image:stack-id'] && conditions.StringEquals?.['aws:ResourceTag/cdk-baked-image:logical-id'];
+      if (actions.every((action) => action === 'ec2:RunInstances')) {
+        return ownTags ? 'launch-own-image' : undefined;
+      }
+      if (actions.every((action) => action === 'ec2:CreateTags')) {
+        return ownTags && JSON.stringify(conditions['ForAllValues:StringEquals']) === '{"aws:TagKeys":["cdk-baked-image:validated"]}' ? 'record-validation' : undefined;
+      }
       const ownImageActions = [
         'ec2:ModifyImageAttribute', 'ec2:EnableImageDeprecation', 'ec2:DisableImageDeprecation',
         'ec2:EnableImageDeregistrationProtection', 'ec2:DisableImageDeregistrationProtection', 'ec2:DeregisterImage', 'ec2:DeleteSnapshot',
@@ -336,6 +353,12 @@ describe('least privilege', () => {
         return tags['aws:ResourceTag/cdk-baked-image:stack-id'] && tags['aws:ResourceTag/cdk-baked-image:logical-id'] ? 'delete-own' : undefined;
       }
       return undefined;
+    }
+    if (/:(volume|network-interface)\/\*"/.test(resource)) {
+      if (actions.every((action) => action === 'ec2:RunInstances')) {
+        return 'test-instance-parts';
+      }
+      return actions.every((action) => action === 'ec2:CreateTags') && conditions.StringEquals?.['ec2:CreateAction'] === 'RunInstances' ? 'tag-on-launch' : undefined;
     }
     if (/"Arn"\]\},":\*"\]/.test(resource)) {
       // The provider framework may invoke any version of one of its functions.
@@ -371,9 +394,9 @@ describe('least privilege', () => {
     expect([...kinds].sort()).toEqual(['create-image', 'delete-own', 'describe', 'invoke-versions', 'own-builder', 'tag-on-create']);
   });
 
-  test('with copies, every wildcard is still one of the allowed kinds, and copying reaches only the listed regions', () => {
+  test('with copies and validation, every wildcard is still one of the allowed kinds, and copying reaches only the listed regions', () => {
     const { stack, vpc } = newStack();
-    bake(stack, vpc, 'First', { copyToRegions: ['us-west-2'] });
+    bake(stack, vpc, 'First', { copyToRegions: ['us-west-2'], validation: ImageValidation.fromScript('true') });
     bake(stack, vpc, 'Second', { imageName: 'second', copyToRegions: ['eu-west-1', 'us-west-2'] });
     const template = Template.fromStack(stack);
 
@@ -391,7 +414,8 @@ describe('least privilege', () => {
     }
     expect(offenders).toEqual([]);
     expect([...kinds].sort()).toEqual([
-      'copy-own', 'copy-to-listed-region', 'create-image', 'delete-own', 'describe', 'invoke-versions', 'own-builder', 'tag-on-copy', 'tag-on-create',
+      'copy-own', 'copy-to-listed-region', 'create-image', 'delete-own', 'describe', 'invoke-versions', 'launch-own-image', 'launch-tagged-test-instance',
+      'own-builder', 'own-test-instance-console', 'record-validation', 'tag-on-copy', 'tag-on-create', 'tag-on-launch', 'test-instance-parts',
     ]);
   });
 
@@ -586,6 +610,70 @@ describe('sharing', () => {
     const owned = newStack();
     bake(owned.stack, owned.vpc, 'Image', { volumeEncryptionKey: new kms.Key(owned.stack, 'Key'), shareWith: { organizationalUnitArns: [OU] } });
     Annotations.fromStack(owned.stack).hasWarning('/TestStack/Image', Match.stringLikeRegexp('cannot name organizational units'));
+  });
+});
+
+describe('validate before use', () => {
+  test('passes the test instance\'s user data, timeout, type and the builder\'s subnet and security group to the handler', () => {
+    const { stack, vpc } = newStack();
+    const image = bake(stack, vpc, 'Image', {
+      validation: ImageValidation.fromCommands(['systemctl is-active nginx', 'curl -fsS http://localhost/'], { timeout: Duration.minutes(5) }),
+    });
+    const template = Template.fromStack(stack);
+    const { resource } = bakeResourceOf(template);
+    const userData: string = resource.Properties.ValidationUserData;
+    expect(userData.split('\n').slice(0, 3)).toEqual(['#!/bin/bash', '# cdk-baked-image: image validation', 'shutdown -h +15 >/dev/null 2>&1 || true']);
+    expect(userData).toContain("<<'CDK_BAKED_IMAGE_VALIDATION_EOF'\nset -e\nsystemctl is-active nginx\ncurl -fsS http://localhost/\nCDK_BAKED_IMAGE_VALIDATION_EOF\n");
+    expect(resource.Properties.ValidationTimeoutSeconds).toBe('300');
+    expect(resource.Properties.ValidationInstanceType).toBe('t3.medium');
+    expect(resource.Properties.ValidationSubnetId).toEqual(stack.resolve(image.builder.instance.subnetId));
+    const groups = image.builder.connections.securityGroups.map((g) => g.securityGroupId);
+    expect(resource.Properties.ValidationSecurityGroupIds).toEqual(stack.resolve(groups));
+    // Validation is not an image input: the builder stays.
+    expect(builderLogicalId({ validation: ImageValidation.fromScript('true') })).toBe(builderLogicalId({}));
+  });
+
+  test('the test instance\'s user data parses as bash (test/lambda/moto-validation.test.ts runs it)', () => {
+    const { stack, vpc } = newStack();
+    bake(stack, vpc, 'Image', { validation: ImageValidation.fromScript('echo one\necho two >&2\nexit 4', { instanceType: new ec2.InstanceType('t3.small') }) });
+    const { resource } = bakeResourceOf(Template.fromStack(stack));
+    expect(resource.Properties.ValidationInstanceType).toBe('t3.small');
+    expect(spawnSync('bash', ['-n'], { input: resource.Properties.ValidationUserData }).status).toBe(0);
+  });
+
+  test('passes no validation property without validation, and grants no RunInstances', () => {
+    const { stack, vpc } = newStack();
+    bake(stack, vpc);
+    const template = Template.fromStack(stack);
+    expect(bakeResourceOf(template).resource.Properties.ValidationUserData).toBeUndefined();
+    expect(JSON.stringify(template.findResources('AWS::IAM::Policy'))).not.toContain('ec2:RunInstances');
+  });
+
+  test('lets the handlers launch test instances only from the stack\'s own images, tagged, into the builder\'s subnet and group, with no role', () => {
+    const { stack, vpc } = newStack();
+    const image = bake(stack, vpc, 'Image', { validation: ImageValidation.fromScript('true') });
+    const statements = Object.values<any>(Template.fromStack(stack).findResources('AWS::IAM::Policy'))
+      .flatMap((policy) => policy.Properties.PolicyDocument.Statement);
+    const bySid = (sid: string) => statements.find((statement) => statement.Sid === sid);
+    const own = bySid('ShareAndDeleteOwnImagesAndSnapshots').Condition;
+    expect(bySid('LaunchTestInstancesFromOwnImages').Condition).toEqual(own);
+    expect(bySid('LaunchOnlyTaggedTestInstances').Condition).toEqual({ StringEquals: { 'aws:RequestTag/cdk-baked-image:stack-id': { Ref: 'AWS::StackId' } } });
+    expect(bySid('ReadTestInstanceConsoles').Condition).toEqual(own);
+    expect(bySid('RecordPassedValidations').Condition).toEqual({ ...own, 'ForAllValues:StringEquals': { 'aws:TagKeys': ['cdk-baked-image:validated'] } });
+    const network = JSON.stringify(bySid('LaunchTestInstancesIntoBuilderNetworks').Resource);
+    expect(network).toContain(JSON.stringify(stack.resolve(image.builder.instance.subnetId)));
+    expect(network).toContain(JSON.stringify(stack.resolve(image.builder.connections.securityGroups[0].securityGroupId)));
+    expect(statements.flatMap((statement) => [statement.Action].flat())).not.toContain('iam:PassRole');
+  });
+
+  test('grants the provider the use of the image\'s key to launch the test instance', () => {
+    const { stack, vpc } = newStack();
+    const key = new kms.Key(stack, 'ImageKey');
+    bake(stack, vpc, 'Image', { volumeEncryptionKey: key, validation: ImageValidation.fromScript('true') });
+    const statements = Object.values<any>(Template.fromStack(stack).findResources('AWS::IAM::Policy'))
+      .flatMap((policy) => policy.Properties.PolicyDocument.Statement)
+      .filter((statement) => [statement.Action].flat().includes('kms:CreateGrant'));
+    expect(statements.map((statement) => statement.Resource)).toEqual([{ 'Fn::GetAtt': [stack.getLogicalId(key.node.defaultChild as CfnResource), 'Arn'] }]);
   });
 });
 

@@ -39,4 +39,10 @@ describe('the built-in example', () => {
     expect(asg.UpdatePolicy.AutoScalingRollingUpdate).toEqual(expect.objectContaining({ MaxBatchSize: 2, MinInstancesInService: 1 }));
     expect(resources.filter(([, r]) => r.Type === 'AWS::AutoScaling::LaunchConfiguration')).toHaveLength(0);
   });
+
+  test('tests the image on a fresh instance before the fleet sees it: nginx active and serving the baked page', () => {
+    const [, bake] = Object.entries<any>(template.Resources).find(([, r]) => r.Type === 'Custom::BakedImage')!;
+    expect(bake.Properties.ValidationUserData).toContain('systemctl is-active nginx\ncurl -fsS http://localhost/ | grep -q "Baked by cdk-baked-image"\n');
+    expect(bake.Properties.ValidationTimeoutSeconds).toBe('300');
+  });
 });

@@ -3,7 +3,7 @@ import * as autoscaling from 'aws-cdk-lib/aws-autoscaling';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import { AwsSolutionsChecks } from 'cdk-nag';
-import { BakedImage } from '../src';
+import { BakedImage, ImageValidation } from '../src';
 
 interface Finding {
   readonly rule: string;
@@ -82,7 +82,7 @@ describe('cdk-nag AwsSolutions', () => {
     expect(check(app)).toEqual({ findings: [], ruleErrors: [] });
   });
 
-  test('finds nothing at all in an encrypted BakedImage copied to two regions, one with its own key', () => {
+  test('finds nothing at all in an encrypted, validated BakedImage copied to two regions, one with its own key', () => {
     const app = new App();
     const stack = new Stack(app, 'NagStack', { env: { account: '123456789012', region: 'us-east-1' } });
     const vpc = new ec2.Vpc(stack, 'Vpc', { maxAzs: 2, natGateways: 1 });
@@ -94,6 +94,7 @@ describe('cdk-nag AwsSolutions', () => {
       volumeEncryptionKey: new kms.Key(stack, 'Key', { enableKeyRotation: true }),
       copyToRegions: ['us-west-2', 'eu-west-1'],
       copyEncryptionKeys: { 'eu-west-1': kms.Key.fromKeyArn(stack, 'EuKey', 'arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab') },
+      validation: ImageValidation.fromCommands(['systemctl is-active nginx']),
     });
     expect(check(app)).toEqual({ findings: [], ruleErrors: [] });
   });

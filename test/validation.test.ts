@@ -1,7 +1,7 @@
 import { App, CfnParameter, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as kms from 'aws-cdk-lib/aws-kms';
-import { BakedImage, BakedImageProps } from '../src';
+import { BakedImage, BakedImageProps, ImageValidation } from '../src';
 
 function tryBake(props: Partial<BakedImageProps>, configure?: (stack: Stack) => Partial<BakedImageProps>): () => BakedImage {
   const app = new App();
@@ -176,6 +176,36 @@ describe('synth-time validation', () => {
       expect(tryBake({ copyToRegions: ['us-west-2', 'eu-west-1', 'us-gov-west-1', 'ap-southeast-5'] }, (stack) => ({
         copyEncryptionKeys: { 'eu-west-1': kms.Key.fromKeyArn(stack, 'EuKey', EU_KEY) },
       }))).not.toThrow();
+    });
+  });
+
+  describe('validation', () => {
+    test('throws for a timeout under a minute or over bakeTimeout', () => {
+      expect(tryBake({ validation: ImageValidation.fromScript('true', { timeout: Duration.seconds(30) }) }))
+        .toThrow(/validation timeout must be between 1 minute and bakeTimeout \(50 minutes\), got 30 seconds/);
+      expect(tryBake({ bakeTimeout: Duration.minutes(20), validation: ImageValidation.fromScript('true', { timeout: Duration.minutes(25) }) }))
+        .toThrow(/validation timeout must be between 1 minute and bakeTimeout \(20 minutes\), got 25 minutes/);
+    });
+
+    test('throws for a script that would end its here-document early', () => {
+      expect(tryBake({ validation: ImageValidation.fromScript('echo a\nCDK_BAKED_IMAGE_VALIDATION_EOF\necho b') }))
+        .toThrow(/validation script must not contain a line 'CDK_BAKED_IMAGE_VALIDATION_EOF'/);
+    });
+
+    test('throws for a Windows image', () => {
+      expect(tryBake({
+        machineImage: ec2.MachineImage.genericWindows({ 'us-east-1': 'ami-0123456789abcdef0' }),
+        validation: ImageValidation.fromScript('true'),
+      })).toThrow(/validation runs its test from cloud-init user data, on Linux images only/);
+    });
+
+    test('throws for no command or an empty script', () => {
+      expect(() => ImageValidation.fromCommands([])).toThrow(/needs at least one command/);
+      expect(() => ImageValidation.fromScript('  \n')).toThrow(/needs a script/);
+    });
+
+    test('accepts a validation within bakeTimeout', () => {
+      expect(tryBake({ bakeTimeout: Duration.minutes(20), validation: ImageValidation.fromCommands(['true'], { timeout: Duration.minutes(20) }) })).not.toThrow();
     });
   });
 });

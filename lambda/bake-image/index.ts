@@ -24,6 +24,7 @@ import { log, warn } from './log';
 import { imageName } from './naming';
 import { type BakeProperties, imageInputsChanged, parseCopyRegions, parseProperties, parseSharing, sharesWithNobody } from './properties';
 import type { IsCompleteRequest, IsCompleteResponse, OnEventRequest, OnEventResponse } from './types';
+import { terminateTestInstances, validateImage } from './validation';
 import { Attr, BuilderMode, copyImageIdAttribute, MANAGED_BY_VALUE, MAX_TAG_VALUE_LENGTH, RemovalMode, Tag } from '../../src/private/contract';
 
 type CloudFormationSdk = typeof import('@aws-sdk/client-cloudformation');
@@ -169,8 +170,26 @@ async function pollBake(event: IsCompleteRequest, props: BakeProperties): Promis
  * The image is available: copies it to the other regions and waits for the copies, then settles the builder
  * and shares and sets the lifecycle of the image and of every copy.
  */
-async function finishBake(event: IsCompleteRequest, image: Image, props: BakeProperties): Promise<IsCompleteResponse> {
+async function finishBake(event: IsCompleteRequest, available: Image, props: BakeProperties): Promise<IsCompleteResponse> {
   const imageId = event.PhysicalResourceId;
+  let image = available;
+  if (props.validation) {
+    // Before the copies: only a tested image is copied.
+    if (await validateImage(event, image, props) === 'running') {
+      try {
+        failIfPastBakeTimeout(image, props, `The validation of image ${imageId} is still running`);
+      } catch (error) {
+        await terminateTestInstances(event, imageId);
+        throw error;
+      }
+      return { IsComplete: false };
+    }
+    if (!image.Tags?.some((tag) => tag.Key === Tag.VALIDATED && tag.Value === props.validation?.fingerprint)) {
+      // Passed in this poll: the copies started below carry the tag as well.
+      const tags = (image.Tags ?? []).filter((tag) => tag.Key !== Tag.VALIDATED);
+      image = { ...image, Tags: [...tags, { Key: Tag.VALIDATED, Value: props.validation.fingerprint }] };
+    }
+  }
   const copies = props.copyToRegions.length > 0 ? await pollCopies(event, image, props) : { pending: [], available: [] };
   if (copies.pending.length > 0) {
     const elapsedSeconds = failIfPastBakeTimeout(image, props,
@@ -364,6 +383,10 @@ async function deleteEverywhere(event: OnEventRequest, imageId: string, props: B
   if (image && !madeByThisResource(image, event)) {
     warn('image does not carry this resource\'s tags: left alone', { imageId });
     return;
+  }
+  if (props.validation) {
+    // A bake that failed or timed out while testing: its test instance goes with the image.
+    await terminateTestInstances(event, imageId);
   }
   const name = image?.Name ?? imageName(props);
   await deleteCopies(event, name, props.copyToRegions, props.deregistrationProtection);

@@ -1,3 +1,4 @@
+import { createHash } from 'crypto';
 import {
   ACCOUNT_ID_PATTERN,
   BuilderMode,
@@ -35,6 +36,20 @@ export interface BakeProperties {
   readonly copyToRegions: string[];
   /** KMS key ARNs that encrypt the copies, by region (absent: the region's default EBS key). */
   readonly copyKmsKeyIds: Record<string, string>;
+  /** The test the image must pass before the bake completes; undefined: none. */
+  readonly validation?: Validation;
+}
+
+/** How the image is tested before the bake completes. */
+export interface Validation {
+  /** The test instance's user data: a bash script that reports on the serial console. */
+  readonly userData: string;
+  readonly timeoutSeconds: number;
+  readonly instanceType: string;
+  readonly subnetId: string;
+  readonly securityGroupIds: string[];
+  /** Identifies this validation: an image that passed it is not tested again. */
+  readonly fingerprint: string;
 }
 
 /** What an image is made of: recorded as tags on the image and its snapshots. */
@@ -155,6 +170,7 @@ export function parseProperties(props: Record<string, unknown>): BakeProperties 
     deregistrationProtection: parseBoolean(Prop.DEREGISTRATION_PROTECTION, optionalString(props, Prop.DEREGISTRATION_PROTECTION)),
     copyToRegions: parseCopyRegions(props),
     copyKmsKeyIds: parseCopyKeys(props),
+    validation: parseValidation(props),
     manifest: {
       baseImageId: optionalString(props, Prop.BASE_IMAGE_ID),
       configSets: optionalString(props, Prop.CONFIG_SETS),
@@ -162,6 +178,19 @@ export function parseProperties(props: Record<string, unknown>): BakeProperties 
       libraryVersion: optionalString(props, Prop.LIBRARY_VERSION),
     },
   };
+}
+
+function parseValidation(props: Record<string, unknown>): Validation | undefined {
+  const userData = optionalString(props, Prop.VALIDATION_USER_DATA);
+  if (userData === undefined) {
+    return undefined;
+  }
+  const timeoutSeconds = parsePositiveInteger(Prop.VALIDATION_TIMEOUT_SECONDS, requiredString(props, Prop.VALIDATION_TIMEOUT_SECONDS)) ?? 0;
+  const instanceType = requiredString(props, Prop.VALIDATION_INSTANCE_TYPE);
+  const subnetId = requiredString(props, Prop.VALIDATION_SUBNET_ID);
+  const securityGroupIds = stringList(props, Prop.VALIDATION_SECURITY_GROUP_IDS, /^sg-[0-9a-f]+$/, 'security group ids');
+  const fingerprint = createHash('sha256').update(JSON.stringify([userData, timeoutSeconds, instanceType])).digest('hex').slice(0, 16);
+  return { userData, timeoutSeconds, instanceType, subnetId, securityGroupIds, fingerprint };
 }
 
 /** The regions a set of properties copies the image to (none when it names none). */

@@ -59,6 +59,9 @@ export class BakeProvider extends Construct {
   /** The regions some image of the stack is copied to. */
   private readonly copyRegions: string[] = [];
 
+  /** The statement that lets the handlers launch test instances into the validated images' subnets and groups. */
+  private validationNetwork?: iam.PolicyStatement;
+
   private constructor(scope: Construct, id: string) {
     super(scope, id);
 
@@ -209,6 +212,72 @@ export class BakeProvider extends Construct {
   }
 
   /**
+   * Lets the handlers validate the stack's images: launch a test instance from one of its own images
+   * (tagged like every instance the handlers touch, so that they may read its console and terminate it)
+   * into the given subnet and security groups, and record on the image that it passed. The test instance
+   * gets no role: it needs no permission to report (the handlers read its serial console).
+   */
+  public grantValidation(subnetId: string, securityGroupIds: string[]): void {
+    if (!this.ownImagesStatement) {
+      throw new Error('grantBake must come before grantValidation');
+    }
+    const ownTags = this.ownImagesStatement.conditions;
+    if (!this.validationNetwork) {
+      this.role.addToPrincipalPolicy(new iam.PolicyStatement({
+        sid: 'DescribeTestInstances',
+        // Describe calls support no resource-level permissions.
+        actions: ['ec2:DescribeInstances'],
+        resources: ['*'],
+      }));
+      this.role.addToPrincipalPolicy(new iam.PolicyStatement({
+        sid: 'LaunchTestInstancesFromOwnImages',
+        actions: ['ec2:RunInstances'],
+        resources: [imageArn('*')],
+        conditions: ownTags,
+      }));
+      this.role.addToPrincipalPolicy(new iam.PolicyStatement({
+        sid: 'LaunchOnlyTaggedTestInstances',
+        actions: ['ec2:RunInstances'],
+        resources: [instanceArn('*')],
+        conditions: { StringEquals: { [`aws:RequestTag/${Tag.STACK_ID}`]: Aws.STACK_ID } },
+      }));
+      this.validationNetwork = new iam.PolicyStatement({
+        sid: 'LaunchTestInstancesIntoBuilderNetworks',
+        // The test instance's new volume and network interface, in the builders' subnets and security groups.
+        actions: ['ec2:RunInstances'],
+        resources: [volumeArn('*'), networkInterfaceArn('*')],
+      });
+      this.role.addToPrincipalPolicy(this.validationNetwork);
+      this.role.addToPrincipalPolicy(new iam.PolicyStatement({
+        sid: 'TagOnlyWhileLaunchingTestInstances',
+        actions: ['ec2:CreateTags'],
+        resources: [instanceArn('*'), volumeArn('*')],
+        conditions: { StringEquals: { 'ec2:CreateAction': 'RunInstances' } },
+      }));
+      this.role.addToPrincipalPolicy(new iam.PolicyStatement({
+        sid: 'ReadTestInstanceConsoles',
+        actions: ['ec2:GetConsoleOutput'],
+        resources: [instanceArn('*')],
+        conditions: ownTags,
+      }));
+      this.role.addToPrincipalPolicy(new iam.PolicyStatement({
+        sid: 'RecordPassedValidations',
+        actions: ['ec2:CreateTags'],
+        resources: [imageArn('*')],
+        conditions: {
+          ...ownTags,
+          'ForAllValues:StringEquals': { 'aws:TagKeys': [Tag.VALIDATED] },
+        },
+      }));
+      acknowledge(this.role, 'AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:<AWS::Region>:<AWS::AccountId>:volume/*]',
+        'The test instance\'s root volume is created by RunInstances: its id is not known before, and the action can only create it with a test instance launched from one of this stack\'s images; tagging it is allowed only inside RunInstances.');
+      acknowledge(this.role, 'AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:<AWS::Region>:<AWS::AccountId>:network-interface/*]',
+        'The test instance\'s network interface is created by RunInstances in the builder\'s subnet and security group only: its id is not known before.');
+    }
+    this.validationNetwork.addResources(subnetArn(subnetId), ...securityGroupIds.map(securityGroupArn));
+  }
+
+  /**
    * Lets the handlers read this stack's status and the current physical id of its resources: a Delete
    * that keeps superseded images must know whether the image was replaced, rolled back or removed.
    */
@@ -234,7 +303,7 @@ function acknowledgeHandlerRole(role: iam.Role): void {
     ['AwsSolutions-IAM5[Resource::*]',
       'Only ec2:DescribeImages, ec2:DescribeSnapshots and ec2:DescribeImageAttribute are granted on *: EC2 Describe calls support no resource-level permissions.'],
     ['AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:<AWS::Region>:<AWS::AccountId>:instance/*]',
-      'CreateImage, StopInstances and TerminateInstances are allowed only on instances tagged with this stack id and one BakedImage\'s logical id: its own builder.'],
+      'CreateImage, StopInstances, TerminateInstances and GetConsoleOutput are allowed only on instances tagged with this stack id and one BakedImage\'s logical id (its own builder and test instances); RunInstances only for instances tagged with this stack id at launch.'],
     ['AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:<AWS::Region>::image/*]',
       'Image ids are not known before CreateImage makes them. Tagging is allowed only inside CreateImage (ec2:CreateAction), and sharing, deprecating, protecting and deregistering only on images tagged with this stack id and the image\'s logical id.'],
     ['AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:<AWS::Region>::snapshot/*]',
@@ -268,6 +337,22 @@ function acknowledgeFramework(provider: cr.Provider, scope: Construct): void {
   for (const [id, reason] of acknowledgements) {
     acknowledge(provider, id, reason);
   }
+}
+
+function volumeArn(volumeId: string): string {
+  return `arn:${Aws.PARTITION}:ec2:${Aws.REGION}:${Aws.ACCOUNT_ID}:volume/${volumeId}`;
+}
+
+function networkInterfaceArn(id: string): string {
+  return `arn:${Aws.PARTITION}:ec2:${Aws.REGION}:${Aws.ACCOUNT_ID}:network-interface/${id}`;
+}
+
+function subnetArn(subnetId: string): string {
+  return `arn:${Aws.PARTITION}:ec2:${Aws.REGION}:${Aws.ACCOUNT_ID}:subnet/${subnetId}`;
+}
+
+function securityGroupArn(groupId: string): string {
+  return `arn:${Aws.PARTITION}:ec2:${Aws.REGION}:${Aws.ACCOUNT_ID}:security-group/${groupId}`;
 }
 
 function instanceArn(instanceId: string): string {

@@ -41,6 +41,16 @@ export const Prop = {
   COPY_TO_REGIONS: 'CopyToRegions',
   /** KMS key ARNs that encrypt the copies, by region; an object. Regions not listed use their default EBS key. */
   COPY_KMS_KEYS: 'CopyKmsKeyIds',
+  /** Validation: the user data of the test instance (a bash script); absent: no validation. */
+  VALIDATION_USER_DATA: 'ValidationUserData',
+  /** Validation: seconds the test may run, from the test instance's launch. */
+  VALIDATION_TIMEOUT_SECONDS: 'ValidationTimeoutSeconds',
+  /** Validation: the test instance's type. */
+  VALIDATION_INSTANCE_TYPE: 'ValidationInstanceType',
+  /** Validation: the subnet the test instance runs in (the builder's). */
+  VALIDATION_SUBNET_ID: 'ValidationSubnetId',
+  /** Validation: the security groups of the test instance (the builder's); a list. */
+  VALIDATION_SECURITY_GROUP_IDS: 'ValidationSecurityGroupIds',
   /** Manifest: the base image the builder started from. */
   BASE_IMAGE_ID: 'BaseImageId',
   /** Manifest: the config sets the builder ran, space-separated. */
@@ -121,7 +131,22 @@ export const Tag = {
   BAKED_AT: 'cdk-baked-image:baked-at',
   /** On a copy: `<region>/<image id>` of the image it was copied from. */
   COPIED_FROM: 'cdk-baked-image:copied-from',
+  /** On an image: the fingerprint of the validation it passed. */
+  VALIDATED: 'cdk-baked-image:validated',
+  /** On a test instance: the image it validates. */
+  VALIDATES: 'cdk-baked-image:validates',
+  /** On a test instance: the CloudFormation request it was launched for. */
+  VALIDATION_REQUEST: 'cdk-baked-image:validation-request',
 } as const;
+
+/** Validation report lines on the test instance's console: `<prefix>| <output line>`, and `<prefix>: exit <code>` last. */
+export const VALIDATION_REPORT_PREFIX = 'cdk-baked-image-validation';
+
+/** The line that marks the test instance's user data as a validation script. */
+export const VALIDATION_MARKER = '# cdk-baked-image: image validation';
+
+/** The end of the here-document that carries the user's validation script. */
+export const VALIDATION_HEREDOC_END = 'CDK_BAKED_IMAGE_VALIDATION_EOF';
 
 /** Where the builder writes the manifest, inside the image. */
 export const MANIFEST_DIRECTORY = '/etc/baked-image';

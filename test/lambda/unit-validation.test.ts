@@ -1,0 +1,163 @@
+import {
+  CreateTagsCommand,
+  DescribeImagesCommand,
+  DescribeInstancesCommand,
+  EC2Client,
+  GetConsoleOutputCommand,
+  RunInstancesCommand,
+  TerminateInstancesCommand,
+} from '@aws-sdk/client-ec2';
+import { mockClient } from 'aws-sdk-client-mock';
+import { isComplete } from '../../lambda/bake-image';
+import type { IsCompleteRequest } from '../../lambda/bake-image/types';
+import { outputTail, parseValidationReport } from '../../lambda/bake-image/validation';
+
+const ec2 = mockClient(EC2Client);
+const IMAGE_ID = 'ami-0123456789abcdef0';
+const TEST_INSTANCE = 'i-0fedcba9876543210';
+const STACK_ID = 'arn:aws:cloudformation:us-east-1:123456789012:stack/S/1';
+const PROPS = {
+  InstanceId: 'i-0123456789abcdef0',
+  NamePrefix: 'web',
+  ValidationUserData: '#!/bin/bash\n# cdk-baked-image: image validation\ntrue\n',
+  ValidationTimeoutSeconds: '600',
+  ValidationInstanceType: 't3.micro',
+  ValidationSubnetId: 'subnet-0123',
+  ValidationSecurityGroupIds: ['sg-0123'],
+};
+
+function request(requestId = 'r1'): IsCompleteRequest {
+  return {
+    RequestType: 'Create',
+    RequestId: requestId,
+    StackId: STACK_ID,
+    LogicalResourceId: 'Image',
+    ResourceType: 'Custom::BakedImage',
+    PhysicalResourceId: IMAGE_ID,
+    ResourceProperties: PROPS,
+  };
+}
+
+const console64 = (text: string) => Buffer.from(text, 'utf8').toString('base64');
+
+beforeEach(() => {
+  ec2.reset();
+  jest.spyOn(console, 'log').mockImplementation(() => undefined);
+  jest.spyOn(console, 'warn').mockImplementation(() => undefined);
+  ec2.on(DescribeImagesCommand).resolves({ Images: [{ ImageId: IMAGE_ID, Name: 'web-1', State: 'available', CreationDate: new Date().toISOString() }] });
+});
+
+afterEach(() => jest.restoreAllMocks());
+
+describe('parseValidationReport', () => {
+  test('reads the report lines between kernel and cloud-init lines, with carriage returns, and the exit code', () => {
+    const output = [
+      '[   12.3] cloud-init[1234]: Cloud-init v. 22.2.2 running modules:final',
+      'cdk-baked-image-validation: begin\r',
+      'cdk-baked-image-validation| checking nginx\r',
+      '[   13.0] systemd[1]: Started nginx.',
+      '[   13.1] cloud-init[1234]: cdk-baked-image-validation| nginx is active',
+      'cdk-baked-image-validation| ',
+      'cdk-baked-image-validation: exit 0',
+      '',
+    ].join('\n');
+    expect(parseValidationReport(output)).toEqual({ started: true, lines: ['checking nginx', 'nginx is active', ''], exitCode: 0 });
+  });
+
+  test('has no exit code while the test runs, and nothing before it starts', () => {
+    expect(parseValidationReport('cdk-baked-image-validation: begin\ncdk-baked-image-validation| step 1\n')).toEqual({ started: true, lines: ['step 1'] });
+    expect(parseValidationReport('[    0.0] Linux version 6.1\n')).toEqual({ started: false, lines: [] });
+    expect(parseValidationReport('')).toEqual({ started: false, lines: [] });
+  });
+
+  test('ignores lines that only look like an exit report', () => {
+    expect(parseValidationReport('cdk-baked-image-validation: exit\ncdk-baked-image-validation: exit 1x\n').exitCode).toBeUndefined();
+  });
+});
+
+describe('outputTail', () => {
+  test('keeps the last 20 lines', () => {
+    const lines = Array.from({ length: 50 }, (_, i) => `line ${i + 1}`);
+    expect(outputTail(lines).split('\n')).toEqual(lines.slice(30));
+  });
+
+  test('cuts long lines and stays within 1500 characters', () => {
+    const tail = outputTail(Array.from({ length: 20 }, () => 'x'.repeat(500)));
+    expect(tail.length).toBeLessThanOrEqual(1500);
+    expect(tail.split('\n')[0]).toBe(`${'x'.repeat(197)}...`);
+  });
+
+  test('says when there was no output', () => {
+    expect(outputTail([])).toBe('(no output)');
+  });
+});
+
+describe('the test instance', () => {
+  test('is launched once with the image, network, IMDSv2, self-termination, tags and a client token per request', async () => {
+    ec2.on(DescribeInstancesCommand).resolves({ Reservations: [] });
+    ec2.on(RunInstancesCommand).resolves({ Instances: [{ InstanceId: TEST_INSTANCE }] });
+
+    await expect(isComplete(request('r1'))).resolves.toEqual({ IsComplete: false });
+    await isComplete(request('r1'));
+    await isComplete(request('r2'));
+
+    const launches = ec2.commandCalls(RunInstancesCommand).map((call) => call.args[0].input);
+    expect(launches[0]).toEqual(expect.objectContaining({
+      ImageId: IMAGE_ID,
+      InstanceType: 't3.micro',
+      MinCount: 1,
+      MaxCount: 1,
+      SubnetId: 'subnet-0123',
+      SecurityGroupIds: ['sg-0123'],
+      UserData: console64(PROPS.ValidationUserData),
+      InstanceInitiatedShutdownBehavior: 'terminate',
+      MetadataOptions: { HttpTokens: 'required', HttpEndpoint: 'enabled' },
+    }));
+    expect(launches[0].IamInstanceProfile).toBeUndefined();
+    expect(launches[0].TagSpecifications?.map((spec) => spec.ResourceType)).toEqual(['instance', 'volume']);
+    expect(launches[0].TagSpecifications?.[0].Tags).toEqual(expect.arrayContaining([
+      { Key: 'cdk-baked-image:validates', Value: IMAGE_ID },
+      { Key: 'cdk-baked-image:validation-request', Value: 'r1' },
+      { Key: 'cdk-baked-image:stack-id', Value: STACK_ID },
+      { Key: 'cdk-baked-image:logical-id', Value: 'Image' },
+    ]));
+    // A retried launch of the same request is the same launch; another request launches its own.
+    expect(launches[1].ClientToken).toBe(launches[0].ClientToken);
+    expect(launches[2].ClientToken).not.toBe(launches[0].ClientToken);
+    expect(launches[0].ClientToken!.length).toBeLessThanOrEqual(64);
+  });
+
+  test('an image that already passed this validation is not tested again', async () => {
+    const fingerprintOf = async () => {
+      ec2.on(DescribeInstancesCommand).resolves({ Reservations: [{ Instances: [{ InstanceId: TEST_INSTANCE, State: { Name: 'running' }, LaunchTime: new Date() }] }] });
+      ec2.on(GetConsoleOutputCommand).resolves({ Output: console64('cdk-baked-image-validation: exit 0\n') });
+      await isComplete(request());
+      return ec2.commandCalls(CreateTagsCommand)[0].args[0].input.Tags![0].Value!;
+    };
+    const fingerprint = await fingerprintOf();
+    ec2.reset();
+    jest.spyOn(console, 'log').mockImplementation(() => undefined);
+    ec2.on(DescribeImagesCommand).resolves({
+      Images: [{
+        ImageId: IMAGE_ID, State: 'available', CreationDate: new Date().toISOString(), Tags: [{ Key: 'cdk-baked-image:validated', Value: fingerprint }],
+      }],
+    });
+    await expect(isComplete(request())).resolves.toEqual(expect.objectContaining({ IsComplete: true }));
+    expect(ec2.commandCalls(DescribeInstancesCommand)).toHaveLength(0);
+    expect(ec2.commandCalls(RunInstancesCommand)).toHaveLength(0);
+  });
+
+  test('a console read that fails names the test instance and the error, and leaves the Delete to terminate it', async () => {
+    ec2.on(DescribeInstancesCommand).resolves({ Reservations: [{ Instances: [{ InstanceId: TEST_INSTANCE, State: { Name: 'running' }, LaunchTime: new Date() }] }] });
+    ec2.on(GetConsoleOutputCommand).rejects(Object.assign(new Error('not authorized'), { name: 'UnauthorizedOperation' }));
+    await expect(isComplete(request())).rejects.toThrow(`GetConsoleOutput for test instance ${TEST_INSTANCE} failed: UnauthorizedOperation: not authorized`);
+  });
+
+  test('a failed terminate does not hide the validation\'s result: the instance shuts itself down after its timeout', async () => {
+    ec2.on(DescribeInstancesCommand).resolves({ Reservations: [{ Instances: [{ InstanceId: TEST_INSTANCE, State: { Name: 'running' }, LaunchTime: new Date() }] }] });
+    ec2.on(GetConsoleOutputCommand).resolves({ Output: console64('cdk-baked-image-validation| boom\ncdk-baked-image-validation: exit 2\n') });
+    ec2.on(TerminateInstancesCommand).rejects(Object.assign(new Error('slow down'), { name: 'RequestLimitExceeded' }));
+    await expect(isComplete(request())).rejects.toThrow(/failed with exit code 2\. Last lines of its output:\nboom\n/);
+    expect(console.warn).toHaveBeenCalledWith(expect.stringContaining('could not terminate the test instance'));
+  });
+});
