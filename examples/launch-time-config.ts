@@ -14,15 +14,13 @@
  * (Secrets Manager, SSM Parameter Store) with the instance role.
  *
  * Notes for aws-cdk-lib 2.257: an Auto Scaling group with `init` requires `signals` (it throws without
- * them); with your own launch template, that template must define `role` (cfn-init and cfn-signal use
- * it; the group throws "does not expose or does not define its role" otherwise). The group adds the
- * cfn-init call to the template's user data and the permissions to its role. No launch configuration
- * is involved: accounts created since 2024-10-01 cannot create them.
+ * them), and a launch template that defines a role and exposes user data: `image.newLaunchTemplate()`
+ * gives both. The group adds the cfn-init call to the template's user data and the permissions to its
+ * role. No launch configuration is involved: accounts created since 2024-10-01 cannot create them.
  */
 import { App, CfnOutput, Duration, Stack, StackProps } from 'aws-cdk-lib';
 import * as autoscaling from 'aws-cdk-lib/aws-autoscaling';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
-import * as iam from 'aws-cdk-lib/aws-iam';
 import { Construct } from 'constructs';
 import { BakedImage } from '../src';
 
@@ -90,15 +88,10 @@ export class LaunchTimeConfigStack extends Stack {
       },
     });
 
-    const role = new iam.Role(this, 'InstanceRole', {
-      assumedBy: new iam.ServicePrincipal('ec2.amazonaws.com'),
-      description: 'Instances of the launch-time-config example: cfn-init reads the group\'s metadata and signals with it',
-    });
-    const launchTemplate = new ec2.LaunchTemplate(this, 'AppTemplate', {
-      machineImage: image,
+    // The image's launch template: the image, IMDSv2, user data the group's init can extend, and an
+    // instance role that cfn-init and cfn-signal use at launch.
+    const launchTemplate = image.newLaunchTemplate(this, 'AppTemplate', {
       instanceType: ec2.InstanceType.of(ec2.InstanceClass.T3, ec2.InstanceSize.MICRO),
-      requireImdsv2: true,
-      role,
       securityGroup: new ec2.SecurityGroup(this, 'AppSecurityGroup', { vpc }),
     });
     new autoscaling.AutoScalingGroup(this, 'AppFleet', {

@@ -50,6 +50,11 @@ export class MultiRegionBakeryStack extends Stack {
       },
       shareWith: { accounts: [String(this.node.tryGetContext('shareWithAccount') ?? '444455556666')] },
       deprecateAfter: Duration.days(90),
+      // Other accounts launch these images: nobody deregisters one by hand while they do. The stack's own
+      // Delete lifts the protection first, on the image and on every copy.
+      deregistrationProtection: true,
+      // Copying to two regions takes longer than capturing: the whole wait may take up to 45 minutes.
+      bakeTimeout: Duration.minutes(45),
     });
     for (const region of [FLEET_REGION, EUROPE]) {
       new CfnOutput(this, `ImageId-${region}`, { value: this.image.imageIdForRegion(region), description: `The copy in ${region}` });

@@ -393,6 +393,10 @@ export class BakedImage extends Construct implements ec2.IMachineImage, iam.IGra
 
   private readonly imageResource: CustomResource;
 
+  private readonly volumeEncryptionKey?: kms.IKey;
+
+  private autoScalingGranted = false;
+
   constructor(scope: Construct, id: string, props: BakedImageProps) {
     super(scope, id);
 
@@ -564,6 +568,7 @@ export class BakedImage extends Construct implements ec2.IMachineImage, iam.IGra
     // The custom resource is what the image is: Stack.getLogicalId(bakedImage.node.defaultChild) names it.
     this.node.defaultChild = image.node.defaultChild;
     this.imageResource = image;
+    this.volumeEncryptionKey = props.volumeEncryptionKey;
     this.imageId = image.getAttString(Attr.IMAGE_ID);
     this.imageName = image.getAttString(Attr.IMAGE_NAME);
 
@@ -593,6 +598,88 @@ export class BakedImage extends Construct implements ec2.IMachineImage, iam.IGra
       Annotations.of(this).addWarningV2('cdk-baked-image:builderKeepRunning',
         'builderAfterBake is KEEP_RUNNING: the builder instance is billed until the stack is deleted. Use STOP or TERMINATE outside debugging.');
     }
+  }
+
+  /**
+   * A launch template for the image, ready for the launch-time phase: an Auto Scaling group given it can
+   * run its own `init` (per-environment configuration, on every instance at launch) on top of what the
+   * image baked. Defaults to this image, IMDSv2 required, user data for the image's operating system (a
+   * group with `init` adds its cfn-init call to it), and a new instance role when `props` gives none (the
+   * group's cfn-init and cfn-signal run with it). Every other property is passed on as given.
+   *
+   * @param scope the scope of the launch template
+   * @param id its construct id
+   * @param props launch template properties; `machineImage` defaults to this image
+   */
+  public newLaunchTemplate(scope: Construct, id: string, props: ec2.LaunchTemplateProps = {}): ec2.LaunchTemplate {
+    const template = new ec2.LaunchTemplate(scope, id, {
+      requireImdsv2: true,
+      ...props,
+      machineImage: props.machineImage ?? this,
+      // Without feature flags a launch template takes no user data from its image, and a group with
+      // `init` then refuses it: the group adds its cfn-init call to this user data.
+      userData: props.userData ?? ec2.UserData.forOperatingSystem(this.osType),
+      role: props.role ?? new iam.Role(scope, `${id}Role`, {
+        assumedBy: new iam.ServicePrincipal('ec2.amazonaws.com'),
+        description: `Instances launched from ${this.node.path}: the launch-time cfn-init and cfn-signal run with it`,
+      }),
+    });
+    return template;
+  }
+
+  /**
+   * Lets a principal launch instances from the image in this account: with a customer managed
+   * `volumeEncryptionKey`, the KMS actions EBS needs to make volumes from the image's snapshots
+   * (`kms:Decrypt`, `kms:DescribeKey`, `kms:ReEncrypt*`, `kms:GenerateDataKeyWithoutPlaintext`,
+   * `kms:CreateGrant`) on that key; with the AWS managed key nothing is needed, and nothing is granted.
+   *
+   * An Auto Scaling group launches with its service-linked role, not with a grantable of this app: use
+   * `grantLaunchToAutoScaling()` for it.
+   */
+  public grantLaunch(grantee: iam.IGrantable): iam.Grant {
+    if (!this.volumeEncryptionKey) {
+      return iam.Grant.drop(grantee, 'launch an image encrypted with the AWS managed key aws/ebs');
+    }
+    return this.volumeEncryptionKey.grant(grantee, ...LAUNCH_KEY_ACTIONS);
+  }
+
+  /**
+   * Lets this account's Auto Scaling groups launch the image: with a customer managed
+   * `volumeEncryptionKey` defined in this app, its key policy allows the Auto Scaling service-linked role
+   * (`AWSServiceRoleForAutoScaling`) the key actions EBS needs, and `kms:CreateGrant` only for AWS
+   * resources. Nothing is needed for the AWS managed key. An imported key gets a warning: add the two
+   * statements to its policy yourself.
+   *
+   * KMS refuses a key policy that names a role which does not exist: the service-linked role exists once
+   * any Auto Scaling group was created in the account, or after
+   * `aws iam create-service-linked-role --aws-service-name autoscaling.amazonaws.com`.
+   */
+  public grantLaunchToAutoScaling(): void {
+    const key = this.volumeEncryptionKey;
+    if (!key || this.autoScalingGranted) {
+      return;
+    }
+    this.autoScalingGranted = true;
+    const role = new iam.ArnPrincipal(
+      `arn:${Aws.PARTITION}:iam::${Stack.of(this).account}:role/aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling`);
+    if (!(key instanceof kms.Key)) {
+      Annotations.of(this).addWarningV2('cdk-baked-image:autoScalingImportedKey',
+        'grantLaunchToAutoScaling with an imported volumeEncryptionKey: add to its key policy a statement allowing the role AWSServiceRoleForAutoScaling kms:Encrypt, kms:Decrypt, kms:ReEncrypt*, kms:GenerateDataKey* and kms:DescribeKey, and one allowing it kms:CreateGrant with kms:GrantIsForAWSResource true.');
+      return;
+    }
+    key.addToResourcePolicy(new iam.PolicyStatement({
+      sid: 'AutoScalingLaunchesBakedImage',
+      principals: [role],
+      actions: ['kms:Encrypt', 'kms:Decrypt', 'kms:ReEncrypt*', 'kms:GenerateDataKey*', 'kms:DescribeKey'],
+      resources: ['*'],
+    }));
+    key.addToResourcePolicy(new iam.PolicyStatement({
+      sid: 'AutoScalingAttachesBakedImageVolumes',
+      principals: [role],
+      actions: ['kms:CreateGrant'],
+      resources: ['*'],
+      conditions: { Bool: { 'kms:GrantIsForAWSResource': true } },
+    }));
   }
 
   /**

@@ -677,6 +677,93 @@ describe('validate before use', () => {
   });
 });
 
+describe('the launch-time phase', () => {
+  test('newLaunchTemplate gives the image, IMDSv2 and a role, so that a group can run its own init at launch', () => {
+    const { stack, vpc } = newStack();
+    const image = bake(stack, vpc);
+    const launchTemplate = image.newLaunchTemplate(stack, 'Template', { instanceType: new ec2.InstanceType('t3.micro') });
+    new autoscaling.AutoScalingGroup(stack, 'Fleet', {
+      vpc,
+      launchTemplate,
+      init: ec2.CloudFormationInit.fromElements(ec2.InitFile.fromString('/etc/app/environment', 'ENVIRONMENT=prod\n')),
+      signals: autoscaling.Signals.waitForAll(),
+    });
+    const template = Template.fromStack(stack);
+    const [, resource] = Object.entries<any>(template.findResources('AWS::EC2::LaunchTemplate'))[0];
+    const data = resource.Properties.LaunchTemplateData;
+    expect(data.ImageId).toEqual({ 'Fn::GetAtt': [stack.getLogicalId(image.node.defaultChild as CfnResource), 'ImageId'] });
+    expect(data.MetadataOptions.HttpTokens).toBe('required');
+    expect(data.InstanceType).toBe('t3.micro');
+    expect(data.IamInstanceProfile).toBeDefined();
+    // The group's launch-time init goes into the template's user data; the image's bake-time init stays on the builder.
+    expect(JSON.stringify(data.UserData)).toContain('cfn-init');
+    const [, group] = Object.entries<any>(template.findResources('AWS::AutoScaling::AutoScalingGroup'))[0];
+    expect(JSON.stringify(group.Metadata['AWS::CloudFormation::Init'])).toContain('/etc/app/environment');
+    expect(JSON.stringify(group.Metadata['AWS::CloudFormation::Init'])).not.toContain('nginx');
+  });
+
+  test('newLaunchTemplate keeps the role and the properties it is given', () => {
+    const { stack, vpc } = newStack();
+    const role = new iam.Role(stack, 'Mine', { assumedBy: new iam.ServicePrincipal('ec2.amazonaws.com') });
+    const launchTemplate = bake(stack, vpc).newLaunchTemplate(stack, 'Template', { role, requireImdsv2: true, detailedMonitoring: true });
+    expect(launchTemplate.role).toBe(role);
+    const [, resource] = Object.entries<any>(Template.fromStack(stack).findResources('AWS::EC2::LaunchTemplate'))[0];
+    expect(resource.Properties.LaunchTemplateData.Monitoring).toEqual({ Enabled: true });
+    expect(Object.keys(Template.fromStack(stack).findResources('AWS::IAM::Role')).filter((id) => id.startsWith('TemplateRole'))).toEqual([]);
+  });
+});
+
+describe('launch permissions on the image\'s key', () => {
+  const SLR = { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':iam::123456789012:role/aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling']] };
+
+  test('grantLaunchToAutoScaling lets the Auto Scaling service-linked role use the key, CreateGrant only for AWS resources; once', () => {
+    const { stack, vpc } = newStack();
+    const key = new kms.Key(stack, 'ImageKey');
+    const image = bake(stack, vpc, 'Image', { volumeEncryptionKey: key });
+    image.grantLaunchToAutoScaling();
+    image.grantLaunchToAutoScaling();
+    const statements: any[] = Template.fromStack(stack).findResources('AWS::KMS::Key')[stack.getLogicalId(key.node.defaultChild as CfnResource)]
+      .Properties.KeyPolicy.Statement;
+    const use = statements.filter((statement) => statement.Sid === 'AutoScalingLaunchesBakedImage');
+    const attach = statements.filter((statement) => statement.Sid === 'AutoScalingAttachesBakedImageVolumes');
+    expect(use).toEqual([expect.objectContaining({
+      Principal: { AWS: SLR },
+      Action: ['kms:Encrypt', 'kms:Decrypt', 'kms:ReEncrypt*', 'kms:GenerateDataKey*', 'kms:DescribeKey'],
+    })]);
+    expect(attach).toEqual([expect.objectContaining({
+      Principal: { AWS: SLR }, Action: 'kms:CreateGrant', Condition: { Bool: { 'kms:GrantIsForAWSResource': true } },
+    })]);
+  });
+
+  test('grants nothing for the AWS managed key, and warns for an imported key', () => {
+    const { stack, vpc } = newStack();
+    bake(stack, vpc).grantLaunchToAutoScaling();
+    expect(JSON.stringify(Template.fromStack(stack).toJSON())).not.toContain('AWSServiceRoleForAutoScaling');
+
+    const imported = newStack();
+    const key = kms.Key.fromKeyArn(imported.stack, 'Imported', 'arn:aws:kms:us-east-1:123456789012:key/11111111-2222-3333-4444-555555555555');
+    bake(imported.stack, imported.vpc, 'Image', { volumeEncryptionKey: key }).grantLaunchToAutoScaling();
+    Annotations.fromStack(imported.stack).hasWarning('/TestStack/Image', Match.stringLikeRegexp('AWSServiceRoleForAutoScaling'));
+  });
+
+  test('grantLaunch gives a role the key actions EBS needs, and nothing for the AWS managed key', () => {
+    const { stack, vpc } = newStack();
+    const key = new kms.Key(stack, 'ImageKey');
+    const role = new iam.Role(stack, 'Launcher', { assumedBy: new iam.ServicePrincipal('ec2.amazonaws.com') });
+    bake(stack, vpc, 'Image', { volumeEncryptionKey: key }).grantLaunch(role);
+    const roleRef = JSON.stringify([{ Ref: stack.getLogicalId(role.node.defaultChild as CfnResource) }]);
+    const policies = Object.values<any>(Template.fromStack(stack).findResources('AWS::IAM::Policy'))
+      .filter((policy) => JSON.stringify(policy.Properties.Roles) === roleRef);
+    expect(policies.flatMap((policy) => policy.Properties.PolicyDocument.Statement).flatMap((st: any) => [st.Action].flat()).sort())
+      .toEqual(['kms:CreateGrant', 'kms:Decrypt', 'kms:DescribeKey', 'kms:GenerateDataKeyWithoutPlaintext', 'kms:ReEncrypt*']);
+
+    const plain = newStack();
+    const other = new iam.Role(plain.stack, 'Launcher', { assumedBy: new iam.ServicePrincipal('ec2.amazonaws.com') });
+    expect(bake(plain.stack, plain.vpc).grantLaunch(other).success).toBe(false);
+    expect(JSON.stringify(Template.fromStack(plain.stack).findResources('AWS::IAM::Policy'))).not.toContain('kms:');
+  });
+});
+
 describe('copies to other regions', () => {
   const EU_KEY = 'arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab';
 

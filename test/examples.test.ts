@@ -340,6 +340,8 @@ describe('the multi-region example', () => {
     expect(Object.entries(image.Properties.CopyKmsKeyIds).map(([region, arn]) => [region, String(arn).split(':')[3]]))
       .toEqual([['us-west-2', 'us-west-2'], ['eu-west-1', 'eu-west-1']]);
     expect(image.Properties.ShareWithAccounts).toEqual(['444455556666']);
+    expect(image.Properties.DeregistrationProtection).toBe('true');
+    expect(image.Properties.BakeTimeoutSeconds).toBe('2700');
   });
 
   test('the fleet in us-west-2 launches the us-west-2 copy, carried over by a cross-region reference', () => {

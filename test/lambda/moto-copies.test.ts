@@ -240,21 +240,31 @@ describe('copyToRegions through moto', () => {
     expect((await images(EUROPE)).map((image) => image.ImageId)).toEqual([second[copyImageIdAttribute(EUROPE)]]);
   });
 
-  test('shares and deprecates every copy like the image', async () => {
+  test('shares, deprecates and protects every copy like the image; the Delete lifts the protection everywhere', async () => {
     const instanceId = await suite.harness().launchBuilder();
-    const { imageId, data } = await bake(event('Create', props(instanceId, {
+    const options = {
       [Prop.SHARE_ACCOUNTS]: ['444455556666'],
       [Prop.DEPRECATE_AFTER_SECONDS]: String(90 * 24 * 3600),
-    })));
+      [Prop.DEREGISTRATION_PROTECTION]: 'true',
+    };
+    const { imageId, data } = await bake(event('Create', props(instanceId, options)));
     const deprecations = new Set<string | undefined>();
     for (const [region, id] of [[HOME, imageId], [WEST, data[copyImageIdAttribute(WEST)]], [EUROPE, data[copyImageIdAttribute(EUROPE)]]]) {
       const permissions = await suite.harness().ec2In(region).send(new DescribeImageAttributeCommand({ ImageId: id, Attribute: 'launchPermission' }));
       expect(permissions.LaunchPermissions).toEqual([{ UserId: '444455556666' }]);
       deprecations.add(suite.harness().proxy.imageLifecycle(id).deprecateAt);
+      expect(suite.harness().proxy.imageLifecycle(id).protection).toBe('enabled');
     }
     // One date for all three: the copies deprecate with their source.
     expect(deprecations.size).toBe(1);
     expect([...deprecations][0]).toBeDefined();
+
+    // The proxy refuses to deregister a protected image, as EC2 does: the Delete must lift it in every region.
+    await suite.handler().onEvent(event('Delete', props(instanceId, options), imageId));
+    for (const region of [HOME, WEST, EUROPE]) {
+      expect(await images(region)).toEqual([]);
+      expect(await snapshotIds(region)).toEqual([]);
+    }
   });
 
   test('copies still pending past bakeTimeout fail the bake, naming the regions', async () => {
