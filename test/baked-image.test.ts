@@ -342,7 +342,9 @@ describe('least privilege', () => {
         return ownTags ? 'launch-own-image' : undefined;
       }
       if (actions.every((action) => action === 'ec2:CreateTags')) {
-        return ownTags && JSON.stringify(conditions['ForAllValues:StringEquals']) === '{"aws:TagKeys":["cdk-baked-image:validated"]}' ? 'record-validation' : undefined;
+        const keys: string[] = conditions['ForAllValues:StringEquals']?.['aws:TagKeys'] ?? [];
+        const recordable = ['cdk-baked-image:validated', 'cdk-baked-image:copy-regions'];
+        return ownTags && keys.length > 0 && keys.every((key) => recordable.includes(key)) ? 'record-on-own-image' : undefined;
       }
       const ownImageActions = [
         'ec2:ModifyImageAttribute', 'ec2:EnableImageDeprecation', 'ec2:DisableImageDeprecation',
@@ -415,7 +417,7 @@ describe('least privilege', () => {
     expect(offenders).toEqual([]);
     expect([...kinds].sort()).toEqual([
       'copy-own', 'copy-to-listed-region', 'create-image', 'delete-own', 'describe', 'invoke-versions', 'launch-own-image', 'launch-tagged-test-instance',
-      'own-builder', 'own-test-instance-console', 'record-validation', 'tag-on-copy', 'tag-on-create', 'tag-on-launch', 'test-instance-parts',
+      'own-builder', 'own-test-instance-console', 'record-on-own-image', 'tag-on-copy', 'tag-on-create', 'tag-on-launch', 'test-instance-parts',
     ]);
   });
 
@@ -659,7 +661,7 @@ describe('validate before use', () => {
     expect(bySid('LaunchTestInstancesFromOwnImages').Condition).toEqual(own);
     expect(bySid('LaunchOnlyTaggedTestInstances').Condition).toEqual({ StringEquals: { 'aws:RequestTag/cdk-baked-image:stack-id': { Ref: 'AWS::StackId' } } });
     expect(bySid('ReadTestInstanceConsoles').Condition).toEqual(own);
-    expect(bySid('RecordPassedValidations').Condition).toEqual({ ...own, 'ForAllValues:StringEquals': { 'aws:TagKeys': ['cdk-baked-image:validated'] } });
+    expect(bySid('RecordOnOwnImages').Condition).toEqual({ ...own, 'ForAllValues:StringEquals': { 'aws:TagKeys': ['cdk-baked-image:validated'] } });
     const network = JSON.stringify(bySid('LaunchTestInstancesIntoBuilderNetworks').Resource);
     expect(network).toContain(JSON.stringify(stack.resolve(image.builder.instance.subnetId)));
     expect(network).toContain(JSON.stringify(stack.resolve(image.builder.connections.securityGroups[0].securityGroupId)));
@@ -816,6 +818,11 @@ describe('copies to other regions', () => {
       Resource: [region('us-west-2', 'image'), region('us-west-2', 'snapshot')],
     }));
     expect(bySid('ShareAndDeleteOwnImagesAndSnapshots').Resource).toEqual(expect.arrayContaining([region('us-west-2', 'image'), region('us-west-2', 'snapshot')]));
+    // The image records the regions it was copied to, on itself only, with this one tag key only.
+    expect(bySid('RecordOnOwnImages').Condition).toEqual({
+      ...bySid('ShareAndDeleteOwnImagesAndSnapshots').Condition,
+      'ForAllValues:StringEquals': { 'aws:TagKeys': ['cdk-baked-image:copy-regions'] },
+    });
   });
 
   test('grants the provider the use of the image\'s key and of the copies\' keys', () => {

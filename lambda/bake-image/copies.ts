@@ -3,14 +3,14 @@
  * so it is found by name in its region (AMI names are unique per account and region): a retried poll adopts
  * the copy an earlier poll started, and a Delete finds the copies of an image it no longer knows the id of.
  */
-import { CopyImageCommand, type Image, type Tag as Ec2Tag } from '@aws-sdk/client-ec2';
+import { CopyImageCommand, CreateTagsCommand, type Image, type Tag as Ec2Tag } from '@aws-sdk/client-ec2';
 import { ec2In, homeRegion } from './clients';
-import { describeError, errorCode } from './errors';
+import { describeError, errorCode, withContext } from './errors';
 import { bakeProgress } from './image-state';
 import { deleteImage, findImageByName, madeByThisResource, type Owner } from './images';
 import { log } from './log';
 import type { BakeProperties } from './properties';
-import { Tag } from '../../src/private/contract';
+import { MAX_TAG_VALUE_LENGTH, Tag } from '../../src/private/contract';
 
 /** Where the copies of an image are: the ones still pending, and the available ones by region. */
 export interface CopiesProgress {
@@ -24,6 +24,7 @@ export interface CopiesProgress {
  * DescribeImages call per region and poll, in parallel.
  */
 export async function pollCopies(owner: Owner, source: Image, props: BakeProperties): Promise<CopiesProgress> {
+  await recordCopyRegions(source, otherRegions(props.copyToRegions));
   const results = await Promise.all(otherRegions(props.copyToRegions).map((region) => pollCopy(owner, source, region, props)));
   return {
     pending: results.filter((result) => !result.image).map((result) => result.region),
@@ -90,10 +91,37 @@ async function startCopy(source: Image, region: string, props: BakeProperties): 
   }
 }
 
+/** The regions an image was copied to, as its tag records them. */
+export function recordedCopyRegions(image: Image | undefined): string[] {
+  const value = image?.Tags?.find((tag) => tag.Key === Tag.COPY_REGIONS)?.Value ?? '';
+  return value.split(' ').filter((region) => region !== '');
+}
+
+/**
+ * Records on the image every region it is copied to, before the copies start: the Delete of this image may
+ * come with properties that list other regions (an update changed them, and the image was kept as a
+ * superseded one), and must still find every copy. One CreateTags call when the list grows, none otherwise.
+ */
+async function recordCopyRegions(source: Image, regions: string[]): Promise<void> {
+  const recorded = recordedCopyRegions(source);
+  const all = [...new Set([...recorded, ...regions])].sort();
+  if (all.length === recorded.length) {
+    return;
+  }
+  const value = all.join(' ').length <= MAX_TAG_VALUE_LENGTH ? all.join(' ') : [...regions].sort().join(' ').slice(0, MAX_TAG_VALUE_LENGTH);
+  try {
+    await ec2In(homeRegion()).send(new CreateTagsCommand({ Resources: [source.ImageId ?? ''], Tags: [{ Key: Tag.COPY_REGIONS, Value: value }] }));
+  } catch (error) {
+    throw withContext(error, `CreateTags (${Tag.COPY_REGIONS}) for image ${source.ImageId}`);
+  }
+  source.Tags = [...(source.Tags ?? []).filter((tag) => tag.Key !== Tag.COPY_REGIONS), { Key: Tag.COPY_REGIONS, Value: value }];
+}
+
 /** The source's own tags (not the aws: ones EC2 keeps for itself), and where the copy comes from. */
 function copyTags(source: Image): Ec2Tag[] {
+  const own = new Set<string>([Tag.COPIED_FROM, Tag.COPY_REGIONS]);
   return [
-    ...(source.Tags ?? []).filter((tag) => tag.Key && !tag.Key.startsWith('aws:') && tag.Key !== Tag.COPIED_FROM),
+    ...(source.Tags ?? []).filter((tag) => tag.Key && !tag.Key.startsWith('aws:') && !own.has(tag.Key)),
     { Key: Tag.COPIED_FROM, Value: `${homeRegion()}/${source.ImageId}` },
   ];
 }

@@ -16,7 +16,7 @@ import {
   TerminateInstancesCommand,
 } from '@aws-sdk/client-ec2';
 import { ec2, homeRegion } from './clients';
-import { deleteCopies, pollCopies } from './copies';
+import { deleteCopies, pollCopies, recordedCopyRegions } from './copies';
 import { describeError, errorCode, withContext } from './errors';
 import { bakeProgress } from './image-state';
 import { deleteImage, describeImage, findImageByName, madeByThisResource, setLifecycle, shareImage } from './images';
@@ -389,7 +389,9 @@ async function deleteEverywhere(event: OnEventRequest, imageId: string, props: B
     await terminateTestInstances(event, imageId);
   }
   const name = image?.Name ?? imageName(props);
-  await deleteCopies(event, name, props.copyToRegions, props.deregistrationProtection);
+  // The regions the properties list now, and every region the image was ever copied to.
+  const regions = [...new Set([...props.copyToRegions, ...recordedCopyRegions(image)])];
+  await deleteCopies(event, name, regions, props.deregistrationProtection);
   await deleteImage(homeRegion(), event, imageId, name, props.deregistrationProtection, { image });
 }
 

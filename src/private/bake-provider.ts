@@ -59,6 +59,9 @@ export class BakeProvider extends Construct {
   /** The regions some image of the stack is copied to. */
   private readonly copyRegions: string[] = [];
 
+  /** The tag keys the handlers may set on the stack's own images after their creation. */
+  private readonly recordedTagKeys: string[] = [];
+
   /** The statement that lets the handlers launch test instances into the validated images' subnets and groups. */
   private validationNetwork?: iam.PolicyStatement;
 
@@ -198,6 +201,7 @@ export class BakeProvider extends Construct {
       this.role.addToPrincipalPolicy(this.copyStatements.copyTo);
       this.role.addToPrincipalPolicy(this.copyStatements.tagCopies);
     }
+    this.grantRecord(Tag.COPY_REGIONS);
     for (const region of regions.filter((r) => !this.copyRegions.includes(r))) {
       this.copyRegions.push(region);
       const arns = [imageArn('*', region), snapshotArn('*', region)];
@@ -260,21 +264,34 @@ export class BakeProvider extends Construct {
         resources: [instanceArn('*')],
         conditions: ownTags,
       }));
-      this.role.addToPrincipalPolicy(new iam.PolicyStatement({
-        sid: 'RecordPassedValidations',
-        actions: ['ec2:CreateTags'],
-        resources: [imageArn('*')],
-        conditions: {
-          ...ownTags,
-          'ForAllValues:StringEquals': { 'aws:TagKeys': [Tag.VALIDATED] },
-        },
-      }));
       acknowledge(this.role, 'AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:<AWS::Region>:<AWS::AccountId>:volume/*]',
         'The test instance\'s root volume is created by RunInstances: its id is not known before, and the action can only create it with a test instance launched from one of this stack\'s images; tagging it is allowed only inside RunInstances.');
       acknowledge(this.role, 'AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:<AWS::Region>:<AWS::AccountId>:network-interface/*]',
         'The test instance\'s network interface is created by RunInstances in the builder\'s subnet and security group only: its id is not known before.');
     }
     this.validationNetwork.addResources(subnetArn(subnetId), ...securityGroupIds.map(securityGroupArn));
+    this.grantRecord(Tag.VALIDATED);
+  }
+
+  /**
+   * Lets the handlers set one more tag key on the stack's own images, after their creation: what an image
+   * went through (the validation it passed, the regions it was copied to).
+   */
+  private grantRecord(tagKey: string): void {
+    if (this.recordedTagKeys.length === 0) {
+      this.role.addToPrincipalPolicy(new iam.PolicyStatement({
+        sid: 'RecordOnOwnImages',
+        actions: ['ec2:CreateTags'],
+        resources: [imageArn('*')],
+        conditions: {
+          ...this.ownImagesStatement?.conditions,
+          'ForAllValues:StringEquals': { 'aws:TagKeys': Lazy.list({ produce: () => this.recordedTagKeys }) },
+        },
+      }));
+    }
+    if (!this.recordedTagKeys.includes(tagKey)) {
+      this.recordedTagKeys.push(tagKey);
+    }
   }
 
   /**

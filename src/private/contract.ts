@@ -129,6 +129,11 @@ export const Tag = {
   INIT_FINGERPRINT: 'cdk-baked-image:init-fingerprint',
   VERSION: 'cdk-baked-image:version',
   BAKED_AT: 'cdk-baked-image:baked-at',
+  /**
+   * On an image: the regions it was ever copied to, space-separated. A Delete looks for copies there as well
+   * as in the regions its properties list, which may have changed since.
+   */
+  COPY_REGIONS: 'cdk-baked-image:copy-regions',
   /** On a copy: `<region>/<image id>` of the image it was copied from. */
   COPIED_FROM: 'cdk-baked-image:copied-from',
   /** On an image: the fingerprint of the validation it passed. */

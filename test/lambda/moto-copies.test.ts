@@ -13,7 +13,7 @@ import {
   RegisterImageCommand,
   type Tag as Ec2Tag,
 } from '@aws-sdk/client-ec2';
-import { customResourceEvent, useMotoSuite } from './moto-suite';
+import { customResourceEvent, MOTO_STACK_ID, MOTO_STACK_NAME, useMotoSuite } from './moto-suite';
 import type { IsCompleteRequest, IsCompleteResponse, OnEventRequest } from '../../lambda/bake-image/types';
 import { copyImageIdAttribute, Prop, Tag } from '../../src/private/contract';
 
@@ -114,8 +114,10 @@ describe('copyToRegions through moto', () => {
       const [copy] = await images(region, [copyId]);
       expect(copy.Name).toBe(source.Name);
       expect(copy.Description).toBe('Copied web image');
-      // Same tags as the source, plus where the copy comes from.
-      expect(tagMap(copy.Tags)).toEqual({ ...tagMap(source.Tags), [Tag.COPIED_FROM]: `${HOME}/${imageId}` });
+      // Same tags as the source, plus where the copy comes from (and not the source's record of its copies).
+      const { [Tag.COPY_REGIONS]: copyRegions, ...sourceTags } = tagMap(source.Tags);
+      expect(copyRegions).toBe(`${EUROPE} ${WEST}`);
+      expect(tagMap(copy.Tags)).toEqual({ ...sourceTags, [Tag.COPIED_FROM]: `${HOME}/${imageId}` });
       // The copy's snapshot carries the same tags, so that a repeated Delete finds it.
       const [snapshotId] = await snapshotIds(region);
       const snapshots = await suite.harness().ec2In(region).send(new DescribeSnapshotsCommand({ SnapshotIds: [snapshotId] }));
@@ -286,5 +288,36 @@ describe('copyToRegions through moto', () => {
     expect(failure?.message).toMatch(
       /^The copies of image ami-[0-9a-f]+ to (us-west-2, eu-west-1|eu-west-1, us-west-2) are still pending after \d+ s, longer than bakeTimeout \(2 s\)/,
     );
+  });
+
+  test('a superseded image kept with copies in a region no longer listed still has them deleted when it is pruned', async () => {
+    const keepOne = { [Prop.KEEP_SUPERSEDED]: '1', [Prop.COPY_KMS_KEYS]: {} };
+    const bakeWith = async (regions: string[], physicalId?: string) => {
+      const resourceProps = props(await suite.harness().launchBuilder(), { ...keepOne, [Prop.COPY_TO_REGIONS]: regions });
+      const { imageId, data } = await bake(event(physicalId ? 'Update' : 'Create', resourceProps, physicalId));
+      await new Promise((resolve) => setTimeout(resolve, 1100));
+      return { imageId, data, resourceProps };
+    };
+    const cleanUp = async (old: { imageId: string; resourceProps: Props }, current: string) => {
+      suite.harness().proxy.setStack({ name: MOTO_STACK_NAME, id: MOTO_STACK_ID, status: 'UPDATE_COMPLETE_CLEANUP_IN_PROGRESS', resources: { CopiedImage: current } });
+      await suite.handler().onEvent(event('Delete', old.resourceProps, old.imageId));
+    };
+
+    // A is copied to us-west-2; B replaces it and is copied to eu-west-1 only; A is kept as the one superseded image.
+    const a = await bakeWith([WEST]);
+    const b = await bakeWith([EUROPE], a.imageId);
+    await cleanUp(a, b.imageId);
+    expect((await images(WEST)).map((image) => image.ImageId)).toEqual([a.data[copyImageIdAttribute(WEST)]]);
+    expect((await images(HOME, [a.imageId])).map((image) => tagMap(image.Tags)[Tag.COPY_REGIONS])).toEqual([WEST]);
+
+    // C replaces B: the Delete of B comes with B's properties (eu-west-1 only), keeps B and prunes A, whose
+    // copy in us-west-2 its own tag still names.
+    const c = await bakeWith([EUROPE], b.imageId);
+    await cleanUp(b, c.imageId);
+    expect((await images(HOME)).map((image) => image.ImageId).sort()).toEqual([b.imageId, c.imageId].sort());
+    expect(await images(WEST)).toEqual([]);
+    expect(await snapshotIds(WEST)).toEqual([]);
+    expect((await images(EUROPE)).map((image) => image.ImageId).sort())
+      .toEqual([b.data[copyImageIdAttribute(EUROPE)], c.data[copyImageIdAttribute(EUROPE)]].sort());
   });
 });
