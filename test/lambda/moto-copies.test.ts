@@ -13,6 +13,7 @@ import {
   RegisterImageCommand,
   type Tag as Ec2Tag,
 } from '@aws-sdk/client-ec2';
+import { EC2_FAULTS } from './moto-server';
 import { customResourceEvent, MOTO_STACK_ID, MOTO_STACK_NAME, useMotoSuite } from './moto-suite';
 import type { IsCompleteRequest, IsCompleteResponse, OnEventRequest } from '../../lambda/bake-image/types';
 import { copyImageIdAttribute, Prop, Tag } from '../../src/private/contract';
@@ -319,5 +320,17 @@ describe('copyToRegions through moto', () => {
     expect(await snapshotIds(WEST)).toEqual([]);
     expect((await images(EUROPE)).map((image) => image.ImageId).sort())
       .toEqual([b.data[copyImageIdAttribute(EUROPE)], c.data[copyImageIdAttribute(EUROPE)]].sort());
+  });
+
+  test.each(['CopyImage', 'CreateTags'])('%s throttled twice: the SDK retries it, and the region gets exactly one copy', async (action) => {
+    jest.spyOn(Math, 'random').mockReturnValue(0.1);
+    const instanceId = await suite.harness().launchBuilder();
+    suite.harness().proxy.failNext(action, 2, EC2_FAULTS.throttling);
+    // One region, so that the two faults hit one call (copies to several regions start in parallel).
+    const { data } = await bake(event('Create', props(instanceId, { [Prop.COPY_TO_REGIONS]: [WEST], [Prop.COPY_KMS_KEYS]: {} })));
+    expect(suite.harness().proxy.unusedFaults()).toEqual({});
+    const attempts = suite.harness().proxy.requests.filter((request) => request.action === action).slice(0, 3);
+    expect(attempts.map((request) => [request.attempt, request.errorCode])).toEqual([[1, 'RequestLimitExceeded'], [2, 'RequestLimitExceeded'], [3, undefined]]);
+    expect((await images(WEST)).map((image) => image.ImageId)).toEqual([data[copyImageIdAttribute(WEST)]]);
   });
 });

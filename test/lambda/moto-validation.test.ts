@@ -13,6 +13,7 @@ import {
   type Instance,
   TerminateInstancesCommand,
 } from '@aws-sdk/client-ec2';
+import { EC2_FAULTS } from './moto-server';
 import { customResourceEvent, useMotoSuite } from './moto-suite';
 import type { IsCompleteRequest, IsCompleteResponse, OnEventRequest } from '../../lambda/bake-image/types';
 import { copyImageIdAttribute, Prop, Tag } from '../../src/private/contract';
@@ -212,4 +213,20 @@ describe('validate before use through moto', () => {
     expect(validated).toBeDefined();
     expect(copy.Images?.[0]?.Tags).toEqual(expect.arrayContaining([{ Key: Tag.VALIDATED, Value: validated }]));
   });
+
+  test.each(['DescribeInstances', 'RunInstances', 'GetConsoleOutput', 'CreateTags', 'TerminateInstances'])(
+    '%s throttled twice: the SDK retries it, and the validation passes with one test instance',
+    async (action) => {
+      jest.spyOn(Math, 'random').mockReturnValue(0.1);
+      const builder = await suite.harness().launchBuilder();
+      suite.harness().proxy.failNext(action, 2, EC2_FAULTS.throttling);
+      const { imageId, error } = await bake(event('Create', await props(builder, 'true')));
+      expect(error).toBeUndefined();
+      expect(suite.harness().proxy.unusedFaults()).toEqual({});
+      const attempts = suite.harness().proxy.requests.filter((request) => request.action === action).slice(0, 3);
+      expect(attempts.map((request) => [request.attempt, request.errorCode])).toEqual([[1, 'RequestLimitExceeded'], [2, 'RequestLimitExceeded'], [3, undefined]]);
+      expect(await testInstances(imageId)).toHaveLength(1);
+      await expectAllTerminated(imageId);
+    },
+  );
 });
