@@ -37,6 +37,12 @@ const SANITIZE_CONFIG = 'cdkBakedImageSanitize';
 /** The config set, and config, that writes the manifest into the image, after the user's and before the clean-up. */
 const MANIFEST_CONFIG = 'cdkBakedImageManifest';
 
+/** Instance families on the Xen hypervisor: GetConsoleOutput gives their latest output only on Nitro types. */
+const XEN_INSTANCE_FAMILIES = /^(t1|t2|m1|m2|m3|m4|c1|c3|c4|r3|r4|x1|x1e|i2|i3|d2|g2|g3|g3s|p2|p3|h1|f1)\./;
+
+/** EC2 takes at most 16 KB of user data (before base64). */
+const MAX_USER_DATA_BYTES = 16 * 1024;
+
 /** CloudFormation waits at most 12 hours for a CreationPolicy signal. */
 const MAX_SIGNAL_TIMEOUT = Duration.hours(12);
 
@@ -590,6 +596,11 @@ export class BakedImage extends Construct implements ec2.IMachineImage, iam.IGra
         'shareWith with copyEncryptionKeys: the key policy of each copy\'s key must let the listed accounts use it (kms:Decrypt, kms:DescribeKey, kms:ReEncrypt*, kms:GenerateDataKeyWithoutPlaintext, kms:CreateGrant), or they cannot launch the copies.');
     }
 
+    const testInstanceType = props.validation ? (props.validation.instanceType ?? instanceType).toString() : undefined;
+    if (testInstanceType && XEN_INSTANCE_FAMILIES.test(testInstanceType)) {
+      Annotations.of(this).addWarningV2('cdk-baked-image:validationNotNitro',
+        `The validation's test instance type ${testInstanceType} is not a Nitro type: EC2 posts its console output only at boot, stop and termination, so the validation's report may come late or only after its timeout. Use a Nitro type (t3, m5, c6i, ...) with validation.instanceType.`);
+    }
     if (props.noReboot) {
       Annotations.of(this).addWarningV2('cdk-baked-image:noReboot',
         'noReboot is set: EC2 captures the builder without a reboot and gives no file-system consistency guarantee for the image. Remove noReboot unless the bake time matters more.');
@@ -945,6 +956,11 @@ function validationProblems(validation: ImageValidation | undefined, bakeTimeout
     problems.push('validation script must be a literal string: it becomes the test instance\'s user data');
   } else if (validation.script.split('\n').some((line) => line.trim() === VALIDATION_HEREDOC_END)) {
     problems.push(`validation script must not contain a line '${VALIDATION_HEREDOC_END}': it ends the here-document that carries the script`);
+  } else {
+    const bytes = Buffer.byteLength(validationUserData(validation.script, 600), 'utf8');
+    if (bytes > MAX_USER_DATA_BYTES) {
+      problems.push(`validation script is too long: the test instance's user data would be ${bytes} bytes, EC2 takes at most ${MAX_USER_DATA_BYTES}. Put the test into the image (a bake-time file) and run that`);
+    }
   }
   return problems;
 }

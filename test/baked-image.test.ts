@@ -643,6 +643,15 @@ describe('validate before use', () => {
     expect(spawnSync('bash', ['-n'], { input: resource.Properties.ValidationUserData }).status).toBe(0);
   });
 
+  test('warns when the test instance type is not a Nitro type, whose console output comes late', () => {
+    const { stack, vpc } = newStack();
+    bake(stack, vpc, 'Image', { validation: ImageValidation.fromScript('true', { instanceType: new ec2.InstanceType('t2.micro') }) });
+    Annotations.fromStack(stack).hasWarning('/TestStack/Image', Match.stringLikeRegexp('t2.micro is not a Nitro type'));
+    const nitro = newStack();
+    bake(nitro.stack, nitro.vpc, 'Image', { validation: ImageValidation.fromScript('true') });
+    Annotations.fromStack(nitro.stack).hasNoWarning('/TestStack/Image', Match.anyValue());
+  });
+
   test('passes no validation property without validation, and grants no RunInstances', () => {
     const { stack, vpc } = newStack();
     bake(stack, vpc);

@@ -192,6 +192,12 @@ describe('synth-time validation', () => {
         .toThrow(/validation script must not contain a line 'CDK_BAKED_IMAGE_VALIDATION_EOF'/);
     });
 
+    test('throws for a script that makes user data over EC2\'s 16 KB', () => {
+      expect(tryBake({ validation: ImageValidation.fromScript(`echo ${'x'.repeat(16 * 1024)}`) }))
+        .toThrow(/validation script is too long: the test instance's user data would be \d+ bytes, EC2 takes at most 16384/);
+      expect(tryBake({ validation: ImageValidation.fromScript(`echo ${'x'.repeat(15 * 1024)}`) })).not.toThrow();
+    });
+
     test('throws for a Windows image', () => {
       expect(tryBake({
         machineImage: ec2.MachineImage.genericWindows({ 'us-east-1': 'ami-0123456789abcdef0' }),
