@@ -4,7 +4,7 @@
  * the copy an earlier poll started, and a Delete finds the copies of an image it no longer knows the id of.
  */
 import { CopyImageCommand, CreateTagsCommand, type Image, type Tag as Ec2Tag } from '@aws-sdk/client-ec2';
-import { ec2In, homeRegion } from './clients';
+import { ec2, ec2In, homeRegion } from './clients';
 import { describeError, errorCode, withContext } from './errors';
 import { bakeProgress } from './image-state';
 import { deleteImage, findImageByName, madeByThisResource, type Owner } from './images';
@@ -110,7 +110,7 @@ async function recordCopyRegions(source: Image, regions: string[]): Promise<void
   }
   const value = all.join(' ').length <= MAX_TAG_VALUE_LENGTH ? all.join(' ') : [...regions].sort().join(' ').slice(0, MAX_TAG_VALUE_LENGTH);
   try {
-    await ec2In(homeRegion()).send(new CreateTagsCommand({ Resources: [source.ImageId ?? ''], Tags: [{ Key: Tag.COPY_REGIONS, Value: value }] }));
+    await ec2.send(new CreateTagsCommand({ Resources: [source.ImageId ?? ''], Tags: [{ Key: Tag.COPY_REGIONS, Value: value }] }));
   } catch (error) {
     throw withContext(error, `CreateTags (${Tag.COPY_REGIONS}) for image ${source.ImageId}`);
   }

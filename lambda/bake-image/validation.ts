@@ -12,6 +12,7 @@ import { createHash } from 'crypto';
 import {
   CreateTagsCommand,
   DescribeInstancesCommand,
+  type Filter,
   GetConsoleOutputCommand,
   type Image,
   type Instance,
@@ -139,24 +140,12 @@ export async function validateImage(event: IsCompleteRequest, image: Image, prop
 }
 
 /**
- * Ends the validation of an image that fails for another reason (bakeTimeout): terminates its test instances.
+ * Terminates the test instances of an image that are still there: when its bake fails for another reason
+ * (bakeTimeout), and in the Delete of a bake abandoned while testing.
  */
 export async function terminateTestInstances(owner: Owner, imageId: string): Promise<void> {
-  let instances: Instance[];
-  try {
-    const response = await ec2.send(new DescribeInstancesCommand({
-      Filters: [
-        { Name: `tag:${Tag.VALIDATES}`, Values: [imageId] },
-        { Name: `tag:${Tag.STACK_ID}`, Values: [owner.StackId] },
-        { Name: `tag:${Tag.LOGICAL_ID}`, Values: [owner.LogicalResourceId] },
-        { Name: 'instance-state-name', Values: ['pending', 'running', 'stopping', 'stopped'] },
-      ],
-    }));
-    instances = (response.Reservations ?? []).flatMap((reservation) => reservation.Instances ?? []);
-  } catch (error) {
-    throw withContext(error, `DescribeInstances for the test instances of image ${imageId}`);
-  }
-  for (const instance of instances) {
+  const running = await testInstances(owner, imageId, [{ Name: 'instance-state-name', Values: ['pending', 'running', 'stopping', 'stopped'] }]);
+  for (const instance of running) {
     if (instance.InstanceId) {
       await terminate(instance.InstanceId);
     }
@@ -165,20 +154,24 @@ export async function terminateTestInstances(owner: Owner, imageId: string): Pro
 
 /** The test instance of this image and request, newest first (a terminated one too: it tells how the test ended). */
 async function findTestInstance(event: IsCompleteRequest, imageId: string): Promise<Instance | undefined> {
+  const instances = await testInstances(event, imageId, [{ Name: `tag:${Tag.VALIDATION_REQUEST}`, Values: [event.RequestId] }]);
+  return instances.sort((a, b) => new Date(b.LaunchTime ?? 0).getTime() - new Date(a.LaunchTime ?? 0).getTime())[0];
+}
+
+/** The test instances of an image of this resource (by their tags), narrowed by more filters. */
+async function testInstances(owner: Owner, imageId: string, filters: Filter[]): Promise<Instance[]> {
   try {
     const response = await ec2.send(new DescribeInstancesCommand({
       Filters: [
         { Name: `tag:${Tag.VALIDATES}`, Values: [imageId] },
-        { Name: `tag:${Tag.VALIDATION_REQUEST}`, Values: [event.RequestId] },
-        { Name: `tag:${Tag.STACK_ID}`, Values: [event.StackId] },
-        { Name: `tag:${Tag.LOGICAL_ID}`, Values: [event.LogicalResourceId] },
+        { Name: `tag:${Tag.STACK_ID}`, Values: [owner.StackId] },
+        { Name: `tag:${Tag.LOGICAL_ID}`, Values: [owner.LogicalResourceId] },
+        ...filters,
       ],
     }));
-    return (response.Reservations ?? [])
-      .flatMap((reservation) => reservation.Instances ?? [])
-      .sort((a, b) => new Date(b.LaunchTime ?? 0).getTime() - new Date(a.LaunchTime ?? 0).getTime())[0];
+    return (response.Reservations ?? []).flatMap((reservation) => reservation.Instances ?? []);
   } catch (error) {
-    throw withContext(error, `DescribeInstances for the test instance of image ${imageId}`);
+    throw withContext(error, `DescribeInstances for the test instances of image ${imageId}`);
   }
 }
 

@@ -520,7 +520,7 @@ async function recordCopyRegions(source, regions) {
   }
   const value = all.join(" ").length <= MAX_TAG_VALUE_LENGTH ? all.join(" ") : [...regions].sort().join(" ").slice(0, MAX_TAG_VALUE_LENGTH);
   try {
-    await ec2In(homeRegion()).send(new import_client_ec23.CreateTagsCommand({ Resources: [source.ImageId ?? ""], Tags: [{ Key: Tag.COPY_REGIONS, Value: value }] }));
+    await ec2.send(new import_client_ec23.CreateTagsCommand({ Resources: [source.ImageId ?? ""], Tags: [{ Key: Tag.COPY_REGIONS, Value: value }] }));
   } catch (error) {
     throw withContext(error, `CreateTags (${Tag.COPY_REGIONS}) for image ${source.ImageId}`);
   }
@@ -795,39 +795,30 @@ ${outputTail(report2.lines)}
   return "running";
 }
 async function terminateTestInstances(owner, imageId) {
-  let instances;
-  try {
-    const response = await ec2.send(new import_client_ec24.DescribeInstancesCommand({
-      Filters: [
-        { Name: `tag:${Tag.VALIDATES}`, Values: [imageId] },
-        { Name: `tag:${Tag.STACK_ID}`, Values: [owner.StackId] },
-        { Name: `tag:${Tag.LOGICAL_ID}`, Values: [owner.LogicalResourceId] },
-        { Name: "instance-state-name", Values: ["pending", "running", "stopping", "stopped"] }
-      ]
-    }));
-    instances = (response.Reservations ?? []).flatMap((reservation) => reservation.Instances ?? []);
-  } catch (error) {
-    throw withContext(error, `DescribeInstances for the test instances of image ${imageId}`);
-  }
-  for (const instance of instances) {
+  const running = await testInstances(owner, imageId, [{ Name: "instance-state-name", Values: ["pending", "running", "stopping", "stopped"] }]);
+  for (const instance of running) {
     if (instance.InstanceId) {
       await terminate(instance.InstanceId);
     }
   }
 }
 async function findTestInstance(event, imageId) {
+  const instances = await testInstances(event, imageId, [{ Name: `tag:${Tag.VALIDATION_REQUEST}`, Values: [event.RequestId] }]);
+  return instances.sort((a, b) => new Date(b.LaunchTime ?? 0).getTime() - new Date(a.LaunchTime ?? 0).getTime())[0];
+}
+async function testInstances(owner, imageId, filters) {
   try {
     const response = await ec2.send(new import_client_ec24.DescribeInstancesCommand({
       Filters: [
         { Name: `tag:${Tag.VALIDATES}`, Values: [imageId] },
-        { Name: `tag:${Tag.VALIDATION_REQUEST}`, Values: [event.RequestId] },
-        { Name: `tag:${Tag.STACK_ID}`, Values: [event.StackId] },
-        { Name: `tag:${Tag.LOGICAL_ID}`, Values: [event.LogicalResourceId] }
+        { Name: `tag:${Tag.STACK_ID}`, Values: [owner.StackId] },
+        { Name: `tag:${Tag.LOGICAL_ID}`, Values: [owner.LogicalResourceId] },
+        ...filters
       ]
     }));
-    return (response.Reservations ?? []).flatMap((reservation) => reservation.Instances ?? []).sort((a, b) => new Date(b.LaunchTime ?? 0).getTime() - new Date(a.LaunchTime ?? 0).getTime())[0];
+    return (response.Reservations ?? []).flatMap((reservation) => reservation.Instances ?? []);
   } catch (error) {
-    throw withContext(error, `DescribeInstances for the test instance of image ${imageId}`);
+    throw withContext(error, `DescribeInstances for the test instances of image ${imageId}`);
   }
 }
 async function launchTestInstance(event, image, validation) {
