@@ -1,29 +1,51 @@
 /**
  * The proxy's own emulations, proven through the proxy against moto_server: region awareness (the region is only
  * in the SigV4 signature), CopyImage (tag specifications, duplicate names, what was asked), holding copies pending
- * by name, and validation instances that run their user data script.
+ * by name, validation instances that run their user data script and end as EC2 ends them, the authorizer hook and
+ * its lookups, EC2's eventual consistency, the image lifecycle as DescribeImages shows it, RunInstances' idempotency,
+ * and the leak check.
  */
 import * as fs from 'fs';
+import * as http from 'http';
+import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
 import {
   CopyImageCommand,
   type CopyImageCommandInput,
   CreateImageCommand,
+  CreateTagsCommand,
   DeleteSnapshotCommand,
   DeregisterImageCommand,
   DescribeImagesCommand,
+  type DescribeImagesCommandInput,
   DescribeInstancesCommand,
+  DescribeSecurityGroupsCommand,
   DescribeSnapshotsCommand,
+  DescribeSubnetsCommand,
+  DisableImageDeprecationCommand,
+  DisableImageDeregistrationProtectionCommand,
   EC2Client,
   EnableImageDeprecationCommand,
+  EnableImageDeregistrationProtectionCommand,
   GetConsoleOutputCommand,
   type Image,
+  type Instance,
   RegisterImageCommand,
   RunInstancesCommand,
+  type RunInstancesCommandInput,
   StopInstancesCommand,
   type Tag,
   TerminateInstancesCommand,
 } from '@aws-sdk/client-ec2';
-import { ec2ClientFor, REGION, VALIDATION_MARKER, type ValidationInstance } from './moto-server';
+import {
+  type AuthorizationRequest,
+  type Authorizer,
+  ec2ClientFor,
+  MOTO_ACCOUNT_ID,
+  parsePowerCall,
+  REGION,
+  VALIDATION_MARKER,
+  type ValidationInstance,
+} from './moto-server';
 import { useMotoSuite } from './moto-suite';
 
 jest.setTimeout(30_000);
@@ -259,43 +281,56 @@ describe('holding and failing copies found by name', () => {
   });
 });
 
+/** User data that the proxy runs as a validation script: the marker, then these lines. */
+function script(...lines: string[]): string {
+  return Buffer.from(['#!/bin/bash', VALIDATION_MARKER, ...lines, ''].join('\n'), 'utf8').toString('base64');
+}
+
+/** Launches one instance through the proxy, from a fresh image, with this user data. */
+async function launch(userData: string, extra: Partial<RunInstancesCommandInput> = {}): Promise<{ instanceId: string; imageId: string }> {
+  const imageId = await sourceImage(`proxy-validated-${Date.now()}-${Math.random().toString(16).slice(2, 8)}`);
+  const response = await harness().ec2ViaProxy.send(new RunInstancesCommand({
+    ImageId: imageId, MinCount: 1, MaxCount: 1, UserData: userData, ...extra,
+  }));
+  return { instanceId: response.Instances?.[0]?.InstanceId ?? '', imageId };
+}
+
+/** GetConsoleOutput through the proxy, decoded; `latest` as the handler asks (Latest=true), or without Latest. */
+async function consoleOutput(instanceId: string, latest = true): Promise<string | undefined> {
+  const response = await harness().ec2ViaProxy.send(new GetConsoleOutputCommand({ InstanceId: instanceId, ...(latest ? { Latest: true } : {}) }));
+  expect(response.InstanceId).toBe(instanceId);
+  return response.Output === undefined ? undefined : Buffer.from(response.Output, 'base64').toString('utf8');
+}
+
+function instance(instanceId: string): ValidationInstance | undefined {
+  return harness().proxy.validationInstances().find((candidate) => candidate.instanceId === instanceId);
+}
+
+/** The instance as moto has it (straight from moto). */
+async function motoInstance(instanceId: string, region = REGION): Promise<Instance | undefined> {
+  const response = await harness().ec2In(region).send(new DescribeInstancesCommand({ InstanceIds: [instanceId] }));
+  return response.Reservations?.[0]?.Instances?.[0];
+}
+
+/**
+ * The processes of a process group that still live, from /proc: killed ones may stay zombies for a while, until
+ * init reaps the orphans.
+ */
+function liveProcessesOfGroup(pgid: number): number[] {
+  return fs.readdirSync('/proc').filter((entry) => /^\d+$/.test(entry)).flatMap((entry) => {
+    let stat: string;
+    try {
+      stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8');
+    } catch {
+      return [];
+    }
+    // pid (comm) state ppid pgrp ...
+    const [state, , pgrp] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return Number(pgrp) === pgid && state !== 'Z' ? [Number(entry)] : [];
+  });
+}
+
 describe('validation instances', () => {
-  const script = (...lines: string[]) => Buffer.from(['#!/bin/bash', VALIDATION_MARKER, ...lines, ''].join('\n'), 'utf8').toString('base64');
-
-  async function launch(userData: string): Promise<{ instanceId: string; imageId: string }> {
-    const imageId = await sourceImage(`proxy-validated-${Date.now()}`);
-    const response = await harness().ec2ViaProxy.send(new RunInstancesCommand({ ImageId: imageId, MinCount: 1, MaxCount: 1, UserData: userData }));
-    return { instanceId: response.Instances?.[0]?.InstanceId ?? '', imageId };
-  }
-
-  async function consoleOutput(instanceId: string): Promise<string | undefined> {
-    const response = await harness().ec2ViaProxy.send(new GetConsoleOutputCommand({ InstanceId: instanceId, Latest: true }));
-    expect(response.InstanceId).toBe(instanceId);
-    return response.Output === undefined ? undefined : Buffer.from(response.Output, 'base64').toString('utf8');
-  }
-
-  function instance(instanceId: string): ValidationInstance | undefined {
-    return harness().proxy.validationInstances().find((candidate) => candidate.instanceId === instanceId);
-  }
-
-  /**
-   * The processes of a process group that still live, from /proc: killed ones may stay zombies for a while, until
-   * init reaps the orphans.
-   */
-  function liveProcessesOfGroup(pgid: number): number[] {
-    return fs.readdirSync('/proc').filter((entry) => /^\d+$/.test(entry)).flatMap((entry) => {
-      let stat: string;
-      try {
-        stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8');
-      } catch {
-        return [];
-      }
-      // pid (comm) state ppid pgrp ...
-      const [state, , pgrp] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      return Number(pgrp) === pgid && state !== 'Z' ? [Number(entry)] : [];
-    });
-  }
-
   test('runs the script: GetConsoleOutput answers its console, shutdown is a stand-in that only records its arguments', async () => {
     const userData = script(
       'echo "first line" > /dev/console',
@@ -326,8 +361,11 @@ describe('validation instances', () => {
       running: false,
       exitCode: 0,
       terminated: false,
+      stopped: false,
       shutdownCalls: ['-h +5', '-r now'],
       console: output,
+      // The reboot is only recorded; the shutdown in five minutes is pending.
+      scheduledShutdown: { command: 'shutdown -h +5', dueAt: expect.any(Number) },
     });
     // moto's instance is untouched by the script's shutdown: it still runs.
     const described = await harness().ec2.send(new DescribeInstancesCommand({ InstanceIds: [instanceId] }));
@@ -374,5 +412,567 @@ describe('validation instances', () => {
 
     expect(await consoleOutput(instanceId)).toMatch(/^Linux version 2\.6\.16-xenU/);
     expect(harness().proxy.validationInstances()).toEqual([]);
+  });
+});
+
+describe('validation instances end as EC2 ends them', () => {
+  test.each(['shutdown -h now', 'poweroff', 'halt', 'shutdown now'])(
+    '`%s` with shutdown behaviour terminate: the script is killed at once and the instance ends terminated in moto',
+    async (command) => {
+      const { instanceId } = await launch(
+        script('echo before > /dev/console', `${command}`, 'echo after > /dev/console', 'sleep 60'),
+        { InstanceInitiatedShutdownBehavior: 'terminate' },
+      );
+
+      const ended = await until('the power-off', () => (instance(instanceId)?.poweredOff ? instance(instanceId) : undefined));
+      expect(ended).toMatchObject({ terminated: true, stopped: false, poweredOff: { command, outcome: 'terminated' } });
+      expect((await motoInstance(instanceId))?.State?.Name).toBe('terminated');
+      await until('the script to be gone', () => (instance(instanceId)?.running === false ? true : undefined), 2000);
+      // Nothing after the power-off ran.
+      expect(instance(instanceId)?.console).toBe('before\n');
+      // The power-off went straight to moto: no request the handler could be charged with.
+      expect(harness().proxy.count('TerminateInstances')).toBe(0);
+    },
+  );
+
+  test('`poweroff` with EC2\'s default shutdown behaviour stops the instance', async () => {
+    const { instanceId } = await launch(script('poweroff', 'echo after > /dev/console'));
+
+    const ended = await until('the power-off', () => (instance(instanceId)?.poweredOff ? instance(instanceId) : undefined));
+    expect(ended).toMatchObject({ terminated: false, stopped: true, poweredOff: { command: 'poweroff', outcome: 'stopped' }, console: '' });
+    expect((await motoInstance(instanceId))?.State?.Name).toBe('stopped');
+  });
+
+  test('a scheduled shutdown fires once the clock passes its due time, also after the script exited; a cancelled one never does', async () => {
+    const terminate = { InstanceInitiatedShutdownBehavior: 'terminate' } as const;
+    const scheduled = await launch(script('shutdown -h +5 "backstop"', 'echo scheduled > /dev/console'), terminate);
+    const cancelled = await launch(script('shutdown -h +5', 'shutdown -c', 'echo cancelled > /dev/console'), terminate);
+    await until('both scripts to exit', () => (instance(scheduled.instanceId)?.running === false && instance(cancelled.instanceId)?.running === false
+      ? true : undefined));
+    const due = instance(scheduled.instanceId)?.scheduledShutdown?.dueAt ?? 0;
+    expect(due - harness().proxy.now()).toBeGreaterThan(4 * 60_000);
+    expect(due - harness().proxy.now()).toBeLessThanOrEqual(5 * 60_000);
+    expect(instance(scheduled.instanceId)?.scheduledShutdown?.command).toBe('shutdown -h +5 backstop');
+    expect(instance(cancelled.instanceId)?.scheduledShutdown).toBeUndefined();
+
+    await harness().proxy.advanceClock(4 * 60_000);
+    expect((await motoInstance(scheduled.instanceId))?.State?.Name).toBe('running');
+    expect(instance(scheduled.instanceId)?.poweredOff).toBeUndefined();
+
+    await harness().proxy.advanceClock(61_000);
+    expect(instance(scheduled.instanceId)).toMatchObject({ terminated: true, poweredOff: { command: 'shutdown -h +5 backstop', outcome: 'terminated' } });
+    expect(instance(scheduled.instanceId)?.scheduledShutdown).toBeUndefined();
+    expect((await motoInstance(scheduled.instanceId))?.State?.Name).toBe('terminated');
+    expect((await motoInstance(cancelled.instanceId))?.State?.Name).toBe('running');
+    expect(instance(cancelled.instanceId)?.poweredOff).toBeUndefined();
+  });
+
+  test('GetConsoleOutput without Latest answers what EC2 buffered: nothing while the instance runs, everything once it terminated', async () => {
+    const { instanceId } = await launch(script('echo "line one" > /dev/console', 'echo "line two" > /dev/console', 'sleep 60'));
+    await until('the live console', async () => ((await consoleOutput(instanceId))?.includes('line two') ? true : undefined));
+
+    expect(await consoleOutput(instanceId, false)).toBeUndefined();
+
+    await harness().ec2ViaProxy.send(new TerminateInstancesCommand({ InstanceIds: [instanceId] }));
+    expect(await consoleOutput(instanceId, false)).toBe('line one\nline two\n');
+    expect(await consoleOutput(instanceId, true)).toBe('line one\nline two\n');
+  });
+
+  test('StopInstances through the proxy stops the script with the instance', async () => {
+    const { instanceId } = await launch(script('echo "pid $$" > /dev/console', 'sleep 60'));
+    const pid = Number(/pid (\d+)/.exec(await until('the pid on the console', () => consoleOutput(instanceId)))?.[1]);
+
+    await harness().ec2ViaProxy.send(new StopInstancesCommand({ InstanceIds: [instanceId] }));
+
+    expect(instance(instanceId)).toMatchObject({ stopped: true, terminated: false });
+    await until('the process group to be gone', () => (liveProcessesOfGroup(pid).length > 0 ? undefined : true), 1000);
+    expect(await consoleOutput(instanceId, false)).toBe(`pid ${pid}\n`);
+  });
+
+  test.each([
+    [['-h', 'now'], { kind: 'power-off', delayMs: 0 }],
+    [['now'], { kind: 'power-off', delayMs: 0 }],
+    [['-P', '+0'], { kind: 'power-off', delayMs: 0 }],
+    [['-h', '+20'], { kind: 'power-off', delayMs: 20 * 60_000 }],
+    [[], { kind: 'power-off', delayMs: 60_000 }],
+    [['-r', 'now'], { kind: 'reboot' }],
+    [['-c'], { kind: 'cancel' }],
+    [['-k', 'now'], { kind: 'nothing' }],
+    [['-h', '12:30'], { kind: 'power-off', delayMs: 30 * 60_000 }],
+    [['-h', 'soon'], { kind: 'nothing' }],
+  ])('shutdown %j asks for %j', (args, expected) => {
+    expect(parsePowerCall('shutdown', args, Date.parse('2026-01-01T12:00:00Z'))).toEqual(expected);
+  });
+
+  test('poweroff and halt power off at once; reboot and poweroff --reboot reboot', () => {
+    expect(parsePowerCall('poweroff', [], 0)).toEqual({ kind: 'power-off', delayMs: 0 });
+    expect(parsePowerCall('halt', ['-f'], 0)).toEqual({ kind: 'power-off', delayMs: 0 });
+    expect(parsePowerCall('poweroff', ['--reboot'], 0)).toEqual({ kind: 'reboot' });
+    expect(parsePowerCall('reboot', [], 0)).toEqual({ kind: 'reboot' });
+  });
+});
+
+describe('RunInstances with a ClientToken', () => {
+  async function instanceCount(region = REGION): Promise<number> {
+    const response = await harness().ec2In(region).send(new DescribeInstancesCommand({}));
+    return (response.Reservations ?? []).flatMap((reservation) => reservation.Instances ?? []).length;
+  }
+
+  test('repeated with the same token and parameters answers the first launch; other parameters answer IdempotentParameterMismatch', async () => {
+    const ami = (await harness().ec2.send(new DescribeImagesCommand({ Owners: ['amazon'] }))).Images?.[0]?.ImageId;
+    const input = { ImageId: ami, MinCount: 1, MaxCount: 1, ClientToken: 'launch-1' };
+    const before = await instanceCount();
+
+    const first = await harness().ec2ViaProxy.send(new RunInstancesCommand(input));
+    const again = await harness().ec2ViaProxy.send(new RunInstancesCommand(input));
+
+    expect(again.ReservationId).toBe(first.ReservationId);
+    expect(again.Instances?.map((launched) => launched.InstanceId)).toEqual(first.Instances?.map((launched) => launched.InstanceId));
+    expect(await instanceCount()).toBe(before + 1);
+    await expect(harness().ec2ViaProxy.send(new RunInstancesCommand({ ...input, InstanceType: 't3.large' })))
+      .rejects.toMatchObject({ name: 'IdempotentParameterMismatch' });
+    expect(await instanceCount()).toBe(before + 1);
+
+    // Tokens are per region.
+    const westAmi = (await harness().ec2In(WEST).send(new DescribeImagesCommand({ Owners: ['amazon'] }))).Images?.[0]?.ImageId;
+    const west = await westViaProxy.send(new RunInstancesCommand({ ...input, ImageId: westAmi }));
+    expect(west.ReservationId).not.toBe(first.ReservationId);
+  });
+
+  test('a validation launch repeated with its token runs the script once', async () => {
+    const imageId = await sourceImage('proxy-token-validated');
+    const input = { ImageId: imageId, MinCount: 1, MaxCount: 1, UserData: script('sleep 60'), ClientToken: 'validation-1' };
+    const first = await harness().ec2ViaProxy.send(new RunInstancesCommand(input));
+    const again = await harness().ec2ViaProxy.send(new RunInstancesCommand(input));
+
+    expect(again.Instances?.[0]?.InstanceId).toBe(first.Instances?.[0]?.InstanceId);
+    expect(harness().proxy.validationInstances().map((launched) => launched.instanceId)).toEqual([first.Instances?.[0]?.InstanceId]);
+  });
+});
+
+describe('EC2\'s eventual consistency', () => {
+  afterEach(() => {
+    harness().proxy.setConsistency({});
+  });
+
+  test('off by default: a new image and a new instance are visible at once', async () => {
+    const imageId = await sourceImage('proxy-consistent');
+    const images = await harness().ec2ViaProxy.send(new DescribeImagesCommand({ ImageIds: [imageId] }));
+    expect(images.Images?.map((image) => image.ImageId)).toEqual([imageId]);
+    const { instanceId } = await launch(Buffer.from('#!/bin/bash\n').toString('base64'));
+    const described = await harness().ec2ViaProxy.send(new DescribeInstancesCommand({ InstanceIds: [instanceId] }));
+    expect(described.Reservations?.[0]?.Instances?.[0]?.State?.Name).toBe('running');
+  });
+
+  test('a new image is left out of the first N DescribeImages that would include it: NotFound by id alone, missing among others and by name', async () => {
+    harness().proxy.setConsistency({ newImageHiddenFor: 3 });
+    const imageId = await sourceImage('proxy-hidden');
+    const amazon = (await harness().ec2.send(new DescribeImagesCommand({ Owners: ['amazon'] }))).Images?.[0]?.ImageId ?? '';
+    const ids = async (input: DescribeImagesCommandInput) =>
+      (await harness().ec2ViaProxy.send(new DescribeImagesCommand(input))).Images?.map((image) => image.ImageId);
+
+    await expect(harness().ec2ViaProxy.send(new DescribeImagesCommand({ ImageIds: [imageId] })))
+      .rejects.toMatchObject({ name: 'InvalidAMIID.NotFound', message: `The image id '[${imageId}]' does not exist` });
+    // Requests that would not include it use up nothing.
+    expect(await ids({ Owners: ['self'], Filters: [{ Name: 'name', Values: ['another-name'] }] })).toEqual([]);
+    expect(await ids({ ImageIds: [imageId, amazon] })).toEqual([amazon]);
+    expect(await ids({ Owners: ['self'], Filters: [{ Name: 'name', Values: ['proxy-hidden'] }] })).toEqual([]);
+    expect(await ids({ ImageIds: [imageId] })).toEqual([imageId]);
+    // moto itself has it all along.
+    expect((await harness().ec2.send(new DescribeImagesCommand({ ImageIds: [imageId] }))).Images).toHaveLength(1);
+  });
+
+  test('a copy is hidden in its own region only', async () => {
+    harness().proxy.setConsistency({ newImageHiddenFor: 1 });
+    const sourceId = await harness().ec2.send(new CreateImageCommand({ InstanceId: await harness().launchBuilder(), Name: 'proxy-copy-source' }));
+    const copy = await westViaProxy.send(copyOf(sourceId.ImageId ?? '', 'proxy-hidden-copy'));
+
+    expect((await harness().ec2ViaProxy.send(new DescribeImagesCommand({ ImageIds: [sourceId.ImageId ?? ''] }))).Images).toHaveLength(1);
+    await expect(westViaProxy.send(new DescribeImagesCommand({ ImageIds: [copy.ImageId ?? ''] }))).rejects.toMatchObject({ name: 'InvalidAMIID.NotFound' });
+    expect((await westViaProxy.send(new DescribeImagesCommand({ ImageIds: [copy.ImageId ?? ''] }))).Images).toHaveLength(1);
+  });
+
+  test('the snapshots of a just-deregistered image are in use for their first N DeleteSnapshot calls', async () => {
+    const imageId = await sourceImage('proxy-deregistered');
+    const snapshotId = snapshotOf(await imageIn(REGION, imageId));
+    harness().proxy.setConsistency({ deregisteredSnapshotsInUseFor: 2 });
+
+    await harness().ec2ViaProxy.send(new DeregisterImageCommand({ ImageId: imageId }));
+
+    for (let i = 0; i < 2; i++) {
+      await expect(harness().ec2ViaProxy.send(new DeleteSnapshotCommand({ SnapshotId: snapshotId })))
+        .rejects.toMatchObject({ name: 'InvalidSnapshot.InUse', message: `The snapshot ${snapshotId} is currently in use by ${imageId}` });
+    }
+    expect(await snapshotsIn(REGION, snapshotId)).toHaveLength(1);
+    await harness().ec2ViaProxy.send(new DeleteSnapshotCommand({ SnapshotId: snapshotId }));
+    expect(await snapshotsIn(REGION, snapshotId)).toEqual([]);
+  });
+
+  test('new settings cut the windows already open: setConsistency({}) makes everything visible and free at once', async () => {
+    harness().proxy.setConsistency({ newImageHiddenFor: 1000, deregisteredSnapshotsInUseFor: 1000 });
+    const hidden = await sourceImage('proxy-cut-hidden');
+    const deregistered = await sourceImage('proxy-cut-deregistered');
+    const snapshotId = snapshotOf(await imageIn(REGION, deregistered));
+    await harness().ec2ViaProxy.send(new DeregisterImageCommand({ ImageId: deregistered }));
+    await expect(harness().ec2ViaProxy.send(new DeleteSnapshotCommand({ SnapshotId: snapshotId }))).rejects.toMatchObject({ name: 'InvalidSnapshot.InUse' });
+
+    harness().proxy.setConsistency({ newImageHiddenFor: 1 });
+    await expect(harness().ec2ViaProxy.send(new DescribeImagesCommand({ ImageIds: [hidden] }))).rejects.toMatchObject({ name: 'InvalidAMIID.NotFound' });
+    expect((await harness().ec2ViaProxy.send(new DescribeImagesCommand({ ImageIds: [hidden] }))).Images).toHaveLength(1);
+
+    harness().proxy.setConsistency({});
+    await harness().ec2ViaProxy.send(new DeleteSnapshotCommand({ SnapshotId: snapshotId }));
+    expect(await snapshotsIn(REGION, snapshotId)).toEqual([]);
+  });
+
+  test('DeregisterImage with DeleteAssociatedSnapshots in that window leaves the snapshots and says so (client-error)', async () => {
+    const imageId = await sourceImage('proxy-deregistered-with-snapshots');
+    const snapshotId = snapshotOf(await imageIn(REGION, imageId));
+    harness().proxy.setConsistency({ deregisteredSnapshotsInUseFor: 1 });
+
+    const answer = await harness().ec2ViaProxy.send(new DeregisterImageCommand({ ImageId: imageId, DeleteAssociatedSnapshots: true }));
+
+    expect(answer.DeleteSnapshotResults).toEqual([{ SnapshotId: snapshotId, ReturnCode: 'client-error' }]);
+    expect(await snapshotsIn(REGION, snapshotId)).toHaveLength(1);
+    expect((await harness().ec2.send(new DescribeImagesCommand({ ImageIds: [imageId] }))).Images).toEqual([]);
+  });
+
+  test('a just-launched instance is left out of the first N DescribeInstances that would include it', async () => {
+    harness().proxy.setConsistency({ newInstanceHiddenFor: 2 });
+    const ami = (await harness().ec2.send(new DescribeImagesCommand({ Owners: ['amazon'] }))).Images?.[0]?.ImageId;
+    const launched = await harness().ec2ViaProxy.send(new RunInstancesCommand({
+      ImageId: ami, MinCount: 1, MaxCount: 1, TagSpecifications: [{ ResourceType: 'instance', Tags: [{ Key: 'role', Value: 'hidden' }] }],
+    }));
+    const instanceId = launched.Instances?.[0]?.InstanceId ?? '';
+    const byTag = async () => (await harness().ec2ViaProxy.send(new DescribeInstancesCommand({ Filters: [{ Name: 'tag:role', Values: ['hidden'] }] })))
+      .Reservations?.flatMap((reservation) => reservation.Instances ?? []).map((found) => found.InstanceId);
+
+    await expect(harness().ec2ViaProxy.send(new DescribeInstancesCommand({ InstanceIds: [instanceId] })))
+      .rejects.toMatchObject({ name: 'InvalidInstanceID.NotFound', message: `The instance ID '${instanceId}' does not exist` });
+    expect(await byTag()).toEqual([]);
+    expect(await byTag()).toEqual([instanceId]);
+  });
+
+  test('a validation instance reports pending to its first N DescribeInstances, and the instance-state-name filter sees that state', async () => {
+    harness().proxy.setConsistency({ newInstancePendingFor: 2 });
+    const imageId = await sourceImage('proxy-pending');
+    const launched = await harness().ec2ViaProxy.send(new RunInstancesCommand({ ImageId: imageId, MinCount: 1, MaxCount: 1, UserData: script('sleep 60') }));
+    const instanceId = launched.Instances?.[0]?.InstanceId ?? '';
+    expect(launched.Instances?.[0]?.State).toEqual({ Code: 0, Name: 'pending' });
+    const states = async (...values: string[]) => {
+      const response = await harness().ec2ViaProxy.send(new DescribeInstancesCommand({
+        Filters: [{ Name: 'image-id', Values: [imageId] }, ...(values.length > 0 ? [{ Name: 'instance-state-name', Values: values }] : [])],
+      }));
+      return (response.Reservations ?? []).flatMap((reservation) => reservation.Instances ?? []).map((found) => `${found.InstanceId} ${found.State?.Name}`);
+    };
+
+    // A handler that forgets `pending` in its filter does not find the instance.
+    expect(await states('running', 'stopping', 'stopped')).toEqual([]);
+    expect(await states('pending', 'running')).toEqual([`${instanceId} pending`]);
+    expect(await states('running')).toEqual([`${instanceId} running`]);
+    expect(await states()).toEqual([`${instanceId} running`]);
+    // moto was asked without the filter, and the instance ran all along.
+    expect((await motoInstance(instanceId))?.State?.Name).toBe('running');
+  });
+});
+
+describe('the image lifecycle as DescribeImages shows it', () => {
+  const describe1 = async (imageId: string): Promise<Image | undefined> =>
+    (await harness().ec2ViaProxy.send(new DescribeImagesCommand({ ImageIds: [imageId] }))).Images?.[0];
+
+  test('deprecationTime (to the minute) and deregistrationProtection appear as EC2 shows them; a protected image is not deregistered', async () => {
+    const imageId = await sourceImage('proxy-lifecycle-shown');
+    expect(await describe1(imageId)).toMatchObject({ DeregistrationProtection: 'disabled' });
+    expect((await describe1(imageId))?.DeprecationTime).toBeUndefined();
+
+    await harness().ec2ViaProxy.send(new EnableImageDeprecationCommand({ ImageId: imageId, DeprecateAt: new Date('2027-06-01T10:20:29.000Z') }));
+    const enabled = await harness().ec2ViaProxy.send(new EnableImageDeregistrationProtectionCommand({ ImageId: imageId }));
+
+    expect(enabled.Return).toBe('enabled-without-cooldown');
+    expect(await describe1(imageId)).toMatchObject({ DeprecationTime: '2027-06-01T10:20:00.000Z', DeregistrationProtection: 'enabled-without-cooldown' });
+    // By name too: the handler finds its images by name.
+    const byName = await harness().ec2ViaProxy.send(new DescribeImagesCommand({ Owners: ['self'], Filters: [{ Name: 'name', Values: ['proxy-lifecycle-shown'] }] }));
+    expect(byName.Images?.[0]?.DeregistrationProtection).toBe('enabled-without-cooldown');
+    await expect(harness().ec2ViaProxy.send(new DeregisterImageCommand({ ImageId: imageId }))).rejects.toMatchObject({ name: 'InvalidParameterValue' });
+
+    const disabled = await harness().ec2ViaProxy.send(new DisableImageDeregistrationProtectionCommand({ ImageId: imageId }));
+    await harness().ec2ViaProxy.send(new DisableImageDeprecationCommand({ ImageId: imageId }));
+
+    expect(disabled.Return).toBe('disabled');
+    expect(await describe1(imageId)).toMatchObject({ DeregistrationProtection: 'disabled' });
+    expect((await describe1(imageId))?.DeprecationTime).toBeUndefined();
+    await harness().ec2ViaProxy.send(new DeregisterImageCommand({ ImageId: imageId }));
+    expect((await harness().ec2.send(new DescribeImagesCommand({ ImageIds: [imageId] }))).Images).toEqual([]);
+  });
+
+  test('protection with cooldown keeps the image undeletable for 24 hours after it is disabled', async () => {
+    const imageId = await sourceImage('proxy-cooldown');
+    const enabled = await harness().ec2ViaProxy.send(new EnableImageDeregistrationProtectionCommand({ ImageId: imageId, WithCooldown: true }));
+    expect(enabled.Return).toBe('enabled-with-cooldown');
+    expect(await describe1(imageId)).toMatchObject({ DeregistrationProtection: 'enabled-with-cooldown' });
+
+    const disabledAt = harness().proxy.now();
+    const disabled = await harness().ec2ViaProxy.send(new DisableImageDeregistrationProtectionCommand({ ImageId: imageId }));
+
+    const shown = (await describe1(imageId))?.DeregistrationProtection ?? '';
+    expect(disabled.Return).toBe(shown);
+    const until24h = Date.parse(/^disabled-until-(.+)$/.exec(shown)?.[1] ?? '');
+    expect(until24h - disabledAt).toBeGreaterThan(24 * 3600_000 - 2000);
+    expect(until24h - disabledAt).toBeLessThanOrEqual(24 * 3600_000);
+    expect(harness().proxy.imageLifecycle(imageId)).toEqual({ deregistrationProtection: shown });
+    await expect(harness().ec2ViaProxy.send(new DeregisterImageCommand({ ImageId: imageId }))).rejects.toMatchObject({ name: 'InvalidParameterValue' });
+
+    await harness().proxy.advanceClock(24 * 3600_000 - 60_000);
+    await expect(harness().ec2ViaProxy.send(new DeregisterImageCommand({ ImageId: imageId }))).rejects.toMatchObject({ name: 'InvalidParameterValue' });
+
+    await harness().proxy.advanceClock(61_000);
+    expect(await describe1(imageId)).toMatchObject({ DeregistrationProtection: 'disabled' });
+    await harness().ec2ViaProxy.send(new DeregisterImageCommand({ ImageId: imageId }));
+    expect((await harness().ec2.send(new DescribeImagesCommand({ ImageIds: [imageId] }))).Images).toEqual([]);
+  });
+
+  test('DeregisterImage with DeleteAssociatedSnapshots answers success per snapshot, and skipped for one another image still uses', async () => {
+    const first = await sourceImage('proxy-results-first');
+    const firstSnapshot = snapshotOf(await imageIn(REGION, first));
+    const second = await sourceImage('proxy-results-second');
+    const sharedSnapshot = snapshotOf(await imageIn(REGION, second));
+    await harness().ec2ViaProxy.send(new RegisterImageCommand({
+      Name: 'proxy-results-registered',
+      RootDeviceName: '/dev/xvda',
+      BlockDeviceMappings: [{ DeviceName: '/dev/xvda', Ebs: { SnapshotId: sharedSnapshot } }],
+    }));
+
+    const deleted = await harness().ec2ViaProxy.send(new DeregisterImageCommand({ ImageId: first, DeleteAssociatedSnapshots: true }));
+    const skipped = await harness().ec2ViaProxy.send(new DeregisterImageCommand({ ImageId: second, DeleteAssociatedSnapshots: true }));
+
+    expect(deleted.DeleteSnapshotResults).toEqual([{ SnapshotId: firstSnapshot, ReturnCode: 'success' }]);
+    expect(await snapshotsIn(REGION, firstSnapshot)).toEqual([]);
+    expect(skipped.DeleteSnapshotResults).toEqual([{ SnapshotId: sharedSnapshot, ReturnCode: 'skipped' }]);
+    expect(await snapshotsIn(REGION, sharedSnapshot)).toHaveLength(1);
+  });
+});
+
+describe('an authorizer decides every request', () => {
+  afterEach(() => {
+    harness().proxy.setAuthorizer(undefined);
+  });
+
+  /** An authorizer that denies these Actions and records what it was asked. */
+  function denying(...actions: string[]): { asked: AuthorizationRequest[]; authorizer: Authorizer } {
+    const asked: AuthorizationRequest[] = [];
+    return {
+      asked,
+      authorizer: async (request) => {
+        asked.push(request);
+        return actions.includes(request.action)
+          ? { allowed: false, denials: [`${request.service}:${request.action} in ${request.region}: no statement allows it`] }
+          : { allowed: true, denials: [] };
+      },
+    };
+  }
+
+  /** A JSON-protocol request as an SDK sends it (SigV4-shaped Authorization, X-Amz-Target, JSON body), to the proxy. */
+  function jsonRequest(target: string, body: unknown, region = REGION): Promise<{ status: number; json: Record<string, unknown> }> {
+    const url = new URL(harness().proxy.endpoint);
+    const data = Buffer.from(JSON.stringify(body), 'utf8');
+    return new Promise((resolve, reject) => {
+      const request = http.request({
+        host: url.hostname,
+        port: url.port,
+        method: 'POST',
+        path: '/',
+        headers: {
+          'content-type': 'application/x-amz-json-1.1',
+          'x-amz-target': target,
+          'content-length': data.length,
+          'authorization': `AWS4-HMAC-SHA256 Credential=testing/20260101/${region}/ssm/aws4_request, SignedHeaders=host;x-amz-target, Signature=0`,
+        },
+      }, (response) => {
+        const chunks: Buffer[] = [];
+        response.on('data', (chunk: Buffer) => chunks.push(chunk));
+        response.on('end', () => resolve({ status: response.statusCode ?? 0, json: JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}') }));
+        response.on('error', reject);
+      });
+      request.on('error', reject);
+      request.end(data);
+    });
+  }
+
+  test('a denied EC2 request answers UnauthorizedOperation (HTTP 403), never reaches moto, and its denials are kept', async () => {
+    const instanceId = await harness().launchBuilder();
+    const { asked, authorizer } = denying('CreateTags');
+    harness().proxy.setAuthorizer(authorizer);
+
+    const denied = harness().ec2ViaProxy.send(new CreateTagsCommand({ Resources: [instanceId], Tags: [{ Key: 'k', Value: 'v' }] }));
+
+    await expect(denied).rejects.toMatchObject({
+      name: 'UnauthorizedOperation',
+      message: expect.stringContaining('ec2:CreateTags in us-east-1: no statement allows it'),
+      $metadata: expect.objectContaining({ httpStatusCode: 403 }),
+    });
+    expect((await motoInstance(instanceId))?.Tags ?? []).toEqual([]);
+    expect(asked.map((request) => [request.service, request.action, request.region, request.params.get('ResourceId.1')]))
+      .toEqual([['ec2', 'CreateTags', REGION, instanceId]]);
+    const [record] = harness().proxy.requests;
+    expect(record).toMatchObject({ service: 'ec2', action: 'CreateTags', status: 403, errorCode: 'UnauthorizedOperation' });
+    expect(record.denials).toEqual(['ec2:CreateTags in us-east-1: no statement allows it']);
+    expect(harness().proxy.takeDenials()).toEqual(['ec2:CreateTags in us-east-1: no statement allows it']);
+    expect(harness().proxy.takeDenials()).toEqual([]);
+  });
+
+  test('the authorizer is asked before injected faults: a denied request uses up no fault', async () => {
+    harness().proxy.setAuthorizer(denying('DescribeImages').authorizer);
+    harness().proxy.failNext('DescribeImages', 1, { status: 503, code: 'RequestLimitExceeded', message: 'slow down' });
+
+    await expect(harness().ec2ViaProxy.send(new DescribeImagesCommand({ Owners: ['self'] }))).rejects.toMatchObject({ name: 'UnauthorizedOperation' });
+
+    expect(harness().proxy.unusedFaults()).toEqual({ DescribeImages: 1 });
+    harness().proxy.clearFaults();
+    expect(harness().proxy.takeDenials()).toHaveLength(1);
+  });
+
+  test('CloudFormation is decided by its service and answered AccessDenied (HTTP 403) when denied', async () => {
+    const cloudFormation = new CloudFormationClient({
+      region: WEST,
+      endpoint: harness().proxy.endpoint,
+      credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' },
+      maxAttempts: 1,
+    });
+    try {
+      harness().proxy.setStack({ name: 'Stack', id: 'arn:aws:cloudformation:us-west-2:123456789012:stack/Stack/1', status: 'UPDATE_IN_PROGRESS', resources: {} });
+      const { asked, authorizer } = denying();
+      harness().proxy.setAuthorizer(authorizer);
+      const allowed = await cloudFormation.send(new DescribeStacksCommand({ StackName: 'Stack' }));
+      expect(allowed.Stacks?.[0]?.StackStatus).toBe('UPDATE_IN_PROGRESS');
+      expect(asked.map((request) => [request.service, request.action, request.region])).toEqual([['cloudformation', 'DescribeStacks', WEST]]);
+
+      harness().proxy.setAuthorizer(denying('DescribeStacks').authorizer);
+      await expect(cloudFormation.send(new DescribeStacksCommand({ StackName: 'Stack' }))).rejects.toMatchObject({
+        name: 'AccessDenied',
+        $metadata: expect.objectContaining({ httpStatusCode: 403 }),
+      });
+      expect(harness().proxy.takeDenials()).toEqual(['cloudformation:DescribeStacks in us-west-2: no statement allows it']);
+    } finally {
+      cloudFormation.destroy();
+    }
+  });
+
+  test('JSON-protocol requests (SSM) are recorded by X-Amz-Target, forwarded to moto, and denied with AccessDeniedException (HTTP 400)', async () => {
+    const { asked, authorizer } = denying('GetParameter');
+    harness().proxy.setAuthorizer(authorizer);
+
+    const put = await jsonRequest('AmazonSSM.PutParameter', { Name: '/baked/image', Value: 'ami-1', Type: 'String' }, WEST);
+    expect(put).toMatchObject({ status: 200, json: { Version: 1 } });
+    const denied = await jsonRequest('AmazonSSM.GetParameter', { Name: '/baked/image' }, WEST);
+
+    expect(denied.status).toBe(400);
+    expect(denied.json).toMatchObject({ __type: 'AccessDeniedException', message: expect.stringContaining('ssm:GetParameter in us-west-2') });
+    expect(asked.map((request) => [request.service, request.action, request.region, request.json])).toEqual([
+      ['ssm', 'PutParameter', WEST, { Name: '/baked/image', Value: 'ami-1', Type: 'String' }],
+      ['ssm', 'GetParameter', WEST, { Name: '/baked/image' }],
+    ]);
+    expect(harness().proxy.requests.map((request) => [request.service, request.action, request.status, request.errorCode])).toEqual([
+      ['ssm', 'PutParameter', 200, undefined],
+      ['ssm', 'GetParameter', 400, 'AccessDeniedException'],
+    ]);
+    harness().proxy.setAuthorizer(undefined);
+    // moto has the parameter, in the region of the signature only.
+    expect(await jsonRequest('AmazonSSM.GetParameter', { Name: '/baked/image' }, WEST)).toMatchObject({ status: 200, json: { Parameter: { Value: 'ami-1' } } });
+    expect(await jsonRequest('AmazonSSM.GetParameter', { Name: '/baked/image' }, REGION)).toMatchObject({ status: 400, json: { __type: 'ParameterNotFound' } });
+    expect(harness().proxy.takeDenials()).toHaveLength(1);
+  });
+
+  test('the proxy\'s own side calls are never authorized', async () => {
+    const instanceId = await harness().launchBuilder();
+    const { asked, authorizer } = denying('DescribeImages', 'CreateTags', 'DescribeSnapshots');
+    harness().proxy.setAuthorizer(authorizer);
+
+    // CreateImage's duplicate-name check (DescribeImages) and snapshot tagging (CreateTags) go straight to moto.
+    const created = await harness().ec2ViaProxy.send(new CreateImageCommand({
+      InstanceId: instanceId,
+      Name: 'proxy-authorized-create',
+      TagSpecifications: [{ ResourceType: 'snapshot', Tags: [{ Key: 'kind', Value: 'snap' }] }],
+    }));
+
+    expect(asked.map((request) => request.action)).toEqual(['CreateImage']);
+    const snapshotId = snapshotOf(await imageIn(REGION, created.ImageId ?? ''));
+    expect(tagMap((await snapshotsIn(REGION, snapshotId))[0]?.Tags)).toEqual({ kind: 'snap' });
+    expect(harness().proxy.takeDenials()).toEqual([]);
+  });
+
+  test('lookup describes resources from moto (tags, owner, snapshots, condition values), uncounted and unauthorized', async () => {
+    const instanceId = await harness().launchBuilder();
+    const imageId = (await harness().ec2.send(new CreateImageCommand({ InstanceId: instanceId, Name: 'proxy-lookup' }))).ImageId ?? '';
+    const snapshotId = snapshotOf(await imageIn(REGION, imageId));
+    const launched = await motoInstance(instanceId);
+    const volumeId = launched?.BlockDeviceMappings?.[0]?.Ebs?.VolumeId ?? '';
+    const networkInterfaceId = launched?.NetworkInterfaces?.[0]?.NetworkInterfaceId ?? '';
+    const subnet = (await harness().ec2.send(new DescribeSubnetsCommand({}))).Subnets?.[0];
+    const subnetId = subnet?.SubnetId ?? '';
+    const groupId = (await harness().ec2.send(new DescribeSecurityGroupsCommand({}))).SecurityGroups?.[0]?.GroupId ?? '';
+    await harness().ec2.send(new CreateTagsCommand({
+      Resources: [imageId, snapshotId, instanceId, volumeId, subnetId, groupId, networkInterfaceId],
+      Tags: [{ Key: 'team', Value: 'a' }],
+    }));
+    harness().proxy.setAuthorizer(async () => ({ allowed: false, denials: ['nothing is allowed'] }));
+    harness().proxy.clearRequests();
+    const lookup = harness().proxy.lookup;
+
+    for (const [type, id] of [['snapshot', snapshotId], ['subnet', subnetId], ['security-group', groupId], ['network-interface', networkInterfaceId]] as const) {
+      expect([type, await lookup.describe(REGION, type, id)]).toEqual([type, expect.objectContaining({ tags: { team: 'a' }, owner: MOTO_ACCOUNT_ID })]);
+    }
+    expect(await lookup.describe(REGION, 'image', imageId)).toEqual({
+      tags: { team: 'a' },
+      owner: MOTO_ACCOUNT_ID,
+      snapshotIds: [snapshotId],
+      conditionValues: expect.objectContaining({ 'ec2:Public': 'false', 'ec2:ImageType': 'machine' }),
+    });
+    expect(await lookup.describe(REGION, 'instance', instanceId)).toEqual({
+      tags: { team: 'a' },
+      owner: MOTO_ACCOUNT_ID,
+      conditionValues: expect.objectContaining({
+        'ec2:InstanceType': launched?.InstanceType,
+        'ec2:Vpc': `arn:aws:ec2:${REGION}:${MOTO_ACCOUNT_ID}:vpc/${launched?.VpcId}`,
+      }),
+    });
+    expect(await lookup.describe(REGION, 'subnet', subnetId)).toMatchObject({
+      conditionValues: { 'ec2:Vpc': `arn:aws:ec2:${REGION}:${MOTO_ACCOUNT_ID}:vpc/${subnet?.VpcId}`, 'ec2:AvailabilityZone': subnet?.AvailabilityZone },
+    });
+    expect(await lookup.describe(REGION, 'volume', volumeId)).toEqual({ tags: { team: 'a' }, conditionValues: expect.objectContaining({ 'ec2:Encrypted': 'false' }) });
+    expect(await lookup.describe(WEST, 'image', imageId)).toBeUndefined();
+    expect(await lookup.describe(REGION, 'instance', 'i-0123456789abcdef0')).toBeUndefined();
+    expect(await lookup.describe(REGION, 'snapshot', 'snap-0123456789abcdef0')).toBeUndefined();
+    await expect(lookup.describe(REGION, 'bucket', 'b')).rejects.toThrow('no lookup for resource type bucket');
+    expect(harness().proxy.requests).toEqual([]);
+    expect(harness().proxy.takeDenials()).toEqual([]);
+  });
+
+  test('lookup describes an SSM parameter by name in its region, with its tags', async () => {
+    await jsonRequest('AmazonSSM.PutParameter', { Name: '/baked/looked-up', Value: 'ami-1', Type: 'String', Tags: [{ Key: 'team', Value: 'b' }] }, WEST);
+    harness().proxy.clearRequests();
+
+    expect(await harness().proxy.lookup.describe(WEST, 'parameter', '/baked/looked-up')).toEqual({ tags: { team: 'b' }, owner: MOTO_ACCOUNT_ID });
+    expect(await harness().proxy.lookup.describe(REGION, 'parameter', '/baked/looked-up')).toBeUndefined();
+    expect(harness().proxy.requests).toEqual([]);
+  });
+});
+
+describe('the leak check', () => {
+  test('leftovers lists this account\'s registered images, snapshots and live instances per region, and none of moto\'s own', async () => {
+    expect(await harness().leftovers([REGION, WEST])).toEqual({ images: [], snapshots: [], instances: [] });
+    const builder = await harness().launchBuilder();
+    const imageId = (await harness().ec2ViaProxy.send(new CreateImageCommand({ InstanceId: builder, Name: 'proxy-leftover' }))).ImageId ?? '';
+    const copyId = (await westViaProxy.send(copyOf(imageId, 'proxy-leftover'))).ImageId ?? '';
+    const snapshotId = snapshotOf(await imageIn(REGION, imageId));
+    const copySnapshotId = snapshotOf(await imageIn(WEST, copyId));
+
+    expect(await harness().leftovers([REGION, WEST]))
+      .toEqual({ images: [imageId, copyId], snapshots: [snapshotId, copySnapshotId], instances: [builder] });
+    expect(await harness().leftovers([WEST])).toEqual({ images: [copyId], snapshots: [copySnapshotId], instances: [] });
+
+    await westViaProxy.send(new DeregisterImageCommand({ ImageId: copyId, DeleteAssociatedSnapshots: true }));
+    await harness().ec2.send(new DeregisterImageCommand({ ImageId: imageId }));
+    await harness().ec2.send(new TerminateInstancesCommand({ InstanceIds: [builder] }));
+    expect(await harness().leftovers([REGION, WEST])).toEqual({ images: [], snapshots: [snapshotId], instances: [] });
   });
 });

@@ -1,7 +1,7 @@
 /**
  * What every moto test file of the option features shares: one harness per file (moto_server, the proxy and
- * the shipped handler bundle), moto reset and console silenced before each test, proxy errors checked after
- * it, and custom resource events as the CDK provider framework sends them.
+ * the shipped handler bundle), moto reset and console silenced before each test, proxy errors and authorizer
+ * denials checked after it, and custom resource events as the CDK provider framework sends them.
  */
 import { type BakeImageHandler, MotoHarness } from './moto-server';
 import type { IsCompleteRequest, OnEventRequest, RequestType } from '../../lambda/bake-image/types';
@@ -32,7 +32,10 @@ export function useMotoSuite(): MotoSuite {
   });
   afterEach(() => {
     jest.restoreAllMocks();
-    expect(harness?.proxy.takeErrors() ?? []).toEqual([]);
+    // Problems of the proxy itself, and requests an authorizer (setAuthorizer) denied: a test should see neither.
+    const errors = harness?.proxy.takeErrors() ?? [];
+    const denials = harness?.proxy.takeDenials() ?? [];
+    expect({ errors, denials }).toEqual({ errors: [], denials: [] });
   });
   return { harness: () => required(harness), handler: () => required(handler) };
 }
