@@ -427,7 +427,7 @@ export class BakedImage extends Construct implements ec2.IMachineImage, iam.IGra
     });
     problems.push(...sharingProblems(props.shareWith, props.volumeEncryptionKey));
     problems.push(...copyProblems(this, props.copyToRegions, props.copyEncryptionKeys, props.shareWith));
-    problems.push(...validationProblems(props.validation, bakeTimeout));
+    problems.push(...validationProblems(props.validation, bakeTimeout, instanceType));
     this.copyRegions = [...props.copyToRegions ?? []];
     if (problems.some((problem) => problem.startsWith('vpcSubnets'))) {
       // Without subnets there is no builder to check the rest against.
@@ -551,21 +551,21 @@ export class BakedImage extends Construct implements ec2.IMachineImage, iam.IGra
     // The handlers may image, stop and terminate only instances with these tags: this builder.
     Tags.of(this.builder).add(Tag.STACK_ID, Aws.STACK_ID, { includeResourceTypes: ['AWS::EC2::Instance'] });
     Tags.of(this.builder).add(Tag.LOGICAL_ID, imageLogicalId, { includeResourceTypes: ['AWS::EC2::Instance'] });
-    provider.grantBake(imageLogicalId);
-    if ((props.keepSupersededImages ?? 0) > 0) {
-      provider.grantStackRead();
-    }
     if (props.validation) {
       provider.grantValidation(this.builder.instance.subnetId ?? '', this.builder.connections.securityGroups.map((group) => group.securityGroupId));
       // The test instance's volumes are made from the image's encrypted snapshots, with the provider's permissions.
-      props.volumeEncryptionKey?.grant(provider.role, ...COPY_KEY_ACTIONS);
+      if (props.volumeEncryptionKey) {
+        grantKeyUse(props.volumeEncryptionKey, provider.role, COPY_KEY_ACTIONS);
+      }
     }
     if (this.copyRegions.length > 0) {
       provider.grantCopies(this.copyRegions);
       // Copying reads the image's snapshots (encrypted with volumeEncryptionKey, when given) and writes the
       // copies' (with the region's key, when given): EBS does both with the provider's permissions.
       for (const key of [props.volumeEncryptionKey, ...Object.values(props.copyEncryptionKeys ?? {})]) {
-        key?.grant(provider.role, ...COPY_KEY_ACTIONS);
+        if (key) {
+          grantKeyUse(key, provider.role, COPY_KEY_ACTIONS);
+        }
       }
     }
     // The handlers' permissions must exist before the first request reaches them.
@@ -596,11 +596,6 @@ export class BakedImage extends Construct implements ec2.IMachineImage, iam.IGra
         'shareWith with copyEncryptionKeys: the key policy of each copy\'s key must let the listed accounts use it (kms:Decrypt, kms:DescribeKey, kms:ReEncrypt*, kms:GenerateDataKeyWithoutPlaintext, kms:CreateGrant), or they cannot launch the copies.');
     }
 
-    const testInstanceType = props.validation ? (props.validation.instanceType ?? instanceType).toString() : undefined;
-    if (testInstanceType && XEN_INSTANCE_FAMILIES.test(testInstanceType)) {
-      Annotations.of(this).addWarningV2('cdk-baked-image:validationNotNitro',
-        `The validation's test instance type ${testInstanceType} is not a Nitro type: EC2 posts its console output only at boot, stop and termination, so the validation's report may come late or only after its timeout. Use a Nitro type (t3, m5, c6i, ...) with validation.instanceType.`);
-    }
     if (props.noReboot) {
       Annotations.of(this).addWarningV2('cdk-baked-image:noReboot',
         'noReboot is set: EC2 captures the builder without a reboot and gives no file-system consistency guarantee for the image. Remove noReboot unless the bake time matters more.');
@@ -651,7 +646,7 @@ export class BakedImage extends Construct implements ec2.IMachineImage, iam.IGra
     if (!this.volumeEncryptionKey) {
       return iam.Grant.drop(grantee, 'launch an image encrypted with the AWS managed key aws/ebs');
     }
-    return this.volumeEncryptionKey.grant(grantee, ...LAUNCH_KEY_ACTIONS);
+    return grantKeyUse(this.volumeEncryptionKey, grantee, LAUNCH_KEY_ACTIONS);
   }
 
   /**
@@ -941,11 +936,15 @@ function sharingProblems(sharing: ImageSharing | undefined, key: kms.IKey | unde
 }
 
 /** The validation must fit into the bake and carry its script intact. */
-function validationProblems(validation: ImageValidation | undefined, bakeTimeout: Duration): string[] {
+function validationProblems(validation: ImageValidation | undefined, bakeTimeout: Duration, builderType: ec2.InstanceType): string[] {
   if (!validation) {
     return [];
   }
   const problems: string[] = [];
+  const testInstanceType = (validation.instanceType ?? builderType).toString();
+  if (!Token.isUnresolved(testInstanceType) && XEN_INSTANCE_FAMILIES.test(testInstanceType)) {
+    problems.push(`validation's test instance type ${testInstanceType} is not a Nitro type: the handler reads the test's report with GetConsoleOutput Latest, which EC2 supports on Nitro instances only. Set validation.instanceType to a Nitro type (t3, m5, c6i, ...)`);
+  }
   if (!validation.timeout.isUnresolved()) {
     const seconds = validation.timeout.toSeconds();
     if (seconds < 60 || (!bakeTimeout.isUnresolved() && seconds > bakeTimeout.toSeconds())) {
@@ -1008,6 +1007,23 @@ function copyProblems(
     problems.push(`shareWith with copies in ${unkeyed.map((r) => `'${r}'`).join(', ')} needs copyEncryptionKeys for them: a copy encrypted with the region's aws/ebs key cannot be shared`);
   }
   return problems;
+}
+
+/**
+ * Grants the use of a key: `kms:CreateGrant` in a statement of its own, only for grants to AWS resources
+ * (`kms:GrantIsForAWSResource`), as the EBS encryption docs recommend; the other actions as asked.
+ */
+function grantKeyUse(key: kms.IKey, grantee: iam.IGrantable, actions: string[]): iam.Grant {
+  const grant = key.grant(grantee, ...actions.filter((action) => action !== 'kms:CreateGrant'));
+  if (!actions.includes('kms:CreateGrant')) {
+    return grant;
+  }
+  return grant.combine(iam.Grant.addToPrincipal({
+    grantee,
+    actions: ['kms:CreateGrant'],
+    resourceArns: [key.keyArn],
+    conditions: { Bool: { 'kms:GrantIsForAWSResource': true } },
+  }));
 }
 
 /** The KMS actions an account needs on the key of a shared image to launch instances from it. */

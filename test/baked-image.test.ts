@@ -228,29 +228,32 @@ describe('one provider per stack', () => {
     expect(new Set(tokens).size).toBe(1);
   });
 
-  test('each image may image, stop and delete only what carries its own tags, and its builder carries them', () => {
+  test('the images of a stack may image, stop and delete only what carries the stack\'s id, and each builder carries it', () => {
     const { stack, vpc } = newStack();
     const first = bake(stack, vpc, 'First');
     const second = bake(stack, vpc, 'Second', { imageName: 'second' });
     const template = Template.fromStack(stack);
     const statements = handlerStatements(template);
-    const bakeIds = Object.keys(template.findResources('Custom::BakedImage')).sort();
+    const granting = (action: string) => statements
+      .filter((st) => [st.Action].flat().includes(action))
+      .map((st) => ({ Resource: st.Resource, Condition: st.Condition }));
 
-    const scoped = (action: string) => statements
-      .filter((st) => [st.Action].flat().includes(action) && st.Condition)
-      .map((st) => {
-        expect(st.Condition.StringEquals['aws:ResourceTag/cdk-baked-image:stack-id']).toEqual({ Ref: 'AWS::StackId' });
-        return [st.Condition.StringEquals['aws:ResourceTag/cdk-baked-image:logical-id']].flat();
-      })
-      .flat()
-      .sort();
-    for (const action of ['ec2:CreateImage', 'ec2:StopInstances', 'ec2:TerminateInstances', 'ec2:ModifyImageAttribute', 'ec2:DeregisterImage', 'ec2:DeleteSnapshot']) {
-      expect(scoped(action)).toEqual(bakeIds);
+    // Destroying, sharing and protecting: images and snapshots of this stack, in every region (a copy's too).
+    for (const action of OWN_IMAGE_ACTIONS) {
+      expect(granting(action)).toEqual([{ Resource: [anyRegionArn('image'), anyRegionArn('snapshot')], Condition: { StringEquals: STACK_TAG } }]);
     }
-    // Unconditioned, CreateImage reaches only the new image and snapshot, never an instance.
-    for (const statement of statements.filter((st) => [st.Action].flat().includes('ec2:CreateImage') && !st.Condition)) {
-      expect(JSON.stringify(statement.Resource)).not.toContain('instance/');
+    // The builders and the test instances: instances of this stack, in its region.
+    for (const action of ['ec2:StopInstances', 'ec2:TerminateInstances', 'ec2:GetConsoleOutput']) {
+      expect(granting(action)).toEqual([{ Resource: INSTANCES, Condition: { StringEquals: STACK_TAG } }]);
     }
+    // CreateImage: of an instance of this stack, making an image and snapshots that carry its id from their creation.
+    expect(granting('ec2:CreateImage')).toEqual(expect.arrayContaining([
+      { Resource: INSTANCES, Condition: { StringEquals: STACK_TAG } },
+      { Resource: [homeArn('image'), homeArn('snapshot')], Condition: { StringEquals: TAGGED_AT_CREATION } },
+    ]));
+    expect(granting('ec2:CreateImage')).toHaveLength(2);
+    // Nothing depends on the logical ids the current template holds.
+    expect(JSON.stringify(statements)).not.toContain('cdk-baked-image:logical-id');
 
     for (const image of [first, second]) {
       const builder = template.findResources('AWS::EC2::Instance')[stack.resolve(image.builder.instance.logicalId)];
@@ -262,15 +265,31 @@ describe('one provider per stack', () => {
     }
   });
 
-  test('the shared policy grows by a logical id per image, not by statements', () => {
-    const statementCount = (images: number) => {
+  test('the shared policy is the same however many images the stack holds', () => {
+    const statementsFor = (images: number) => {
       const { stack, vpc } = newStack();
       for (let i = 0; i < images; i++) {
         bake(stack, vpc, `Image${i}`);
       }
-      return handlerStatements(Template.fromStack(stack)).length;
+      return handlerStatements(Template.fromStack(stack));
     };
-    expect(statementCount(5)).toBe(statementCount(1));
+    expect(statementsFor(5)).toEqual(statementsFor(1));
+  });
+
+  test('a Delete under a newer template keeps every permission to read and delete what an older template made', () => {
+    // CloudFormation applies the new template's policy before the cleanup Deletes of replaced and removed images run.
+    const older = newStack();
+    bake(older.stack, older.vpc, 'First', {
+      copyToRegions: ['us-west-2', 'eu-west-1'], validation: ImageValidation.fromScript('true'), keepSupersededImages: 2, deregistrationProtection: true,
+    });
+    const newer = newStack();
+    bake(newer.stack, newer.vpc, 'Other', { imageName: 'other' });
+    const readAndDelete = (stack: Stack) => handlerStatements(Template.fromStack(stack))
+      .filter((st) => [st.Action].flat().some((action: string) => READ_AND_DELETE.includes(action)));
+
+    expect(readAndDelete(newer.stack)).toEqual(readAndDelete(older.stack));
+    // CreateImage comes with the instance actions: the builders'.
+    expect(readAndDelete(newer.stack).flatMap((st) => [st.Action].flat()).sort()).toEqual([...READ_AND_DELETE, 'ec2:CreateImage'].sort());
   });
 
   test('no IAM statement grants ec2:* or a destructive action on every resource', () => {
@@ -297,62 +316,74 @@ describe('one provider per stack', () => {
       }
     }
   });
+
+  test('every destructive action of the handlers requires the stack\'s id on the resource, with copies and validation too', () => {
+    const { stack, vpc } = newStack();
+    bake(stack, vpc, 'First', { copyToRegions: ['us-west-2'], validation: ImageValidation.fromScript('true') });
+    const statements = handlerStatements(Template.fromStack(stack));
+    const destructive = [...OWN_IMAGE_ACTIONS, 'ec2:StopInstances', 'ec2:TerminateInstances'];
+
+    const destroying = statements.filter((st) => [st.Action].flat().some((action: string) => destructive.includes(action)));
+    expect(destroying.length).toBeGreaterThan(0);
+    for (const statement of destroying) {
+      expect(statement.Condition).toEqual({ StringEquals: STACK_TAG });
+    }
+  });
 });
 
 describe('least privilege', () => {
   /** The only wildcards allowed anywhere in the template's IAM policies, and the actions each may carry. */
   function classifyWildcard(statement: any, resource: string): string | undefined {
+    const kind = wildcardKind(statement, resource);
+    // Only the stack-scoped destroy statement reaches every region; creating stays in this region or a listed one.
+    return resource.includes(':ec2:*::') && kind !== 'delete-own' ? undefined : kind;
+  }
+
+  function wildcardKind(statement: any, resource: string): string | undefined {
     const actions: string[] = [statement.Action].flat();
     const conditions = statement.Condition ?? {};
+    const tags = conditions.StringEquals ?? {};
+    const ownStack = JSON.stringify(tags['aws:ResourceTag/cdk-baked-image:stack-id']) === JSON.stringify({ Ref: 'AWS::StackId' });
+    const taggedAtCreation = JSON.stringify(tags['aws:RequestTag/cdk-baked-image:stack-id']) === JSON.stringify({ Ref: 'AWS::StackId' });
+    const homeRegion = resource.includes('{"Ref":"AWS::Region"}');
     if (resource === '"*"') {
       return actions.every((action) => action.startsWith('ec2:Describe')) ? 'describe' : undefined;
     }
     if (/:instance\/\*"/.test(resource)) {
-      const tags = conditions.StringEquals ?? {};
-      const ownInstance = tags['aws:ResourceTag/cdk-baked-image:stack-id'] && tags['aws:ResourceTag/cdk-baked-image:logical-id'];
-      if (ownInstance && actions.every((action) => ['ec2:CreateImage', 'ec2:StopInstances', 'ec2:TerminateInstances'].includes(action))) {
-        return 'own-builder';
+      if (ownStack && actions.every((action) => ['ec2:CreateImage', 'ec2:StopInstances', 'ec2:TerminateInstances', 'ec2:GetConsoleOutput'].includes(action))) {
+        return 'own-instance';
       }
-      if (ownInstance && actions.every((action) => action === 'ec2:GetConsoleOutput')) {
-        return 'own-test-instance-console';
-      }
-      if (actions.every((action) => action === 'ec2:RunInstances') && tags['aws:RequestTag/cdk-baked-image:stack-id']) {
+      if (actions.every((action) => action === 'ec2:RunInstances') && taggedAtCreation) {
         return 'launch-tagged-test-instance';
       }
       return actions.every((action) => action === 'ec2:CreateTags') && tags['ec2:CreateAction'] === 'RunInstances' ? 'tag-on-launch' : undefined;
     }
     if (/::(image|snapshot)\/\*"/.test(resource)) {
       if (actions.every((action) => action === 'ec2:CreateImage')) {
-        return 'create-image';
+        return taggedAtCreation && homeRegion ? 'create-image' : undefined;
       }
-      const createAction = conditions.StringEquals?.['ec2:CreateAction'];
+      const createAction = tags['ec2:CreateAction'];
       if (actions.every((action) => action === 'ec2:CreateTags') && createAction) {
         return createAction === 'CreateImage' ? 'tag-on-create' : createAction === 'CopyImage' ? 'tag-on-copy' : undefined;
       }
       if (actions.every((action) => action === 'ec2:CopyImage')) {
-        const tags = conditions.StringEquals ?? {};
-        if (tags['aws:ResourceTag/cdk-baked-image:stack-id'] && tags['aws:ResourceTag/cdk-baked-image:logical-id']) {
+        // The source: an image of this account in this region (CopyImage's source takes no aws:ResourceTag).
+        if (homeRegion && /::image\/\*"/.test(resource) && JSON.stringify(conditions) === JSON.stringify({ StringEquals: { 'ec2:Owner': { Ref: 'AWS::AccountId' } } })) {
           return 'copy-own';
         }
-        // Copies are new resources: no tag to scope by, so only the regions copied to are allowed.
-        return /ec2:(us-west-2|eu-west-1)::/.test(resource) ? 'copy-to-listed-region' : undefined;
+        // The copies are new resources: only in the regions copied to, carrying the stack's id from their creation.
+        return taggedAtCreation && /ec2:(us-west-2|eu-west-1)::/.test(resource) ? 'copy-to-listed-region' : undefined;
       }
-      const ownTags = conditions.StringEquals?.['aws:ResourceTag/cdk-baked-image:stack-id'] && conditions.StringEquals?.['aws:ResourceTag/cdk-baked-image:logical-id'];
       if (actions.every((action) => action === 'ec2:RunInstances')) {
-        return ownTags ? 'launch-own-image' : undefined;
+        return ownStack && homeRegion ? 'launch-own-image' : undefined;
       }
       if (actions.every((action) => action === 'ec2:CreateTags')) {
         const keys: string[] = conditions['ForAllValues:StringEquals']?.['aws:TagKeys'] ?? [];
         const recordable = ['cdk-baked-image:validated', 'cdk-baked-image:copy-regions'];
-        return ownTags && keys.length > 0 && keys.every((key) => recordable.includes(key)) ? 'record-on-own-image' : undefined;
+        return ownStack && keys.length > 0 && keys.every((key) => recordable.includes(key)) ? 'record-on-own-image' : undefined;
       }
-      const ownImageActions = [
-        'ec2:ModifyImageAttribute', 'ec2:EnableImageDeprecation', 'ec2:DisableImageDeprecation',
-        'ec2:EnableImageDeregistrationProtection', 'ec2:DisableImageDeregistrationProtection', 'ec2:DeregisterImage', 'ec2:DeleteSnapshot',
-      ];
-      if (actions.every((action) => ownImageActions.includes(action))) {
-        const tags = conditions.StringEquals ?? {};
-        return tags['aws:ResourceTag/cdk-baked-image:stack-id'] && tags['aws:ResourceTag/cdk-baked-image:logical-id'] ? 'delete-own' : undefined;
+      if (actions.every((action) => OWN_IMAGE_ACTIONS.includes(action))) {
+        return ownStack ? 'delete-own' : undefined;
       }
       return undefined;
     }
@@ -360,7 +391,7 @@ describe('least privilege', () => {
       if (actions.every((action) => action === 'ec2:RunInstances')) {
         return 'test-instance-parts';
       }
-      return actions.every((action) => action === 'ec2:CreateTags') && conditions.StringEquals?.['ec2:CreateAction'] === 'RunInstances' ? 'tag-on-launch' : undefined;
+      return actions.every((action) => action === 'ec2:CreateTags') && tags['ec2:CreateAction'] === 'RunInstances' ? 'tag-on-launch' : undefined;
     }
     if (/"Arn"\]\},":\*"\]/.test(resource)) {
       // The provider framework may invoke any version of one of its functions.
@@ -396,7 +427,7 @@ describe('least privilege', () => {
 
     const { kinds, offenders } = wildcardsOf(template);
     expect(offenders).toEqual([]);
-    expect([...kinds].sort()).toEqual(['create-image', 'delete-own', 'describe', 'invoke-versions', 'own-builder', 'tag-on-create']);
+    expect([...kinds].sort()).toEqual(['create-image', 'delete-own', 'describe', 'invoke-versions', 'own-instance', 'record-on-own-image', 'tag-on-create']);
   });
 
   test('with copies and validation, every wildcard is still one of the allowed kinds, and copying reaches only the listed regions', () => {
@@ -409,7 +440,7 @@ describe('least privilege', () => {
     expect(offenders).toEqual([]);
     expect([...kinds].sort()).toEqual([
       'copy-own', 'copy-to-listed-region', 'create-image', 'delete-own', 'describe', 'invoke-versions', 'launch-own-image', 'launch-tagged-test-instance',
-      'own-builder', 'own-test-instance-console', 'record-on-own-image', 'tag-on-copy', 'tag-on-create', 'tag-on-launch', 'test-instance-parts',
+      'own-instance', 'record-on-own-image', 'tag-on-copy', 'tag-on-create', 'tag-on-launch', 'test-instance-parts',
     ]);
   });
 
@@ -547,10 +578,17 @@ describe('keeping superseded images', () => {
     }));
   });
 
-  test('grants no CloudFormation read when no image keeps superseded ones', () => {
+  test('grants the CloudFormation read on this stack only, even when no image keeps superseded ones (a Delete under a newer template may need it)', () => {
     const { stack, vpc } = newStack();
     bake(stack, vpc);
-    expect(handlerStatements(Template.fromStack(stack)).find((st) => st.Sid === 'ReadOwnStack')).toBeUndefined();
+    const statements = handlerStatements(Template.fromStack(stack));
+    const cloudFormation = statements.filter((st) => [st.Action].flat().some((action: string) => action.startsWith('cloudformation:')));
+    expect(cloudFormation).toEqual([{
+      Sid: 'ReadOwnStack',
+      Effect: 'Allow',
+      Action: ['cloudformation:DescribeStacks', 'cloudformation:DescribeStackResource'],
+      Resource: { Ref: 'AWS::StackId' },
+    }]);
   });
 });
 
@@ -635,10 +673,13 @@ describe('validate before use', () => {
     expect(spawnSync('bash', ['-n'], { input: resource.Properties.ValidationUserData }).status).toBe(0);
   });
 
-  test('warns when the test instance type is not a Nitro type, whose console output comes late', () => {
+  test('throws when the test instance type is not a Nitro type, where GetConsoleOutput Latest fails', () => {
     const { stack, vpc } = newStack();
-    bake(stack, vpc, 'Image', { validation: ImageValidation.fromScript('true', { instanceType: new ec2.InstanceType('t2.micro') }) });
-    Annotations.fromStack(stack).hasWarning('/TestStack/Image', Match.stringLikeRegexp('t2.micro is not a Nitro type'));
+    expect(() => bake(stack, vpc, 'Image', { validation: ImageValidation.fromScript('true', { instanceType: new ec2.InstanceType('t2.micro') }) }))
+      .toThrow(/validation's test instance type t2.micro is not a Nitro type: .*GetConsoleOutput Latest/);
+    const xenBuilder = newStack();
+    expect(() => bake(xenBuilder.stack, xenBuilder.vpc, 'Image', { instanceType: new ec2.InstanceType('m4.large'), validation: ImageValidation.fromScript('true') }))
+      .toThrow(/m4.large is not a Nitro type/);
     const nitro = newStack();
     bake(nitro.stack, nitro.vpc, 'Image', { validation: ImageValidation.fromScript('true') });
     Annotations.fromStack(nitro.stack).hasNoWarning('/TestStack/Image', Match.anyValue());
@@ -658,11 +699,18 @@ describe('validate before use', () => {
     const statements = Object.values<any>(Template.fromStack(stack).findResources('AWS::IAM::Policy'))
       .flatMap((policy) => policy.Properties.PolicyDocument.Statement);
     const bySid = (sid: string) => statements.find((statement) => statement.Sid === sid);
-    const own = bySid('ShareAndDeleteOwnImagesAndSnapshots').Condition;
-    expect(bySid('LaunchTestInstancesFromOwnImages').Condition).toEqual(own);
-    expect(bySid('LaunchOnlyTaggedTestInstances').Condition).toEqual({ StringEquals: { 'aws:RequestTag/cdk-baked-image:stack-id': { Ref: 'AWS::StackId' } } });
-    expect(bySid('ReadTestInstanceConsoles').Condition).toEqual(own);
-    expect(bySid('RecordOnOwnImages').Condition).toEqual({ ...own, 'ForAllValues:StringEquals': { 'aws:TagKeys': ['cdk-baked-image:validated'] } });
+    const granting = (action: string) => statements.filter((st) => [st.Action].flat().includes(action));
+    expect(bySid('LaunchTestInstancesFromOwnImages')).toEqual(expect.objectContaining({ Resource: homeArn('image'), Condition: { StringEquals: STACK_TAG } }));
+    expect(bySid('LaunchOnlyTaggedTestInstances')).toEqual(expect.objectContaining({ Resource: INSTANCES, Condition: { StringEquals: TAGGED_AT_CREATION } }));
+    // Reading the test's console and terminating it: instances tagged with the stack's id at launch.
+    for (const action of ['ec2:GetConsoleOutput', 'ec2:TerminateInstances']) {
+      expect(granting(action)).toEqual([expect.objectContaining({ Resource: INSTANCES, Condition: { StringEquals: STACK_TAG } })]);
+    }
+    expect(granting('ec2:DescribeInstances')).toEqual([expect.objectContaining({ Resource: '*' })]);
+    expect(bySid('RecordOnOwnImages').Condition).toEqual({
+      'StringEquals': STACK_TAG,
+      'ForAllValues:StringEquals': { 'aws:TagKeys': ['cdk-baked-image:validated', 'cdk-baked-image:copy-regions'] },
+    });
     const network = JSON.stringify(bySid('LaunchTestInstancesIntoBuilderNetworks').Resource);
     expect(network).toContain(JSON.stringify(stack.resolve(image.builder.instance.subnetId)));
     expect(network).toContain(JSON.stringify(stack.resolve(image.builder.connections.securityGroups[0].securityGroupId)));
@@ -676,7 +724,12 @@ describe('validate before use', () => {
     const statements = Object.values<any>(Template.fromStack(stack).findResources('AWS::IAM::Policy'))
       .flatMap((policy) => policy.Properties.PolicyDocument.Statement)
       .filter((statement) => [statement.Action].flat().includes('kms:CreateGrant'));
-    expect(statements.map((statement) => statement.Resource)).toEqual([{ 'Fn::GetAtt': [stack.getLogicalId(key.node.defaultChild as CfnResource), 'Arn'] }]);
+    expect(statements).toEqual([{
+      Effect: 'Allow',
+      Action: 'kms:CreateGrant',
+      Resource: { 'Fn::GetAtt': [stack.getLogicalId(key.node.defaultChild as CfnResource), 'Arn'] },
+      Condition: { Bool: { 'kms:GrantIsForAWSResource': true } },
+    }]);
   });
 });
 
@@ -757,8 +810,14 @@ describe('launch permissions on the image\'s key', () => {
     const roleRef = JSON.stringify([{ Ref: stack.getLogicalId(role.node.defaultChild as CfnResource) }]);
     const policies = Object.values<any>(Template.fromStack(stack).findResources('AWS::IAM::Policy'))
       .filter((policy) => JSON.stringify(policy.Properties.Roles) === roleRef);
-    expect(policies.flatMap((policy) => policy.Properties.PolicyDocument.Statement).flatMap((st: any) => [st.Action].flat()).sort())
+    const statements = policies.flatMap((policy) => policy.Properties.PolicyDocument.Statement);
+    expect(statements.flatMap((st: any) => [st.Action].flat()).sort())
       .toEqual(['kms:CreateGrant', 'kms:Decrypt', 'kms:DescribeKey', 'kms:GenerateDataKeyWithoutPlaintext', 'kms:ReEncrypt*']);
+    // CreateGrant in a statement of its own, only for grants to AWS resources (EBS attaching the volume).
+    const keyArn = { 'Fn::GetAtt': [stack.getLogicalId(key.node.defaultChild as CfnResource), 'Arn'] };
+    expect(statements.filter((st: any) => [st.Action].flat().includes('kms:CreateGrant'))).toEqual([
+      { Effect: 'Allow', Action: 'kms:CreateGrant', Resource: keyArn, Condition: { Bool: { 'kms:GrantIsForAWSResource': true } } },
+    ]);
 
     const plain = newStack();
     const other = new iam.Role(plain.stack, 'Launcher', { assumedBy: new iam.ServicePrincipal('ec2.amazonaws.com') });
@@ -803,27 +862,41 @@ describe('copies to other regions', () => {
     expect(() => image.imageIdForRegion('ap-south-1')).toThrow(/has no copy in 'ap-south-1': copyToRegions lists 'us-west-2', 'eu-west-1'/);
   });
 
-  test('lets the handlers copy only the stack\'s own images, tag copies only while copying, and delete copies only with the image\'s tags', () => {
+  test('lets the handlers copy only this account\'s images of the stack\'s region, only to the listed regions with the stack\'s id, and delete copies only by that id', () => {
     const { stack, vpc } = newStack();
-    bake(stack, vpc, 'Image', { copyToRegions: ['us-west-2'] });
-    const statements = Object.values<any>(Template.fromStack(stack).findResources('AWS::IAM::Policy'))
-      .flatMap((policy) => policy.Properties.PolicyDocument.Statement);
-    const bySid = (sid: string) => statements.find((statement) => statement.Sid === sid);
+    bake(stack, vpc, 'Image', { copyToRegions: ['us-west-2', 'eu-west-1'] });
+    const statements = handlerStatements(Template.fromStack(stack));
     const region = (name: string, kind: string) => ({ 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, `:ec2:${name}::${kind}/*`]] });
+    const listed = [region('us-west-2', 'image'), region('us-west-2', 'snapshot'), region('eu-west-1', 'image'), region('eu-west-1', 'snapshot')];
 
-    expect(bySid('CopyOwnImages').Condition.StringEquals).toEqual(bySid('ShareAndDeleteOwnImagesAndSnapshots').Condition.StringEquals);
-    expect(bySid('CopyImagesToRegions').Resource).toEqual([region('us-west-2', 'image'), region('us-west-2', 'snapshot')]);
-    expect(bySid('TagOnlyWhileCopyingImages')).toEqual(expect.objectContaining({
+    // The Service Authorization Reference lists no aws:ResourceTag for CopyImage's source: this account's images.
+    const copying = statements.filter((st) => [st.Action].flat().includes('ec2:CopyImage'));
+    expect(copying).toEqual([
+      { Sid: 'CopyFromOwnImages', Effect: 'Allow', Action: 'ec2:CopyImage', Resource: homeArn('image'), Condition: { StringEquals: { 'ec2:Owner': { Ref: 'AWS::AccountId' } } } },
+      { Sid: 'CopyImagesToRegions', Effect: 'Allow', Action: 'ec2:CopyImage', Resource: listed, Condition: { StringEquals: TAGGED_AT_CREATION } },
+    ]);
+    expect(statements.find((st) => st.Sid === 'TagOnlyWhileCopyingImages')).toEqual({
+      Sid: 'TagOnlyWhileCopyingImages',
+      Effect: 'Allow',
       Action: 'ec2:CreateTags',
       Condition: { StringEquals: { 'ec2:CreateAction': 'CopyImage' } },
-      Resource: [region('us-west-2', 'image'), region('us-west-2', 'snapshot')],
-    }));
-    expect(bySid('ShareAndDeleteOwnImagesAndSnapshots').Resource).toEqual(expect.arrayContaining([region('us-west-2', 'image'), region('us-west-2', 'snapshot')]));
-    // The image records the regions it was copied to, on itself only, with this one tag key only.
-    expect(bySid('RecordOnOwnImages').Condition).toEqual({
-      ...bySid('ShareAndDeleteOwnImagesAndSnapshots').Condition,
-      'ForAllValues:StringEquals': { 'aws:TagKeys': ['cdk-baked-image:copy-regions'] },
+      Resource: listed,
     });
+    // Deleting a copy: the statement every stack has, on every region, by the stack's id.
+    const deleting = statements.filter((st) => [st.Action].flat().includes('ec2:DeregisterImage'));
+    expect(deleting).toEqual([expect.objectContaining({
+      Resource: [anyRegionArn('image'), anyRegionArn('snapshot')],
+      Condition: { StringEquals: STACK_TAG },
+    })]);
+    // The image records the regions it was copied to, on images of this stack in its region, with the record keys only.
+    expect(statements.find((st) => st.Sid === 'RecordOnOwnImages')).toEqual(expect.objectContaining({
+      Action: 'ec2:CreateTags',
+      Resource: homeArn('image'),
+      Condition: {
+        'StringEquals': STACK_TAG,
+        'ForAllValues:StringEquals': { 'aws:TagKeys': ['cdk-baked-image:validated', 'cdk-baked-image:copy-regions'] },
+      },
+    }));
   });
 
   test('grants the provider the use of the image\'s key and of the copies\' keys', () => {
@@ -834,11 +907,22 @@ describe('copies to other regions', () => {
       copyToRegions: ['eu-west-1'],
       copyEncryptionKeys: { 'eu-west-1': kms.Key.fromKeyArn(stack, 'EuKey', EU_KEY) },
     });
-    const statements = Object.values<any>(Template.fromStack(stack).findResources('AWS::IAM::Policy'))
-      .flatMap((policy) => policy.Properties.PolicyDocument.Statement)
-      .filter((statement) => [statement.Action].flat().includes('kms:CreateGrant'));
-    const resources = statements.flatMap((statement) => [statement.Resource].flat()).map((r) => JSON.stringify(r));
-    expect(resources).toEqual(expect.arrayContaining([JSON.stringify({ 'Fn::GetAtt': [stack.getLogicalId(key.node.defaultChild as CfnResource), 'Arn'] }), JSON.stringify(EU_KEY)]));
+    const kmsStatements = handlerStatements(Template.fromStack(stack))
+      .filter((statement) => [statement.Action].flat().some((action: string) => action.startsWith('kms:')));
+    const keyArn = { 'Fn::GetAtt': [stack.getLogicalId(key.node.defaultChild as CfnResource), 'Arn'] };
+    const grants = kmsStatements.filter((statement) => [statement.Action].flat().includes('kms:CreateGrant'));
+    // CreateGrant only for grants to AWS resources (EBS copying the snapshots), on both keys, in statements of its own.
+    expect(grants.flatMap((statement) => [statement.Resource].flat())).toEqual(expect.arrayContaining([keyArn, EU_KEY]));
+    for (const statement of grants) {
+      expect(statement).toEqual({ Effect: 'Allow', Action: 'kms:CreateGrant', Resource: expect.anything(), Condition: { Bool: { 'kms:GrantIsForAWSResource': true } } });
+    }
+    // The other key actions EBS needs, on both keys too, without a condition.
+    for (const resource of [keyArn, EU_KEY]) {
+      const use = kmsStatements
+        .filter((statement) => !statement.Condition && JSON.stringify([statement.Resource].flat()).includes(JSON.stringify(resource)));
+      expect(use.flatMap((statement) => [statement.Action].flat()).sort())
+        .toEqual(['kms:Decrypt', 'kms:DescribeKey', 'kms:GenerateDataKeyWithoutPlaintext', 'kms:ReEncryptFrom', 'kms:ReEncryptTo']);
+    }
   });
 
   test('warns that the copies\' keys must let the accounts a shared image goes to use them', () => {
@@ -957,6 +1041,39 @@ describe('warnings', () => {
     Annotations.fromStack(stack).hasNoWarning('/TestStack/Image', Match.anyValue());
   });
 });
+
+/** What the handlers may do to the images and snapshots of their own stack, in every region. */
+const OWN_IMAGE_ACTIONS = [
+  'ec2:ModifyImageAttribute', 'ec2:EnableImageDeprecation', 'ec2:DisableImageDeprecation',
+  'ec2:EnableImageDeregistrationProtection', 'ec2:DisableImageDeregistrationProtection', 'ec2:DeregisterImage', 'ec2:DeleteSnapshot',
+];
+
+/** What a Delete needs, whatever the template it runs under: to find, read, stop and delete. */
+const READ_AND_DELETE = [
+  'ec2:DescribeImages', 'ec2:DescribeSnapshots', 'ec2:DescribeImageAttribute', 'ec2:DescribeInstances',
+  'ec2:StopInstances', 'ec2:TerminateInstances', 'ec2:GetConsoleOutput',
+  ...OWN_IMAGE_ACTIONS,
+  'cloudformation:DescribeStacks', 'cloudformation:DescribeStackResource',
+];
+
+/** The condition on a resource that carries this stack's id. */
+const STACK_TAG = { 'aws:ResourceTag/cdk-baked-image:stack-id': { Ref: 'AWS::StackId' } };
+
+/** The condition on a request that tags what it creates with this stack's id. */
+const TAGGED_AT_CREATION = { 'aws:RequestTag/cdk-baked-image:stack-id': { Ref: 'AWS::StackId' } };
+
+/** Every image or snapshot, in every region. */
+function anyRegionArn(kind: 'image' | 'snapshot'): unknown {
+  return { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, `:ec2:*::${kind}/*`]] };
+}
+
+/** Every image or snapshot of the stack's region. */
+function homeArn(kind: 'image' | 'snapshot'): unknown {
+  return { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':ec2:', { Ref: 'AWS::Region' }, `::${kind}/*`]] };
+}
+
+/** Every instance of the stack's account and region. */
+const INSTANCES = { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':ec2:', { Ref: 'AWS::Region' }, ':', { Ref: 'AWS::AccountId' }, ':instance/*']] };
 
 function handlerStatements(template: Template): any[] {
   const policies = template.findResources('AWS::IAM::Policy');

@@ -1,4 +1,5 @@
 import { App, Stack, Validations } from 'aws-cdk-lib';
+import { Template } from 'aws-cdk-lib/assertions';
 import * as autoscaling from 'aws-cdk-lib/aws-autoscaling';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as kms from 'aws-cdk-lib/aws-kms';
@@ -129,4 +130,57 @@ describe('cdk-nag AwsSolutions', () => {
       }
     }
   });
+
+  test('acknowledges on the handler role exactly the wildcards its policy grants, the stack-scoped every-region ones included', () => {
+    for (const copiesAndValidation of [false, true]) {
+      const app = new App();
+      const stack = new Stack(app, 'NagStack', { env: { account: '123456789012', region: 'us-east-1' } });
+      const vpc = new ec2.Vpc(stack, 'Vpc', { maxAzs: 2, natGateways: 1 });
+      new BakedImage(stack, 'Image', {
+        vpc,
+        machineImage: ec2.MachineImage.latestAmazonLinux2023(),
+        init: ec2.CloudFormationInit.fromElements(ec2.InitPackage.yum('nginx')),
+        ...(copiesAndValidation ? { copyToRegions: ['us-west-2'], validation: ImageValidation.fromScript('true') } : {}),
+      });
+      app.synth();
+
+      const role = stack.node.findChild('CdkBakedImageProvider').node.findChild('HandlerRole');
+      const acknowledged: Record<string, string> = Object.assign({}, ...role.node.metadata
+        .filter((entry) => entry.type === Validations.ACKNOWLEDGED_RULES_METADATA_KEY)
+        .map((entry) => entry.data));
+      const wildcards = Object.keys(acknowledged)
+        .filter((id) => id.startsWith('AwsSolutions-IAM5[Resource::'))
+        .map((id) => id.slice('AwsSolutions-IAM5[Resource::'.length, -1))
+        .sort();
+      const granted = Object.entries<any>(Template.fromStack(stack).findResources('AWS::IAM::Policy'))
+        .filter(([id]) => id.startsWith('CdkBakedImageProviderHandlerRole'))
+        .flatMap(([, policy]) => policy.Properties.PolicyDocument.Statement)
+        .flatMap((statement: any) => [statement.Resource].flat().map(nagResource))
+        .filter((resource: string) => resource.includes('*'));
+      expect(wildcards).toEqual([...new Set(granted)].sort());
+
+      expect(wildcards).toEqual(expect.arrayContaining(['arn:<AWS::Partition>:ec2:*::image/*', 'arn:<AWS::Partition>:ec2:*::snapshot/*']));
+      for (const kind of ['image', 'snapshot']) {
+        expect(acknowledged[`AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:*::${kind}/*]`]).toMatch(/tagged with this stack's id, in any region/);
+      }
+      expect(Object.values(acknowledged).join(' ')).not.toMatch(/logical id/);
+    }
+  });
 });
+
+/** A policy resource as cdk-nag names it in its finding ids: references as <Name> and <Resource.Attribute>. */
+function nagResource(resource: any): string {
+  if (typeof resource === 'string') {
+    return resource;
+  }
+  if (resource.Ref) {
+    return `<${resource.Ref}>`;
+  }
+  if (resource['Fn::GetAtt']) {
+    return `<${resource['Fn::GetAtt'].join('.')}>`;
+  }
+  if (resource['Fn::Join']) {
+    return resource['Fn::Join'][1].map(nagResource).join(resource['Fn::Join'][0]);
+  }
+  return JSON.stringify(resource);
+}

@@ -210,6 +210,43 @@ describe('synth-time validation', () => {
       expect(() => ImageValidation.fromScript('  \n')).toThrow(/needs a script/);
     });
 
+    test('throws for a test instance type that is not Nitro, where GetConsoleOutput Latest fails, naming the type', () => {
+      expect(tryBake({ validation: ImageValidation.fromScript('true', { instanceType: new ec2.InstanceType('t2.micro') }) })).toThrow(
+        /Invalid BakedImage ValidationStack\/Image[\s\S]*validation's test instance type t2.micro is not a Nitro type: the handler reads the test's report with GetConsoleOutput Latest, which EC2 supports on Nitro instances only\. Set validation.instanceType to a Nitro type/,
+      );
+      for (const type of ['m4.large', 'c4.xlarge', 'r4.large', 'i3.large', 'p3.2xlarge']) {
+        expect(tryBake({ validation: ImageValidation.fromScript('true', { instanceType: new ec2.InstanceType(type) }) }))
+          .toThrow(`validation's test instance type ${type} is not a Nitro type`);
+      }
+    });
+
+    test('throws for a non-Nitro builder type that the test instance inherits, and not without validation', () => {
+      expect(tryBake({ instanceType: new ec2.InstanceType('m4.large'), validation: ImageValidation.fromScript('true') }))
+        .toThrow(/validation's test instance type m4.large is not a Nitro type/);
+      // The builder itself may be any type; a Nitro test type fixes it.
+      expect(tryBake({ instanceType: new ec2.InstanceType('m4.large') })).not.toThrow();
+      expect(tryBake({
+        instanceType: new ec2.InstanceType('m4.large'),
+        validation: ImageValidation.fromScript('true', { instanceType: new ec2.InstanceType('m5.large') }),
+      })).not.toThrow();
+    });
+
+    test('reports a non-Nitro test instance type with the other problems in one error', () => {
+      expect(tryBake({
+        imageName: 'bad#name',
+        validation: ImageValidation.fromScript('true', { instanceType: new ec2.InstanceType('t2.micro'), timeout: Duration.seconds(30) }),
+      })).toThrow(/imageName may contain only[\s\S]*t2.micro is not a Nitro type[\s\S]*validation timeout must be between 1 minute and bakeTimeout/);
+    });
+
+    test('accepts Nitro test instance types, and leaves a token type alone', () => {
+      for (const type of ['t3.micro', 't3a.small', 'm5.large', 'c5.xlarge', 'c6i.large', 'm7i.large']) {
+        expect(tryBake({ validation: ImageValidation.fromScript('true', { instanceType: new ec2.InstanceType(type) }) })).not.toThrow();
+      }
+      expect(tryBake({}, (stack) => ({
+        validation: ImageValidation.fromScript('true', { instanceType: new ec2.InstanceType(new CfnParameter(stack, 'TestType').valueAsString) }),
+      }))).not.toThrow();
+    });
+
     test('accepts a validation within bakeTimeout', () => {
       expect(tryBake({ bakeTimeout: Duration.minutes(20), validation: ImageValidation.fromCommands(['true'], { timeout: Duration.minutes(20) }) })).not.toThrow();
     });

@@ -7,7 +7,7 @@ import { CopyImageCommand, CreateTagsCommand, type Image, type Tag as Ec2Tag } f
 import { ec2, ec2In, homeRegion } from './clients';
 import { describeError, errorCode, withContext } from './errors';
 import { bakeProgress } from './image-state';
-import { deleteImage, findImageByName, madeByThisResource, type Owner } from './images';
+import { deleteImage, findImageByName, madeByThisResource, type Owner, type SnapshotInUse } from './images';
 import { log } from './log';
 import type { BakeProperties } from './properties';
 import { MAX_TAG_VALUE_LENGTH, Tag } from '../../src/private/contract';
@@ -129,12 +129,15 @@ function copyTags(source: Image): Ec2Tag[] {
 /**
  * Deletes the copies of the image named `name` in these regions, with their snapshots; copies that carry
  * another resource's tags are left alone. Repeatable: a copy already gone still has its snapshots found by tag.
+ * Returns the snapshots EC2 still reports in use.
  */
-export async function deleteCopies(owner: Owner, name: string, regions: string[], protectedByProps: boolean): Promise<void> {
+export async function deleteCopies(owner: Owner, name: string, regions: string[], protectedByProps: boolean): Promise<SnapshotInUse[]> {
+  const inUse: SnapshotInUse[] = [];
   for (const region of otherRegions(regions)) {
     const copy = await findImageByName(region, name);
-    await deleteImage(region, owner, copy?.ImageId, name, protectedByProps);
+    inUse.push(...await deleteImage(region, owner, copy?.ImageId, name, protectedByProps));
   }
+  return inUse;
 }
 
 /**

@@ -70,14 +70,23 @@ export function madeByThisResource(image: Image, owner: Owner): boolean {
     && tags.get(Tag.LOGICAL_ID) === owner.LogicalResourceId;
 }
 
+/** A snapshot EC2 would not delete yet (`InvalidSnapshot.InUse`), as `region/snap-...`: the Delete retries it. */
+export type SnapshotInUse = string;
+
 /**
  * Deregisters one image of this resource and deletes its snapshots. Repeatable: an image already gone is
  * fine, and its snapshots are still found by their tags. An image without this resource's tags is left alone.
+ *
+ * The image is deregistered with DeleteAssociatedSnapshots, and each snapshot is then deleted explicitly as well
+ * (already gone is fine). A snapshot that EC2 still reports in use (for a while after its image was deregistered,
+ * or because another image was registered from it) is returned, never kept silently: the Delete retries it until
+ * it is gone or fails naming it.
  *
  * @param name the image's name when EC2 no longer knows the image (its snapshots carry it as a tag)
  * @param protectedByProps whether the properties asked for deregistration protection (lifted even when
  *   DescribeImages does not report it)
  * @param described what DescribeImages answered for `imageId`, when the caller asked already
+ * @returns the snapshots still in use
  */
 export async function deleteImage(
   region: string,
@@ -86,11 +95,11 @@ export async function deleteImage(
   name: string,
   protectedByProps: boolean,
   described?: { readonly image: Image | undefined },
-): Promise<void> {
+): Promise<SnapshotInUse[]> {
   const image = described ? described.image : imageId ? await describeImage(region, imageId) : undefined;
   if (image && !madeByThisResource(image, owner)) {
     warn('image does not carry this resource\'s tags: left alone', { imageId, ...regionField(region) });
-    return;
+    return [];
   }
   const snapshotIds = new Set<string>();
   for (const mapping of image?.BlockDeviceMappings ?? []) {
@@ -104,17 +113,28 @@ export async function deleteImage(
     snapshotIds.add(snapshotId);
   }
 
-  if (image && imageId) {
-    if (protectedByProps || image.DeregistrationProtection?.startsWith('enabled')) {
-      await liftDeregistrationProtection(region, imageId, image.DeregistrationProtection);
+  if (imageId) {
+    // Also when DescribeImages did not show it: EC2 is eventually consistent, and a new image may not be visible
+    // yet. An id the caller has is this resource's own (its physical id, or an image found with its tags).
+    if (protectedByProps || image?.DeregistrationProtection?.startsWith('enabled')) {
+      await liftDeregistrationProtection(region, imageId, image?.DeregistrationProtection);
     }
     await deregister(region, imageId);
   } else {
     log('image already gone', { imageId: label, ...regionField(region) });
   }
+  return deleteSnapshots(region, [...snapshotIds], label);
+}
+
+/** Deletes these snapshots of an image; returns those EC2 still reports in use, as `region/snap-...`. */
+export async function deleteSnapshots(region: string, snapshotIds: string[], imageId: string): Promise<SnapshotInUse[]> {
+  const inUse: SnapshotInUse[] = [];
   for (const snapshotId of snapshotIds) {
-    await deleteSnapshot(region, snapshotId, label);
+    if (await deleteSnapshot(region, snapshotId, imageId) === 'in-use') {
+      inUse.push(`${region}/${snapshotId}`);
+    }
   }
+  return inUse;
 }
 
 async function findSnapshotsByImageName(region: string, owner: Owner, name: string, imageId: string): Promise<string[]> {
@@ -148,7 +168,8 @@ async function liftDeregistrationProtection(region: string, imageId: string, sta
     }
     throw new Error(`Could not lift the deregistration protection of image ${imageId}${inRegion(region)}: ${describeError(error)}`);
   }
-  if (state?.includes('cooldown')) {
+  // EC2 reports `enabled-without-cooldown` for protection without one: only `enabled-with-cooldown` holds the image.
+  if (state === 'enabled-with-cooldown') {
     throw new Error(
       `Image ${imageId}${inRegion(region)} has deregistration protection with a cooldown (${state}): it was lifted now, and EC2 lets ` +
       'the image be deregistered only after the 24-hour cooldown. Delete the stack again after that.',
@@ -158,7 +179,8 @@ async function liftDeregistrationProtection(region: string, imageId: string, sta
 
 async function deregister(region: string, imageId: string): Promise<void> {
   try {
-    await ec2In(region).send(new DeregisterImageCommand({ ImageId: imageId }));
+    // EC2 deletes the snapshots with the image where it can; the caller deletes whatever it left.
+    await ec2In(region).send(new DeregisterImageCommand({ ImageId: imageId, DeleteAssociatedSnapshots: true }));
     log('image deregistered', { imageId, ...regionField(region) });
   } catch (error) {
     if (isImageGone(error)) {
@@ -169,19 +191,21 @@ async function deregister(region: string, imageId: string): Promise<void> {
   }
 }
 
-async function deleteSnapshot(region: string, snapshotId: string, imageId: string): Promise<void> {
+async function deleteSnapshot(region: string, snapshotId: string, imageId: string): Promise<'deleted' | 'gone' | 'in-use'> {
   try {
     await ec2In(region).send(new DeleteSnapshotCommand({ SnapshotId: snapshotId }));
     log('snapshot deleted', { snapshotId, imageId, ...regionField(region) });
+    return 'deleted';
   } catch (error) {
     const code = errorCode(error);
     if (code === 'InvalidSnapshot.NotFound') {
       log('snapshot already gone', { snapshotId, imageId, ...regionField(region) });
-      return;
+      return 'gone';
     }
     if (code === 'InvalidSnapshot.InUse') {
-      warn('snapshot kept: another image still uses it', { snapshotId, imageId, ...regionField(region) });
-      return;
+      // Shortly after DeregisterImage EC2 may still hold it; the Delete tries again until its deadline.
+      log('snapshot still in use: the delete retries it', { snapshotId, imageId, ...regionField(region) });
+      return 'in-use';
     }
     throw new Error(`Could not delete snapshot ${snapshotId} of image ${imageId}${inRegion(region)}: ${describeError(error)}`);
   }

@@ -4,7 +4,8 @@
  * onEvent starts the work and answers at once: Create and image-changing Updates call CreateImage and
  * return the AMI id as PhysicalResourceId immediately, so that a bake which later fails or times out
  * still receives the Delete that cleans it up. isComplete makes one DescribeImages call per poll.
- * Delete deregisters the image and deletes its snapshots, and is safe to repeat.
+ * Delete deregisters the image and deletes its snapshots, and is safe to repeat; isComplete then retries the
+ * snapshots EC2 still held. Every answer of onEvent records when the request's work started (request-clock.ts).
  */
 import type { CloudFormationClient } from '@aws-sdk/client-cloudformation';
 import {
@@ -17,12 +18,13 @@ import {
 } from '@aws-sdk/client-ec2';
 import { ec2, homeRegion } from './clients';
 import { deleteCopies, pollCopies, recordedCopyRegions } from './copies';
-import { describeError, errorCode, withContext } from './errors';
+import { describeError, errorCode, forCloudFormation, withContext } from './errors';
 import { bakeProgress } from './image-state';
-import { deleteImage, describeImage, findImageByName, madeByThisResource, setLifecycle, shareImage } from './images';
+import { deleteImage, deleteSnapshots, describeImage, findImageByName, madeByThisResource, setLifecycle, shareImage, type SnapshotInUse } from './images';
 import { log, warn } from './log';
 import { imageName } from './naming';
 import { type BakeProperties, imageInputsChanged, parseCopyRegions, parseProperties, parseSharing, sharesWithNobody } from './properties';
+import { NOT_VISIBLE_GRACE_SECONDS, secondsSinceStart, SNAPSHOT_RELEASE_SECONDS, startData } from './request-clock';
 import type { IsCompleteRequest, IsCompleteResponse, OnEventRequest, OnEventResponse } from './types';
 import { terminateTestInstances, validateImage } from './validation';
 import { Attr, BuilderMode, copyImageIdAttribute, MANAGED_BY_VALUE, MAX_TAG_VALUE_LENGTH, RemovalMode, Tag } from '../../src/private/contract';
@@ -45,6 +47,22 @@ function cfn(): { client: CloudFormationClient; sdk: CloudFormationSdk } {
 }
 
 export async function onEvent(event: OnEventRequest): Promise<OnEventResponse> {
+  try {
+    return await handleEvent(event);
+  } catch (error) {
+    throw forCloudFormation(error);
+  }
+}
+
+export async function isComplete(event: IsCompleteRequest): Promise<IsCompleteResponse> {
+  try {
+    return await pollEvent(event);
+  } catch (error) {
+    throw forCloudFormation(error);
+  }
+}
+
+async function handleEvent(event: OnEventRequest): Promise<OnEventResponse> {
   log('onEvent', eventFields(event));
   const requestType = event.RequestType;
   switch (requestType) {
@@ -61,14 +79,17 @@ export async function onEvent(event: OnEventRequest): Promise<OnEventResponse> {
   }
 }
 
-export async function isComplete(event: IsCompleteRequest): Promise<IsCompleteResponse> {
+async function pollEvent(event: IsCompleteRequest): Promise<IsCompleteResponse> {
   const requestType = event.RequestType;
   switch (requestType) {
     case 'Delete':
-      // onEvent finished the delete synchronously.
-      return { IsComplete: true };
+      // onEvent deleted everything but the snapshots EC2 still held.
+      return { IsComplete: await releaseSnapshots(event) };
     case 'Create':
     case 'Update':
+      if (!await releaseSnapshots(event)) {
+        return { IsComplete: false };
+      }
       return pollBake(event, parseProperties(event.ResourceProperties));
     default: {
       const unknown: never = requestType;
@@ -87,15 +108,16 @@ async function update(event: OnEventRequest): Promise<OnEventResponse> {
   }
   log('image inputs unchanged: keeping the image', { imageId: physicalId });
   const dropped = parseCopyRegions(event.OldResourceProperties ?? {}).filter((region) => !props.copyToRegions.includes(region));
+  let inUse: SnapshotInUse[] = [];
   if (dropped.length > 0) {
     if (props.removal === RemovalMode.RETAIN) {
       log('removal policy RETAIN: copies in regions no longer listed are kept', { imageId: physicalId, regions: dropped });
     } else {
       const name = (await describeImage(homeRegion(), physicalId))?.Name ?? imageName(props);
-      await deleteCopies(event, name, dropped, props.deregistrationProtection);
+      inUse = await deleteCopies(event, name, dropped, props.deregistrationProtection);
     }
   }
-  return { PhysicalResourceId: physicalId };
+  return { PhysicalResourceId: physicalId, Data: { ...startData(), ...snapshotsInUseData(inUse) } };
 }
 
 /**
@@ -142,16 +164,28 @@ async function bakeOrAdopt(event: OnEventRequest, props: BakeProperties): Promis
 }
 
 function bakeStarted(imageId: string, name: string): OnEventResponse {
-  return { PhysicalResourceId: imageId, Data: { [Attr.IMAGE_ID]: imageId, [Attr.IMAGE_NAME]: name } };
+  return { PhysicalResourceId: imageId, Data: { ...startData(), [Attr.IMAGE_ID]: imageId, [Attr.IMAGE_NAME]: name } };
 }
 
 async function pollBake(event: IsCompleteRequest, props: BakeProperties): Promise<IsCompleteResponse> {
   const imageId = event.PhysicalResourceId;
   const image = await describeImage(homeRegion(), imageId);
+  if (!image) {
+    // Just created, it may not be visible yet (EC2 is eventually consistent): pending for a while.
+    const elapsedSeconds = secondsSinceStart(event);
+    if (elapsedSeconds === undefined || elapsedSeconds <= NOT_VISIBLE_GRACE_SECONDS) {
+      log('image not visible yet', { imageId, elapsedSeconds });
+      return { IsComplete: false };
+    }
+    throw new Error(
+      `Image ${imageId} from builder ${props.instanceId} is not found ${Math.round(elapsedSeconds)} s after this request started ` +
+      '(deregistered outside this stack?). Change rebakeTrigger to bake a new image.',
+    );
+  }
   const progress = bakeProgress(image);
   switch (progress.kind) {
     case 'pending': {
-      const elapsedSeconds = failIfPastBakeTimeout(image, props, `Image ${imageId} from builder ${props.instanceId} is still pending`);
+      const elapsedSeconds = failIfPastBakeTimeout(event, props, `Image ${imageId} from builder ${props.instanceId} is still pending`);
       log('image pending', { imageId, elapsedSeconds });
       return { IsComplete: false };
     }
@@ -162,7 +196,7 @@ async function pollBake(event: IsCompleteRequest, props: BakeProperties): Promis
         'system log, EC2 console "Get system log", unless initOptions.printLog is false); the image is deleted with this resource.',
       );
     case 'available':
-      return finishBake(event, image as Image, props);
+      return finishBake(event, image, props);
   }
 }
 
@@ -177,7 +211,7 @@ async function finishBake(event: IsCompleteRequest, available: Image, props: Bak
     // Before the copies: only a tested image is copied.
     if (await validateImage(event, image, props) === 'running') {
       try {
-        failIfPastBakeTimeout(image, props, `The validation of image ${imageId} is still running`);
+        failIfPastBakeTimeout(event, props, `The validation of image ${imageId} is still running`);
       } catch (error) {
         await terminateTestInstances(event, imageId);
         throw error;
@@ -192,7 +226,7 @@ async function finishBake(event: IsCompleteRequest, available: Image, props: Bak
   }
   const copies = props.copyToRegions.length > 0 ? await pollCopies(event, image, props) : { pending: [], available: [] };
   if (copies.pending.length > 0) {
-    const elapsedSeconds = failIfPastBakeTimeout(image, props,
+    const elapsedSeconds = failIfPastBakeTimeout(event, props,
       `The copies of image ${imageId} to ${copies.pending.join(', ')} are still pending`);
     log('image copies pending', { imageId, pending: copies.pending, elapsedSeconds });
     return { IsComplete: false };
@@ -224,15 +258,16 @@ async function finishBake(event: IsCompleteRequest, available: Image, props: Bak
 }
 
 /**
- * bakeTimeout covers the whole wait after CreateImage: the image, and its copies. Throws once it has passed;
- * returns the seconds elapsed so far otherwise.
+ * bakeTimeout covers the whole wait of this request: the image, its validation and its copies, counted from when
+ * onEvent started the request (never from the image's creation: an Update may validate or copy an old image).
+ * Throws once it has passed; returns the seconds elapsed so far otherwise.
  */
-function failIfPastBakeTimeout(image: Image | undefined, props: BakeProperties, what: string): number | undefined {
-  const elapsedSeconds = secondsSince(image?.CreationDate);
+function failIfPastBakeTimeout(event: IsCompleteRequest, props: BakeProperties, what: string): number | undefined {
+  const elapsedSeconds = secondsSinceStart(event);
   if (props.bakeTimeoutSeconds !== undefined && elapsedSeconds !== undefined && elapsedSeconds > props.bakeTimeoutSeconds) {
     throw new Error(
       `${what} after ${Math.round(elapsedSeconds)} s, longer than bakeTimeout (${props.bakeTimeoutSeconds} s). ` +
-      'Raise bakeTimeout for large volumes or many regions; the pending image and its copies are deleted with this resource.',
+      'Raise bakeTimeout for large volumes, long validations or many regions; the pending image and its copies are deleted with this resource.',
     );
   }
   return elapsedSeconds;
@@ -287,7 +322,19 @@ async function remove(event: OnEventRequest): Promise<OnEventResponse> {
     log('removal policy RETAIN: image and snapshots kept', { imageId });
     return { PhysicalResourceId: imageId };
   }
-  if (props.keepSuperseded > 0) {
+  const inUse = await deleteWithRetention(event, imageId, props);
+  return { PhysicalResourceId: imageId, Data: { ...startData(), ...snapshotsInUseData(inUse) } };
+}
+
+/**
+ * Deletes the image, or keeps it among the superseded images (keepSupersededImages) and deletes the oldest
+ * beyond them. Returns the snapshots EC2 still reports in use.
+ */
+async function deleteWithRetention(event: OnEventRequest, imageId: string, props: BakeProperties): Promise<SnapshotInUse[]> {
+  const inUse: SnapshotInUse[] = [];
+  // Superseded images kept under an earlier keepSupersededImages still go when their time comes, whatever these
+  // properties say: look for them unless these properties keep some (then CloudFormation is asked in any case).
+  if (props.keepSuperseded > 0 || (await ownImages(event)).some((image) => image.ImageId !== imageId)) {
     const situation = await deleteSituation(event, imageId);
     log('delete with retention', { imageId, situation: situation.kind, keep: props.keepSuperseded });
     switch (situation.kind) {
@@ -295,15 +342,15 @@ async function remove(event: OnEventRequest): Promise<OnEventResponse> {
         // A successful update replaced this image: keep it among the newest superseded ones.
         const superseded = (await ownImages(event)).filter((image) => image.ImageId !== situation.currentImageId);
         for (const image of superseded.slice(props.keepSuperseded)) {
-          await deleteEverywhere(event, image.ImageId ?? '', props);
+          inUse.push(...await deleteEverywhere(event, image.ImageId ?? '', props));
         }
-        return { PhysicalResourceId: imageId };
+        return inUse;
       }
       case 'removed':
         // The resource leaves the stack: the superseded images it kept go with it.
         for (const image of await ownImages(event)) {
           if (image.ImageId !== imageId) {
-            await deleteEverywhere(event, image.ImageId ?? '', props);
+            inUse.push(...await deleteEverywhere(event, image.ImageId ?? '', props));
           }
         }
         break;
@@ -312,8 +359,54 @@ async function remove(event: OnEventRequest): Promise<OnEventResponse> {
         break;
     }
   }
-  await deleteEverywhere(event, imageId, props);
-  return { PhysicalResourceId: imageId };
+  inUse.push(...await deleteEverywhere(event, imageId, props));
+  return inUse;
+}
+
+/** At most this many in-use snapshots travel to isComplete: the custom resource's response must stay within 4 KB. */
+const MAX_SNAPSHOTS_IN_USE = 30;
+
+function snapshotsInUseData(inUse: SnapshotInUse[]): Record<string, string> {
+  if (inUse.length === 0) {
+    return {};
+  }
+  if (inUse.length > MAX_SNAPSHOTS_IN_USE) {
+    throw new Error(
+      `${inUse.length} snapshots (${inUse.slice(0, 3).join(', ')}, ...) are still in use after their images were deregistered. ` +
+      'EC2 releases them shortly after a deregistration: retry the delete (they are found again by their tags).',
+    );
+  }
+  return { [Attr.SNAPSHOTS_IN_USE]: inUse.join(' ') };
+}
+
+/**
+ * Deletes the snapshots onEvent found still in use, now that EC2 may have released them. True once none is left;
+ * throws naming them when they are still in use SNAPSHOT_RELEASE_SECONDS after the request started.
+ */
+async function releaseSnapshots(event: IsCompleteRequest): Promise<boolean> {
+  const listed = (event.Data?.[Attr.SNAPSHOTS_IN_USE] ?? '').split(' ').filter((entry) => entry.includes('/'));
+  if (listed.length === 0) {
+    return true;
+  }
+  const still: SnapshotInUse[] = [];
+  for (const entry of listed) {
+    const slash = entry.indexOf('/');
+    still.push(...await deleteSnapshots(entry.slice(0, slash), [entry.slice(slash + 1)], event.PhysicalResourceId));
+  }
+  if (still.length === 0) {
+    log('snapshots released and deleted', { imageId: event.PhysicalResourceId, snapshots: listed });
+    return true;
+  }
+  const elapsedSeconds = secondsSinceStart(event) ?? 0;
+  if (elapsedSeconds > SNAPSHOT_RELEASE_SECONDS) {
+    throw new Error(
+      `Snapshots ${still.join(', ')} of image ${event.PhysicalResourceId} are still in use ${Math.round(elapsedSeconds)} s after ` +
+      'their image was deregistered: another image was probably registered from them. Deregister that image and delete ' +
+      'the snapshots, then retry; they are not deleted otherwise.',
+    );
+  }
+  log('snapshots still in use: trying again', { imageId: event.PhysicalResourceId, snapshots: still, elapsedSeconds: Math.round(elapsedSeconds) });
+  return false;
 }
 
 type DeleteSituation =
@@ -378,11 +471,11 @@ async function ownImages(event: OnEventRequest): Promise<Image[]> {
  * Deletes one image of this resource with its snapshots, and its copies in the regions the properties name
  * (copies first: the image's name, which finds them, is known while the image exists). Repeatable.
  */
-async function deleteEverywhere(event: OnEventRequest, imageId: string, props: BakeProperties): Promise<void> {
+async function deleteEverywhere(event: OnEventRequest, imageId: string, props: BakeProperties): Promise<SnapshotInUse[]> {
   const image = await describeImage(homeRegion(), imageId);
   if (image && !madeByThisResource(image, event)) {
     warn('image does not carry this resource\'s tags: left alone', { imageId });
-    return;
+    return [];
   }
   if (props.validation) {
     // A bake that failed or timed out while testing: its test instance goes with the image.
@@ -391,8 +484,9 @@ async function deleteEverywhere(event: OnEventRequest, imageId: string, props: B
   const name = image?.Name ?? imageName(props);
   // The regions the properties list now, and every region the image was ever copied to.
   const regions = [...new Set([...props.copyToRegions, ...recordedCopyRegions(image)])];
-  await deleteCopies(event, name, regions, props.deregistrationProtection);
-  await deleteImage(homeRegion(), event, imageId, name, props.deregistrationProtection, { image });
+  const inUse = await deleteCopies(event, name, regions, props.deregistrationProtection);
+  inUse.push(...await deleteImage(homeRegion(), event, imageId, name, props.deregistrationProtection, { image }));
+  return inUse;
 }
 
 function imageTags(event: OnEventRequest, name: string, props: BakeProperties): Ec2Tag[] {
@@ -426,14 +520,6 @@ export function stackName(stackId: string): string {
 
 function isImageId(id: string | undefined): id is string {
   return typeof id === 'string' && /^ami-[0-9a-f]+$/.test(id);
-}
-
-function secondsSince(date: string | undefined): number | undefined {
-  if (!date) {
-    return undefined;
-  }
-  const start = Date.parse(date);
-  return Number.isNaN(start) ? undefined : (Date.now() - start) / 1000;
 }
 
 function createImageFailure(props: BakeProperties, name: string, error: unknown): string {

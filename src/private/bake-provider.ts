@@ -1,5 +1,5 @@
 import * as path from 'path';
-import { Aws, CfnResource, Duration, Lazy, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import { Aws, CfnResource, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
@@ -26,8 +26,9 @@ const HANDLER_ASSET = path.join(__dirname, '..', '..', 'assets', 'lambda', 'bake
 /**
  * The stack-wide provider of `Custom::BakedImage`: one per stack, however many images it holds.
  *
- * Its role starts with read-only EC2 permissions; each BakedImage adds statements scoped to its own
- * builder instance and to the images and snapshots tagged with its own logical id.
+ * Its role may read, share, deprecate, protect and delete only the instances, images and snapshots tagged with
+ * this stack's id, whatever the current template holds (see grantHandlerBase); images that copy or validate add
+ * the creating permissions they need (grantCopies, grantValidation).
  */
 export class BakeProvider extends Construct {
   /** Returns the stack's provider, creating it on first use. */
@@ -45,22 +46,11 @@ export class BakeProvider extends Construct {
   /** The role both handlers run with. */
   public readonly role: iam.Role;
 
-  /** The logical ids of the stack's Custom::BakedImage resources, whose tags scope the bake permissions. */
-  private readonly bakeLogicalIds: string[] = [];
-
-  private stackReadGranted = false;
-
-  /** The statement that lets the handlers share, deprecate and delete the stack's images: copy regions add their ARNs. */
-  private ownImagesStatement?: iam.PolicyStatement;
-
   /** The statements that let the handlers copy images, created for the first image with copies. */
   private copyStatements?: { readonly copyTo: iam.PolicyStatement; readonly tagCopies: iam.PolicyStatement };
 
   /** The regions some image of the stack is copied to. */
   private readonly copyRegions: string[] = [];
-
-  /** The tag keys the handlers may set on the stack's own images after their creation. */
-  private readonly recordedTagKeys: string[] = [];
 
   /** The statement that lets the handlers launch test instances into the validated images' subnets and groups. */
   private validationNetwork?: iam.PolicyStatement;
@@ -78,24 +68,7 @@ export class BakeProvider extends Construct {
       description: 'Runs the cdk-baked-image handlers: creates, polls and deletes this stack\'s baked images',
     });
     logGroup.grantWrite(this.role);
-    this.role.addToPrincipalPolicy(new iam.PolicyStatement({
-      sid: 'DescribeImagesAndSnapshots',
-      // Describe calls support no resource-level permissions.
-      actions: ['ec2:DescribeImages', 'ec2:DescribeSnapshots', 'ec2:DescribeImageAttribute'],
-      resources: ['*'],
-    }));
-    this.role.addToPrincipalPolicy(new iam.PolicyStatement({
-      sid: 'CreateImagesAndSnapshots',
-      // The image and snapshot CreateImage makes; which instance may be imaged is scoped per BakedImage.
-      actions: ['ec2:CreateImage'],
-      resources: [imageArn('*'), snapshotArn('*')],
-    }));
-    this.role.addToPrincipalPolicy(new iam.PolicyStatement({
-      sid: 'TagOnlyWhileCreatingImages',
-      actions: ['ec2:CreateTags'],
-      resources: [imageArn('*'), snapshotArn('*')],
-      conditions: { StringEquals: { 'ec2:CreateAction': 'CreateImage' } },
-    }));
+    this.grantHandlerBase();
 
     const code = lambda.Code.fromAsset(HANDLER_ASSET);
     const handler = (handlerId: string, entry: string, description: string, timeout: Duration) => new lambda.Function(this, handlerId, {
@@ -129,62 +102,81 @@ export class BakeProvider extends Construct {
   }
 
   /**
-   * Lets the handlers image one builder, stop or terminate it, and delete the images and snapshots of
-   * one custom resource, and nothing else: the builder, its images and their snapshots carry this
-   * stack's id and the custom resource's logical id as tags, and every statement requires both.
+   * What every stack's handlers may do, whatever its images ask for. Everything that reads or destroys is here and
+   * scoped by this stack's id tag alone (on ARNs of every region), never by the current template's logical ids, copy
+   * regions or features: during a stack update CloudFormation replaces this policy with the new template's BEFORE the
+   * cleanup Deletes of replaced and removed images run (with their old properties) and before a rollback, so the
+   * permissions to delete what an older template made must not depend on what the current one lists.
    *
-   * Scoping by tag rather than by the builder's instance id keeps the builder out of the policy: the
-   * policy exists (and has propagated) long before the builder signals, and a layered image (a
-   * BakedImage built on another) does not close a dependency cycle through the shared role.
+   * Only creation is scoped to what the current template asks for (this region, copy regions, validation network).
    */
-  public grantBake(resourceLogicalId: string): void {
-    if (this.bakeLogicalIds.length === 0) {
-      // One pair of statements for every image of the stack: each image adds only its logical id to
-      // the condition lists, so the shared policy grows by a few bytes per image, not by statements.
-      const ownTags = {
-        StringEquals: {
-          [`aws:ResourceTag/${Tag.STACK_ID}`]: Aws.STACK_ID,
-          [`aws:ResourceTag/${Tag.LOGICAL_ID}`]: Lazy.list({ produce: () => this.bakeLogicalIds }),
-        },
-      };
-      this.role.addToPrincipalPolicy(new iam.PolicyStatement({
-        sid: 'ImageStopAndTerminateOwnBuilders',
-        actions: ['ec2:CreateImage', 'ec2:StopInstances', 'ec2:TerminateInstances'],
-        resources: [instanceArn('*')],
-        conditions: ownTags,
-      }));
-      this.ownImagesStatement = new iam.PolicyStatement({
-        sid: 'ShareAndDeleteOwnImagesAndSnapshots',
-        actions: [
-          'ec2:ModifyImageAttribute',
-          'ec2:EnableImageDeprecation',
-          'ec2:DisableImageDeprecation',
-          'ec2:EnableImageDeregistrationProtection',
-          'ec2:DisableImageDeregistrationProtection',
-          'ec2:DeregisterImage',
-          'ec2:DeleteSnapshot',
-        ],
-        resources: [imageArn('*'), snapshotArn('*')],
-        conditions: ownTags,
-      });
-      this.role.addToPrincipalPolicy(this.ownImagesStatement);
-    }
-    this.bakeLogicalIds.push(resourceLogicalId);
+  private grantHandlerBase(): void {
+    const ownStack = { StringEquals: { [`aws:ResourceTag/${Tag.STACK_ID}`]: Aws.STACK_ID } };
+    const taggedForOwnStack = { StringEquals: { [`aws:RequestTag/${Tag.STACK_ID}`]: Aws.STACK_ID } };
+    this.role.addToPrincipalPolicy(new iam.PolicyStatement({
+      sid: 'Describe',
+      // Describe calls support no resource-level permissions.
+      actions: ['ec2:DescribeImages', 'ec2:DescribeSnapshots', 'ec2:DescribeImageAttribute', 'ec2:DescribeInstances'],
+      resources: ['*'],
+    }));
+    this.role.addToPrincipalPolicy(new iam.PolicyStatement({
+      sid: 'CreateOwnImages',
+      // The image and snapshots CreateImage makes carry this stack's id from their creation (tag-on-create).
+      actions: ['ec2:CreateImage'],
+      resources: [imageArn('*'), snapshotArn('*')],
+      conditions: taggedForOwnStack,
+    }));
+    this.role.addToPrincipalPolicy(new iam.PolicyStatement({
+      sid: 'TagOnlyWhileCreatingImages',
+      actions: ['ec2:CreateTags'],
+      resources: [imageArn('*'), snapshotArn('*')],
+      conditions: { StringEquals: { 'ec2:CreateAction': 'CreateImage' } },
+    }));
+    this.role.addToPrincipalPolicy(new iam.PolicyStatement({
+      sid: 'ImageStopAndTerminateOwnInstances',
+      // The builders (tagged by the construct) and the test instances (tagged at launch by the handlers).
+      actions: ['ec2:CreateImage', 'ec2:StopInstances', 'ec2:TerminateInstances', 'ec2:GetConsoleOutput'],
+      resources: [instanceArn('*')],
+      conditions: ownStack,
+    }));
+    this.role.addToPrincipalPolicy(new iam.PolicyStatement({
+      sid: 'ShareProtectAndDeleteOwnImagesAndSnapshots',
+      actions: [...OWN_IMAGE_ACTIONS],
+      // Every region: a Delete may come for a copy in a region the current template no longer lists.
+      resources: [imageArn('*', '*'), snapshotArn('*', '*')],
+      conditions: ownStack,
+    }));
+    this.role.addToPrincipalPolicy(new iam.PolicyStatement({
+      sid: 'RecordOnOwnImages',
+      // What an image went through: the validation it passed, the regions it was copied to.
+      actions: ['ec2:CreateTags'],
+      resources: [imageArn('*')],
+      conditions: {
+        ...ownStack,
+        'ForAllValues:StringEquals': { 'aws:TagKeys': [Tag.VALIDATED, Tag.COPY_REGIONS] },
+      },
+    }));
+    this.role.addToPrincipalPolicy(new iam.PolicyStatement({
+      sid: 'ReadOwnStack',
+      // A Delete that keeps superseded images asks whether the image was replaced, rolled back or removed.
+      actions: ['cloudformation:DescribeStacks', 'cloudformation:DescribeStackResource'],
+      resources: [Aws.STACK_ID],
+    }));
   }
 
   /**
-   * Lets the handlers copy the stack's images to these regions, tag the copies while copying, and share,
-   * deprecate and delete copies that carry the stack's tags there. Each region adds its ARNs to the same
-   * statements.
+   * Lets the handlers copy the stack's images to these regions and tag the copies while copying. Each region adds its
+   * ARNs to the same statements. Sharing, deprecating and deleting copies needs nothing more (grantHandlerBase).
    */
   public grantCopies(regions: string[]): void {
-    if (!this.ownImagesStatement) {
-      throw new Error('grantBake must come before grantCopies');
-    }
     if (!this.copyStatements) {
       this.copyStatements = {
-        // The copies' ids are not known before CopyImage makes them.
-        copyTo: new iam.PolicyStatement({ sid: 'CopyImagesToRegions', actions: ['ec2:CopyImage'] }),
+        // The copies' ids are not known before CopyImage makes them; they carry this stack's id from their creation.
+        copyTo: new iam.PolicyStatement({
+          sid: 'CopyImagesToRegions',
+          actions: ['ec2:CopyImage'],
+          conditions: { StringEquals: { [`aws:RequestTag/${Tag.STACK_ID}`]: Aws.STACK_ID } },
+        }),
         tagCopies: new iam.PolicyStatement({
           sid: 'TagOnlyWhileCopyingImages',
           actions: ['ec2:CreateTags'],
@@ -192,52 +184,41 @@ export class BakeProvider extends Construct {
         }),
       };
       this.role.addToPrincipalPolicy(new iam.PolicyStatement({
-        sid: 'CopyOwnImages',
-        // The source of a CopyImage: one of the stack's own images (the conditions of the statement above).
+        sid: 'CopyFromOwnImages',
+        // The source of a CopyImage: the Service Authorization Reference lists only aws:RequestTag/*, aws:TagKeys,
+        // ec2:ImageID and ec2:Owner for it (no aws:ResourceTag): images of this region owned by this account.
         actions: ['ec2:CopyImage'],
         resources: [imageArn('*')],
-        conditions: this.ownImagesStatement.conditions,
+        conditions: { StringEquals: { 'ec2:Owner': Aws.ACCOUNT_ID } },
       }));
       this.role.addToPrincipalPolicy(this.copyStatements.copyTo);
       this.role.addToPrincipalPolicy(this.copyStatements.tagCopies);
     }
-    this.grantRecord(Tag.COPY_REGIONS);
     for (const region of regions.filter((r) => !this.copyRegions.includes(r))) {
       this.copyRegions.push(region);
       const arns = [imageArn('*', region), snapshotArn('*', region)];
       this.copyStatements.copyTo.addResources(...arns);
       this.copyStatements.tagCopies.addResources(...arns);
-      this.ownImagesStatement.addResources(...arns);
       acknowledge(this.role, `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:${region}::image/*]`,
-        `Copy ids in ${region} are not known before CopyImage makes them. Tagging is allowed only inside CopyImage (ec2:CreateAction), and sharing, deprecating, protecting and deregistering only on images tagged with this stack id and the image's logical id.`);
+        `Copy ids in ${region} are not known before CopyImage makes them: a copy must carry this stack's id from its creation, and tagging is allowed only inside CopyImage (ec2:CreateAction).`);
       acknowledge(this.role, `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:${region}::snapshot/*]`,
-        `Snapshot ids of copies in ${region} are not known before CopyImage makes them. Tagging is allowed only inside CopyImage (ec2:CreateAction), and deleting only on snapshots tagged with this stack id and the image's logical id.`);
+        `Snapshot ids of copies in ${region} are not known before CopyImage makes them: they must carry this stack's id from their creation, and tagging is allowed only inside CopyImage (ec2:CreateAction).`);
     }
   }
 
   /**
-   * Lets the handlers validate the stack's images: launch a test instance from one of its own images
-   * (tagged like every instance the handlers touch, so that they may read its console and terminate it)
-   * into the given subnet and security groups, and record on the image that it passed. The test instance
-   * gets no role: it needs no permission to report (the handlers read its serial console).
+   * Lets the handlers validate the stack's images: launch a test instance from one of its own images (tagged with the
+   * stack's id at launch, so that the base statements let the handlers read its console and terminate it) into the
+   * given subnet and security groups. The test instance gets no role: it needs no permission to report (the handlers
+   * read its serial console).
    */
   public grantValidation(subnetId: string, securityGroupIds: string[]): void {
-    if (!this.ownImagesStatement) {
-      throw new Error('grantBake must come before grantValidation');
-    }
-    const ownTags = this.ownImagesStatement.conditions;
     if (!this.validationNetwork) {
-      this.role.addToPrincipalPolicy(new iam.PolicyStatement({
-        sid: 'DescribeTestInstances',
-        // Describe calls support no resource-level permissions.
-        actions: ['ec2:DescribeInstances'],
-        resources: ['*'],
-      }));
       this.role.addToPrincipalPolicy(new iam.PolicyStatement({
         sid: 'LaunchTestInstancesFromOwnImages',
         actions: ['ec2:RunInstances'],
         resources: [imageArn('*')],
-        conditions: ownTags,
+        conditions: { StringEquals: { [`aws:ResourceTag/${Tag.STACK_ID}`]: Aws.STACK_ID } },
       }));
       this.role.addToPrincipalPolicy(new iam.PolicyStatement({
         sid: 'LaunchOnlyTaggedTestInstances',
@@ -258,58 +239,25 @@ export class BakeProvider extends Construct {
         resources: [instanceArn('*'), volumeArn('*')],
         conditions: { StringEquals: { 'ec2:CreateAction': 'RunInstances' } },
       }));
-      this.role.addToPrincipalPolicy(new iam.PolicyStatement({
-        sid: 'ReadTestInstanceConsoles',
-        actions: ['ec2:GetConsoleOutput'],
-        resources: [instanceArn('*')],
-        conditions: ownTags,
-      }));
       acknowledge(this.role, 'AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:<AWS::Region>:<AWS::AccountId>:volume/*]',
         'The test instance\'s root volume is created by RunInstances: its id is not known before, and the action can only create it with a test instance launched from one of this stack\'s images; tagging it is allowed only inside RunInstances.');
       acknowledge(this.role, 'AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:<AWS::Region>:<AWS::AccountId>:network-interface/*]',
         'The test instance\'s network interface is created by RunInstances in the builder\'s subnet and security group only: its id is not known before.');
     }
     this.validationNetwork.addResources(subnetArn(subnetId), ...securityGroupIds.map(securityGroupArn));
-    this.grantRecord(Tag.VALIDATED);
-  }
-
-  /**
-   * Lets the handlers set one more tag key on the stack's own images, after their creation: what an image
-   * went through (the validation it passed, the regions it was copied to).
-   */
-  private grantRecord(tagKey: string): void {
-    if (this.recordedTagKeys.length === 0) {
-      this.role.addToPrincipalPolicy(new iam.PolicyStatement({
-        sid: 'RecordOnOwnImages',
-        actions: ['ec2:CreateTags'],
-        resources: [imageArn('*')],
-        conditions: {
-          ...this.ownImagesStatement?.conditions,
-          'ForAllValues:StringEquals': { 'aws:TagKeys': Lazy.list({ produce: () => this.recordedTagKeys }) },
-        },
-      }));
-    }
-    if (!this.recordedTagKeys.includes(tagKey)) {
-      this.recordedTagKeys.push(tagKey);
-    }
-  }
-
-  /**
-   * Lets the handlers read this stack's status and the current physical id of its resources: a Delete
-   * that keeps superseded images must know whether the image was replaced, rolled back or removed.
-   */
-  public grantStackRead(): void {
-    if (this.stackReadGranted) {
-      return;
-    }
-    this.stackReadGranted = true;
-    this.role.addToPrincipalPolicy(new iam.PolicyStatement({
-      sid: 'ReadOwnStack',
-      actions: ['cloudformation:DescribeStacks', 'cloudformation:DescribeStackResource'],
-      resources: [Aws.STACK_ID],
-    }));
   }
 }
+
+/** What the handlers may do to the images and snapshots of their own stack, in any region. */
+const OWN_IMAGE_ACTIONS = [
+  'ec2:ModifyImageAttribute',
+  'ec2:EnableImageDeprecation',
+  'ec2:DisableImageDeprecation',
+  'ec2:EnableImageDeregistrationProtection',
+  'ec2:DisableImageDeregistrationProtection',
+  'ec2:DeregisterImage',
+  'ec2:DeleteSnapshot',
+];
 
 /**
  * cdk-nag (AwsSolutions) findings on the handlers' role, each acknowledged with its reason. The README
@@ -318,13 +266,17 @@ export class BakeProvider extends Construct {
 function acknowledgeHandlerRole(role: iam.Role): void {
   const acknowledgements: Array<[string, string]> = [
     ['AwsSolutions-IAM5[Resource::*]',
-      'Only ec2:DescribeImages, ec2:DescribeSnapshots and ec2:DescribeImageAttribute are granted on *: EC2 Describe calls support no resource-level permissions.'],
+      'Only ec2:DescribeImages, ec2:DescribeSnapshots, ec2:DescribeImageAttribute and ec2:DescribeInstances are granted on *: EC2 Describe calls support no resource-level permissions.'],
     ['AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:<AWS::Region>:<AWS::AccountId>:instance/*]',
-      'CreateImage, StopInstances, TerminateInstances and GetConsoleOutput are allowed only on instances tagged with this stack id and one BakedImage\'s logical id (its own builder and test instances); RunInstances only for instances tagged with this stack id at launch.'],
+      'CreateImage, StopInstances, TerminateInstances and GetConsoleOutput are allowed only on instances tagged with this stack\'s id (its builders and test instances); RunInstances only for instances tagged with this stack\'s id at launch.'],
     ['AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:<AWS::Region>::image/*]',
-      'Image ids are not known before CreateImage makes them. Tagging is allowed only inside CreateImage (ec2:CreateAction), and sharing, deprecating, protecting and deregistering only on images tagged with this stack id and the image\'s logical id.'],
+      'Image ids are not known before CreateImage makes them: a new image must carry this stack\'s id from its creation, and tagging is allowed only inside CreateImage (ec2:CreateAction) or, for the validated and copy-regions tags only, on images tagged with this stack\'s id.'],
     ['AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:<AWS::Region>::snapshot/*]',
-      'Snapshot ids are not known before CreateImage makes them. Tagging is allowed only inside CreateImage (ec2:CreateAction), and deleting only on snapshots tagged with this stack id and the image\'s logical id.'],
+      'Snapshot ids are not known before CreateImage makes them: they must carry this stack\'s id from their creation, and tagging is allowed only inside CreateImage (ec2:CreateAction).'],
+    ['AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:*::image/*]',
+      'Sharing, deprecating, protecting and deregistering only images tagged with this stack\'s id, in any region: a cleanup Delete runs under the new template\'s policy and must still remove copies in regions it no longer lists.'],
+    ['AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:*::snapshot/*]',
+      'Deleting only snapshots tagged with this stack\'s id, in any region: a cleanup Delete runs under the new template\'s policy and must still remove copies\' snapshots in regions it no longer lists.'],
   ];
   for (const [id, reason] of acknowledgements) {
     acknowledge(role, id, reason);

@@ -102,6 +102,13 @@ export const BuilderMode = {
 export const Attr = {
   IMAGE_ID: 'ImageId',
   IMAGE_NAME: 'ImageName',
+  /**
+   * When onEvent started this request's work (ISO 8601). The provider framework hands onEvent's Data to every
+   * isComplete of the request: bakeTimeout and the other deadlines count from it, not from the image's creation.
+   */
+  REQUEST_STARTED_AT: 'RequestStartedAt',
+  /** Delete: snapshots EC2 still reported in use after their image was deregistered, `region/snap-...` space-separated. */
+  SNAPSHOTS_IN_USE: 'SnapshotsInUse',
 } as const;
 
 /** The attribute that holds the id of the image's copy in a region: `ImageId.eu-west-1`. */

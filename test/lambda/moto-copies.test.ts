@@ -275,7 +275,7 @@ describe('copyToRegions through moto', () => {
     const request = event('Create', props(instanceId, { [Prop.BAKE_TIMEOUT_SECONDS]: '2' }));
     const started = await suite.handler().onEvent(request);
     suite.harness().proxy.holdPendingByName(started.Data?.ImageName ?? '', 100);
-    const poll: IsCompleteRequest = { ...request, PhysicalResourceId: started.PhysicalResourceId ?? '' };
+    const poll: IsCompleteRequest = { ...request, PhysicalResourceId: started.PhysicalResourceId ?? '', Data: started.Data };
     // Poll as the provider framework does (here every 300 ms) until the handler gives up.
     let failure: Error | undefined;
     for (let i = 0; i < 30 && !failure; i++) {

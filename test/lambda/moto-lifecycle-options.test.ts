@@ -4,7 +4,7 @@
  */
 import { DescribeImagesCommand } from '@aws-sdk/client-ec2';
 import { customResourceEvent, runToCompletion, useMotoSuite } from './moto-suite';
-import { Prop } from '../../src/private/contract';
+import { Attr, Prop } from '../../src/private/contract';
 
 jest.setTimeout(60_000);
 
@@ -61,14 +61,23 @@ describe('deprecation and deregistration protection through moto', () => {
     const protectedProps = props(await suite.harness().launchBuilder(), { [Prop.DEREGISTRATION_PROTECTION]: 'true' });
     const imageId = await complete(event('Create', protectedProps));
     expect(suite.harness().proxy.imageLifecycle(imageId).protection).toBe('enabled');
+    // DescribeImages shows protection without a cooldown as EC2 does.
+    const shown = (await suite.harness().ec2ViaProxy.send(new DescribeImagesCommand({ ImageIds: [imageId] }))).Images![0];
+    expect(shown.DeregistrationProtection).toBe('enabled-without-cooldown');
     suite.harness().proxy.clearRequests();
 
-    await suite.handler().onEvent(event('Delete', protectedProps, imageId));
+    const response = await suite.handler().onEvent(event('Delete', protectedProps, imageId));
 
+    expect(response).toEqual({ PhysicalResourceId: imageId, Data: { [Attr.REQUEST_STARTED_AT]: expect.any(String) } });
+    expect(Number.isNaN(Date.parse(response.Data?.[Attr.REQUEST_STARTED_AT] ?? ''))).toBe(false);
+    expect(Date.now() - Date.parse(response.Data?.[Attr.REQUEST_STARTED_AT] ?? '')).toBeLessThan(60_000);
     expect(await imageExists(imageId)).toBe(false);
     const actions = suite.harness().proxy.actions();
     expect(actions.indexOf('DisableImageDeregistrationProtection')).toBeGreaterThanOrEqual(0);
     expect(actions.indexOf('DisableImageDeregistrationProtection')).toBeLessThan(actions.indexOf('DeregisterImage'));
+    expect(actions.filter((action) => action === 'DeregisterImage')).toHaveLength(1);
+    expect(suite.harness().proxy.requests.filter((request) => request.action === 'DeregisterImage').map((request) => request.errorCode))
+      .toEqual([undefined]);
   });
 
   test('asks for neither when neither is set', async () => {

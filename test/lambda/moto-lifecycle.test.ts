@@ -23,7 +23,8 @@ import { Attr, MANAGED_BY_VALUE, Prop, Tag } from '../../src/private/contract';
 
 jest.setTimeout(60_000);
 
-const STACK_ID = 'arn:aws:cloudformation:us-east-1:123456789012:stack/MotoStack/11111111-2222-3333-4444-555555555555';
+const STACK_NAME = 'MotoStack';
+const STACK_ID = `arn:aws:cloudformation:us-east-1:123456789012:stack/${STACK_NAME}/11111111-2222-3333-4444-555555555555`;
 const LOGICAL_ID = 'BakedImageBake';
 const NAME_PREFIX = 'moto-baked';
 const DESCRIPTION = 'Baked by the moto lifecycle test';
@@ -102,6 +103,27 @@ function deleteEvent(physicalId: string, props: Props): OnEventRequest {
 /** The isComplete request the framework builds from an event and onEvent's answer. */
 function completeEvent(event: OnEventRequest, response: OnEventResponse): IsCompleteRequest {
   return { ...event, PhysicalResourceId: response.PhysicalResourceId ?? event.PhysicalResourceId ?? '', Data: response.Data };
+}
+
+/** ISO time `seconds` ago, as onEvent records Attr.REQUEST_STARTED_AT. */
+function secondsAgo(seconds: number): string {
+  return new Date(Date.now() - seconds * 1000).toISOString();
+}
+
+/** The isComplete request of `event` as if onEvent had started it `seconds` ago (Data.RequestStartedAt backdated). */
+function startedAgo(request: IsCompleteRequest, seconds: number): IsCompleteRequest {
+  return { ...request, Data: { ...request.Data, [Attr.REQUEST_STARTED_AT]: secondsAgo(seconds) } };
+}
+
+/** Asserts that onEvent recorded when it started: an ISO time within the last minute, not in the future. */
+function expectFreshStart(data: Record<string, string> | undefined): number {
+  const startedAt = data?.[Attr.REQUEST_STARTED_AT] ?? '';
+  expect(startedAt).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+  const started = Date.parse(startedAt);
+  expect(Number.isNaN(started)).toBe(false);
+  expect(started).toBeLessThanOrEqual(Date.now());
+  expect(Date.now() - started).toBeLessThan(60_000);
+  return started;
 }
 
 /** onEvent, then isComplete until it answers true (moto's images are available at once). */
@@ -291,7 +313,8 @@ describe('Create', () => {
     expect(imageId).toMatch(/^ami-[0-9a-f]+$/);
     const image = await existingImage(imageId);
     expect(image.Name).toMatch(NAME_PATTERN);
-    expect(response.Data).toEqual({ [Attr.IMAGE_ID]: imageId, [Attr.IMAGE_NAME]: image.Name });
+    expect(response.Data).toEqual({ [Attr.REQUEST_STARTED_AT]: expect.any(String), [Attr.IMAGE_ID]: imageId, [Attr.IMAGE_NAME]: image.Name });
+    expectFreshStart(response.Data);
     expect(image.Description).toBe(DESCRIPTION);
     expect(image.SourceInstanceId).toBe(builder);
     expect(tagMap(image.Tags)).toEqual(expectedTags(image.Name ?? ''));
@@ -354,7 +377,14 @@ describe('Create', () => {
     const second = await handler.onEvent(event);
 
     expect(second.PhysicalResourceId).toBe(first.PhysicalResourceId);
-    expect(second.Data).toEqual(first.Data);
+    // Each invocation records when it started; the image and its name are the same.
+    expect(second.Data).toEqual({ ...first.Data, [Attr.REQUEST_STARTED_AT]: expect.any(String) });
+    expect(first.Data).toEqual({
+      [Attr.REQUEST_STARTED_AT]: expect.any(String),
+      [Attr.IMAGE_ID]: first.PhysicalResourceId,
+      [Attr.IMAGE_NAME]: expect.stringMatching(NAME_PATTERN),
+    });
+    expect(expectFreshStart(second.Data)).toBeGreaterThanOrEqual(expectFreshStart(first.Data));
     expect(harness.proxy.count('CreateImage')).toBe(1);
     expect((await imagesNamed(first.Data?.[Attr.IMAGE_NAME] ?? '')).map((image) => image.ImageId)).toEqual([first.PhysicalResourceId]);
     expect(await ownImageIds()).toEqual([first.PhysicalResourceId]);
@@ -400,8 +430,14 @@ describe('Update', () => {
     // CloudFormation deletes the old image only after the whole update succeeded.
     expect(await snapshotById(oldSnapshotId)).toBeDefined();
     const newState = (await ownState()).filter((entry) => entry.imageId === newImageId);
+    // The Delete looks for the resource's own superseded images and asks CloudFormation which image is current.
+    harness.proxy.setStack({ name: STACK_NAME, id: STACK_ID, status: 'UPDATE_COMPLETE_CLEANUP_IN_PROGRESS', resources: { [LOGICAL_ID]: newImageId } });
 
-    await expect(handler.onEvent(deleteEvent(oldImageId, oldProps))).resolves.toEqual({ PhysicalResourceId: oldImageId });
+    const removal = deleteEvent(oldImageId, oldProps);
+    const removed = await handler.onEvent(removal);
+    expect(removed).toEqual({ PhysicalResourceId: oldImageId, Data: { [Attr.REQUEST_STARTED_AT]: expect.any(String) } });
+    expectFreshStart(removed.Data);
+    await expect(handler.isComplete(completeEvent(removal, removed))).resolves.toEqual({ IsComplete: true });
 
     expect(await imageById(oldImageId)).toBeUndefined();
     expect(await snapshotById(oldSnapshotId)).toBeUndefined();
@@ -423,7 +459,8 @@ describe('Update', () => {
     const update = updateEvent(imageId, newProps, oldProps);
     const response = await handler.onEvent(update);
 
-    expect(response.PhysicalResourceId).toBe(imageId);
+    expect(response).toEqual({ PhysicalResourceId: imageId, Data: { [Attr.REQUEST_STARTED_AT]: expect.any(String) } });
+    expectFreshStart(response.Data);
     expect(harness.proxy.count('CreateImage')).toBe(0);
     expect(await ownState()).toEqual(before);
     await expect(handler.isComplete(completeEvent(update, response))).resolves.toMatchObject({
@@ -501,7 +538,13 @@ describe('Update', () => {
 
     // ... and then deletes the image of the failed update.
     const oldState = before.filter((entry) => entry.imageId === oldImageId);
-    await handler.onEvent(deleteEvent(newImageId, newProps));
+    harness.proxy.setStack({
+      name: STACK_NAME, id: STACK_ID, status: 'UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS', resources: { [LOGICAL_ID]: oldImageId },
+    });
+    await expect(handler.onEvent(deleteEvent(newImageId, newProps))).resolves.toEqual({
+      PhysicalResourceId: newImageId,
+      Data: { [Attr.REQUEST_STARTED_AT]: expect.any(String) },
+    });
     expect(await ownState()).toEqual(oldState);
     expect(await snapshotById(before.find((entry) => entry.imageId === newImageId)?.snapshots[0].id ?? '')).toBeUndefined();
   });
@@ -518,20 +561,29 @@ describe('Delete', () => {
     expect(otherState).toHaveLength(1);
 
     const event = deleteEvent(imageId, props);
-    await expect(handler.onEvent(event)).resolves.toEqual({ PhysicalResourceId: imageId });
-    await expect(handler.isComplete(completeEvent(event, { PhysicalResourceId: imageId }))).resolves.toEqual({ IsComplete: true });
+    const response = await handler.onEvent(event);
+    expect(response).toEqual({ PhysicalResourceId: imageId, Data: { [Attr.REQUEST_STARTED_AT]: expect.any(String) } });
+    expectFreshStart(response.Data);
+    await expect(handler.isComplete(completeEvent(event, response))).resolves.toEqual({ IsComplete: true });
 
     expect(await imageById(imageId)).toBeUndefined();
     expect(await snapshotById(snapshotId)).toBeUndefined();
     expect(await ownState()).toEqual(otherState);
     expect(harness.proxy.count('DeregisterImage')).toBe(1);
+    expect(harness.proxy.requests.filter((request) => request.action === 'DeregisterImage')
+      .map((request) => [request.params.get('ImageId'), request.params.get('DeleteAssociatedSnapshots')])).toEqual([[imageId, 'true']]);
     expect(harness.proxy.count('DeleteSnapshot')).toBe(1);
     harness.proxy.clearRequests();
 
-    await expect(handler.onEvent(deleteEvent(imageId, props))).resolves.toEqual({ PhysicalResourceId: imageId });
+    await expect(handler.onEvent(deleteEvent(imageId, props))).resolves.toEqual({
+      PhysicalResourceId: imageId,
+      Data: { [Attr.REQUEST_STARTED_AT]: expect.any(String) },
+    });
 
     expect(await ownState()).toEqual(otherState);
-    expect(harness.proxy.count('DeregisterImage')).toBe(0);
+    // The image's id is still tried (a new image may not be visible yet): EC2 answers that it was deregistered.
+    expect(harness.proxy.requests.filter((request) => request.action === 'DeregisterImage')
+      .map((request) => [request.params.get('ImageId'), request.errorCode])).toEqual([[imageId, 'InvalidAMIID.Unavailable']]);
     expect(harness.proxy.count('DeleteSnapshot')).toBe(0);
   });
 
@@ -543,7 +595,10 @@ describe('Delete', () => {
     await harness.ec2.send(new DeregisterImageCommand({ ImageId: imageId }));
     expect(await snapshotById(snapshotId)).toBeDefined();
 
-    await expect(handler.onEvent(deleteEvent(imageId, props))).resolves.toEqual({ PhysicalResourceId: imageId });
+    await expect(handler.onEvent(deleteEvent(imageId, props))).resolves.toEqual({
+      PhysicalResourceId: imageId,
+      Data: { [Attr.REQUEST_STARTED_AT]: expect.any(String) },
+    });
 
     expect(await snapshotById(snapshotId)).toBeUndefined();
     expect(await ownImageIds()).toEqual([]);
@@ -562,7 +617,7 @@ describe('Delete', () => {
     expect(harness.proxy.actions()).toEqual([]);
   });
 
-  test('keeps a snapshot that another image still uses, deletes the image and succeeds', async () => {
+  test('a snapshot another image still uses: the Delete retries it while in use, fails naming it past the deadline, and completes once it is free', async () => {
     const props = bakeProps(await harness.launchBuilder());
     const imageId = await runToCompletion(createEvent(props));
     const snapshotId = await onlySnapshotOf(imageId);
@@ -573,15 +628,53 @@ describe('Delete', () => {
     }));
     const copyState = (await ownState()).filter((entry) => entry.imageId === copy.ImageId);
     const snapshotBefore = await snapshotById(snapshotId);
+    harness.proxy.clearRequests();
 
-    await expect(handler.onEvent(deleteEvent(imageId, props))).resolves.toEqual({ PhysicalResourceId: imageId });
+    const event = deleteEvent(imageId, props);
+    const response = await handler.onEvent(event);
 
+    // The snapshot is not kept silently: onEvent hands it to isComplete.
+    expect(response).toEqual({
+      PhysicalResourceId: imageId,
+      Data: { [Attr.REQUEST_STARTED_AT]: expect.any(String), [Attr.SNAPSHOTS_IN_USE]: `us-east-1/${snapshotId}` },
+    });
+    expectFreshStart(response.Data);
     expect(await imageById(imageId)).toBeUndefined();
     expect(await snapshotById(snapshotId)).toEqual(snapshotBefore);
     expect(await ownState()).toEqual(copyState);
+    expect(harness.proxy.requests.filter((request) => request.action === 'DeregisterImage')
+      .map((request) => [request.params.get('ImageId'), request.params.get('DeleteAssociatedSnapshots')])).toEqual([[imageId, 'true']]);
     expect(harness.proxy.requests.filter((request) => request.action === 'DeleteSnapshot').map((request) => request.errorCode))
       .toEqual(['InvalidSnapshot.InUse']);
-    expect(warnings().some((line) => line.includes(snapshotId) && line.includes('another image still uses it'))).toBe(true);
+    harness.proxy.clearRequests();
+
+    // Pending while the snapshot is in use, within the deadline.
+    const poll = completeEvent(event, response);
+    await expect(handler.isComplete(poll)).resolves.toEqual({ IsComplete: false });
+    await expect(handler.isComplete(startedAgo(poll, 590))).resolves.toEqual({ IsComplete: false });
+    expect(harness.proxy.requests.filter((request) => request.action === 'DeleteSnapshot')
+      .map((request) => [request.params.get('SnapshotId'), request.errorCode])).toEqual([
+      [snapshotId, 'InvalidSnapshot.InUse'],
+      [snapshotId, 'InvalidSnapshot.InUse'],
+    ]);
+    expect(await snapshotById(snapshotId)).toEqual(snapshotBefore);
+
+    // Past the deadline it fails naming the snapshot and the image.
+    const failure = await handler.isComplete(startedAgo(poll, 700)).then(() => undefined, (error: Error) => error);
+    expect(failure).toBeInstanceOf(Error);
+    expect(failure?.message).toMatch(new RegExp(
+      `^Snapshots us-east-1/${snapshotId} of image ${imageId} are still in use \\d+ s after their image was deregistered`,
+    ));
+    expect(failure?.stack).toBe('');
+    expect(await snapshotById(snapshotId)).toEqual(snapshotBefore);
+    expect(await ownState()).toEqual(copyState);
+
+    // Once the other image is gone, the retry deletes the snapshot and completes.
+    await harness.ec2.send(new DeregisterImageCommand({ ImageId: copy.ImageId }));
+    await expect(handler.isComplete(poll)).resolves.toEqual({ IsComplete: true });
+    expect(await snapshotById(snapshotId)).toBeUndefined();
+    expect(await ownImageIds()).toEqual([]);
+    expect(warnings().filter((line) => line.includes(snapshotId))).toEqual([]);
   });
 
   test('of a physical id that is not an image succeeds without an EC2 call', async () => {
@@ -616,10 +709,23 @@ describe('Delete', () => {
     expect(before.map((entry) => entry.imageId)).toEqual([foreign.ImageId]);
     harness.proxy.clearRequests();
 
-    await expect(handler.onEvent(deleteEvent(foreign.ImageId ?? '', props))).resolves.toEqual({ PhysicalResourceId: foreign.ImageId });
+    await expect(handler.onEvent(deleteEvent(foreign.ImageId ?? '', props))).resolves.toEqual({
+      PhysicalResourceId: foreign.ImageId,
+      Data: { [Attr.REQUEST_STARTED_AT]: expect.any(String) },
+    });
 
     expect(await ownState()).toEqual(before);
-    expect(harness.proxy.actions()).toEqual(['DescribeImages']);
+    // The resource's own images first (superseded images kept earlier), then the image itself.
+    expect(harness.proxy.actions()).toEqual(['DescribeImages', 'DescribeImages']);
+    const [own, described] = harness.proxy.requests.map((request) => Object.fromEntries(request.params));
+    expect(own).toMatchObject({
+      'Owner.1': 'self',
+      'Filter.1.Name': `tag:${Tag.STACK_ID}`,
+      'Filter.1.Value.1': STACK_ID,
+      'Filter.2.Name': `tag:${Tag.LOGICAL_ID}`,
+      'Filter.2.Value.1': LOGICAL_ID,
+    });
+    expect(described).toMatchObject({ 'ImageId.1': foreign.ImageId });
   });
 });
 
@@ -627,9 +733,14 @@ describe('failures', () => {
   test('isComplete on an image that does not exist fails and names the image', async () => {
     const props = bakeProps(await harness.launchBuilder());
     const event = createEvent(props);
+    const poll = completeEvent(event, { PhysicalResourceId: 'ami-0123456789abcdef0', Data: { [Attr.REQUEST_STARTED_AT]: secondsAgo(0) } });
 
-    await expect(handler.isComplete(completeEvent(event, { PhysicalResourceId: 'ami-0123456789abcdef0' })))
-      .rejects.toThrow(/ami-0123456789abcdef0.*not found/);
+    // EC2 is eventually consistent: a new image may not be visible yet.
+    await expect(handler.isComplete(poll)).resolves.toEqual({ IsComplete: false });
+    await expect(handler.isComplete(startedAgo(poll, 290))).resolves.toEqual({ IsComplete: false });
+    await expect(handler.isComplete(startedAgo(poll, 600))).rejects.toThrow(new RegExp(
+      `^Image ami-0123456789abcdef0 from builder ${props[Prop.INSTANCE_ID]} is not found (599|60\\d) s after this request started \\(deregistered outside this stack\\?\\)`,
+    ));
     expect(await instanceState(props[Prop.INSTANCE_ID])).toBe('running');
   });
 
@@ -638,8 +749,12 @@ describe('failures', () => {
     const event = createEvent(props);
     const response = await handler.onEvent(event);
     await harness.ec2.send(new DeregisterImageCommand({ ImageId: response.PhysicalResourceId }));
+    const poll = completeEvent(event, response);
 
-    await expect(handler.isComplete(completeEvent(event, response))).rejects.toThrow(new RegExp(`Image ${response.PhysicalResourceId} `));
+    await expect(handler.isComplete(poll)).resolves.toEqual({ IsComplete: false });
+    await expect(handler.isComplete(startedAgo(poll, 600))).rejects.toThrow(new RegExp(
+      `^Image ${response.PhysicalResourceId} from builder ${props[Prop.INSTANCE_ID]} is not found (599|60\\d) s after this request started \\(deregistered outside this stack\\?\\)`,
+    ));
     expect(await instanceState(props[Prop.INSTANCE_ID])).toBe('running');
   });
 
@@ -649,14 +764,19 @@ describe('failures', () => {
     const response = await handler.onEvent(event);
     const imageId = response.PhysicalResourceId ?? '';
     harness.proxy.holdPending(imageId, 2);
-    await expect(handler.isComplete(completeEvent(event, response))).resolves.toEqual({ IsComplete: false });
-    // The image has been pending for an hour.
+    const poll = completeEvent(event, response);
+    // bakeTimeout counts from when the request started, not from the image's creation: an image an hour old is
+    // still within it when this request started now.
     harness.proxy.rewriteResponses('DescribeImages', 1, (body) => body.replace(
       /<creationDate>[^<]*<\/creationDate>/,
       `<creationDate>${new Date(Date.now() - 3_600_000).toISOString()}</creationDate>`,
     ));
+    await expect(handler.isComplete(poll)).resolves.toEqual({ IsComplete: false });
 
-    await expect(handler.isComplete(completeEvent(event, response))).rejects.toThrow(new RegExp(`Image ${imageId} .*still pending.*600 s`));
+    // This request started an hour ago.
+    await expect(handler.isComplete(startedAgo(poll, 3600))).rejects.toThrow(new RegExp(
+      `^Image ${imageId} from builder ${props[Prop.INSTANCE_ID]} is still pending after (3599|360\\d) s, longer than bakeTimeout \\(600 s\\)`,
+    ));
     expect(await instanceState(props[Prop.INSTANCE_ID])).toBe('running');
   });
 

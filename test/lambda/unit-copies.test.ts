@@ -1,14 +1,17 @@
 import {
   CopyImageCommand,
   CreateTagsCommand,
+  DeleteSnapshotCommand,
   DeregisterImageCommand,
   DescribeImagesCommand,
   DescribeSnapshotsCommand,
   EC2Client,
+  EC2ServiceException,
   StopInstancesCommand,
 } from '@aws-sdk/client-ec2';
 import { mockClient } from 'aws-sdk-client-mock';
 import { isComplete, onEvent } from '../../lambda/bake-image';
+import { ec2 as homeClient } from '../../lambda/bake-image/clients';
 import type { IsCompleteRequest, OnEventRequest } from '../../lambda/bake-image/types';
 
 const ec2 = mockClient(EC2Client);
@@ -21,7 +24,19 @@ const TAGS = [
 ];
 const BASE = { InstanceId: 'i-0123456789abcdef0', NamePrefix: 'web' };
 
-function request(type: 'Create' | 'Update', props: Record<string, unknown>, oldProps?: Record<string, unknown>): IsCompleteRequest & OnEventRequest {
+const COPY_ID = 'ami-0bbbbbbbbbbbbbbbb';
+const COPY_SNAPSHOT = 'snap-0bbbbbbbbbbbbbbbb';
+
+/** An ISO time this many seconds ago. */
+const secondsAgo = (seconds: number) => new Date(Date.now() - seconds * 1000).toISOString();
+
+/** A request of this type; isComplete gets onEvent's Data, which records when the request started (`data`). */
+function request(
+  type: 'Create' | 'Update',
+  props: Record<string, unknown>,
+  oldProps?: Record<string, unknown>,
+  data: Record<string, string> = { RequestStartedAt: secondsAgo(0) },
+): IsCompleteRequest & OnEventRequest {
   return {
     RequestType: type,
     RequestId: 'r1',
@@ -31,7 +46,18 @@ function request(type: 'Create' | 'Update', props: Record<string, unknown>, oldP
     PhysicalResourceId: IMAGE_ID,
     ResourceProperties: { ...BASE, ...props },
     OldResourceProperties: oldProps ? { ...BASE, ...oldProps } : undefined,
+    Data: data,
   };
+}
+
+function serviceError(name: string): EC2ServiceException {
+  return new EC2ServiceException({ name, $fault: 'client', $metadata: {}, message: `${name} (simulated)` });
+}
+
+/** The region a mocked call went to: the handler's own client serves the stack's region. */
+async function regionOf(call: { thisValue: unknown }): Promise<string> {
+  const client = call.thisValue as EC2Client;
+  return client === homeClient ? 'us-east-1' : client.config.region();
 }
 
 const savedRegion = process.env.AWS_REGION;
@@ -102,10 +128,83 @@ describe('copies', () => {
   });
 
   test('an Update that drops a region keeps that copy with removalPolicy RETAIN', async () => {
-    await expect(onEvent(request('Update', { CopyToRegions: [], Removal: 'retain' }, { CopyToRegions: ['us-west-2'], Removal: 'retain' })))
-      .resolves.toEqual({ PhysicalResourceId: IMAGE_ID });
+    const before = Date.now();
+    const response = await onEvent(request('Update', { CopyToRegions: [], Removal: 'retain' }, { CopyToRegions: ['us-west-2'], Removal: 'retain' }));
+    expect(response).toEqual({ PhysicalResourceId: IMAGE_ID, Data: { RequestStartedAt: expect.any(String) } });
+    expect(Date.parse(response.Data!.RequestStartedAt)).toBeGreaterThanOrEqual(before);
+    expect(Date.parse(response.Data!.RequestStartedAt)).toBeLessThanOrEqual(Date.now());
     expect(ec2.commandCalls(DeregisterImageCommand)).toHaveLength(0);
     expect(ec2.commandCalls(DescribeSnapshotsCommand)).toHaveLength(0);
+  });
+
+  describe('an Update that drops a region with removalPolicy DESTROY', () => {
+    beforeEach(() => {
+      ec2.on(DescribeImagesCommand, { Owners: ['self'] }).resolves({
+        Images: [{ ImageId: COPY_ID, Name: 'web-1', State: 'available', Tags: TAGS, BlockDeviceMappings: [{ Ebs: { SnapshotId: COPY_SNAPSHOT } }] }],
+      });
+      ec2.on(DescribeImagesCommand, { ImageIds: [COPY_ID] }).resolves({
+        Images: [{ ImageId: COPY_ID, Name: 'web-1', State: 'available', Tags: TAGS, BlockDeviceMappings: [{ Ebs: { SnapshotId: COPY_SNAPSHOT } }] }],
+      });
+      ec2.on(DescribeSnapshotsCommand).resolves({ Snapshots: [] });
+      ec2.on(DeregisterImageCommand).resolves({});
+    });
+
+    test('deregisters that copy in its region with its snapshots, and keeps the image', async () => {
+      ec2.on(DeleteSnapshotCommand).resolves({});
+
+      const response = await onEvent(request('Update', { CopyToRegions: [] }, { CopyToRegions: ['us-west-2'] }));
+
+      expect(response).toEqual({ PhysicalResourceId: IMAGE_ID, Data: { RequestStartedAt: expect.any(String) } });
+      const deregistered = ec2.commandCalls(DeregisterImageCommand);
+      expect(deregistered.map((call) => call.args[0].input)).toEqual([{ ImageId: COPY_ID, DeleteAssociatedSnapshots: true }]);
+      expect(await regionOf(deregistered[0])).toBe('us-west-2');
+      const snapshots = ec2.commandCalls(DeleteSnapshotCommand);
+      expect(snapshots.map((call) => call.args[0].input)).toEqual([{ SnapshotId: COPY_SNAPSHOT }]);
+      expect(await regionOf(snapshots[0])).toBe('us-west-2');
+    });
+
+    test('hands the copy\'s snapshots still in use to isComplete, named with the copy\'s region', async () => {
+      ec2.on(DeleteSnapshotCommand).rejects(serviceError('InvalidSnapshot.InUse'));
+
+      const response = await onEvent(request('Update', { CopyToRegions: [] }, { CopyToRegions: ['us-west-2'] }));
+
+      expect(response).toEqual({ PhysicalResourceId: IMAGE_ID, Data: { RequestStartedAt: expect.any(String), SnapshotsInUse: `us-west-2/${COPY_SNAPSHOT}` } });
+    });
+
+    test('isComplete deletes those snapshots in the copy\'s region, then finishes the kept image', async () => {
+      ec2.on(DeleteSnapshotCommand).resolves({});
+
+      const answer = await isComplete(request('Update', { CopyToRegions: [] }, { CopyToRegions: ['us-west-2'] }, {
+        RequestStartedAt: secondsAgo(30),
+        SnapshotsInUse: `us-west-2/${COPY_SNAPSHOT}`,
+      }));
+
+      expect(answer).toEqual({ IsComplete: true, Data: { ImageId: IMAGE_ID, ImageName: 'web-1' } });
+      const snapshots = ec2.commandCalls(DeleteSnapshotCommand);
+      expect(snapshots.map((call) => call.args[0].input)).toEqual([{ SnapshotId: COPY_SNAPSHOT }]);
+      expect(await regionOf(snapshots[0])).toBe('us-west-2');
+    });
+  });
+
+  describe('bakeTimeout, counted from the request\'s start', () => {
+    // An image made long ago, copied to a region this Update adds: the copy's wait is this request's.
+    beforeEach(() => {
+      ec2.on(DescribeImagesCommand, { ImageIds: [IMAGE_ID] }).resolves({
+        Images: [{ ImageId: IMAGE_ID, Name: 'web-1', State: 'available', CreationDate: '2024-01-01T00:00:00.000Z', Tags: TAGS }],
+      });
+      ec2.on(DescribeImagesCommand, { Owners: ['self'] }).resolves({ Images: [{ ImageId: COPY_ID, Name: 'web-1', State: 'pending', Tags: TAGS }] });
+    });
+
+    test('does not fail a copy of an old image that this request just started', async () => {
+      await expect(isComplete(request('Update', { CopyToRegions: ['us-west-2'], BakeTimeoutSeconds: '3000' }, {}, { RequestStartedAt: secondsAgo(60) })))
+        .resolves.toEqual({ IsComplete: false });
+      expect(ec2.commandCalls(StopInstancesCommand)).toHaveLength(0);
+    });
+
+    test('fails naming the pending regions once bakeTimeout has passed since the request started', async () => {
+      await expect(isComplete(request('Update', { CopyToRegions: ['us-west-2'], BakeTimeoutSeconds: '3000' }, {}, { RequestStartedAt: secondsAgo(3100) })))
+        .rejects.toThrow(new RegExp(`^The copies of image ${IMAGE_ID} to us-west-2 are still pending after 310\\d s, longer than bakeTimeout \\(3000 s\\)`));
+    });
   });
 
   test('rejects copy keys that are not ARNs of a key in their region', async () => {

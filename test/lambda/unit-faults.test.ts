@@ -77,7 +77,10 @@ interface FailingCall {
   readonly act: () => Promise<unknown>;
   /** The failure message for an error whose own description (code, message, attempts) is `detail`. */
   readonly message: (detail: string) => string;
-  /** Describe calls annotate the SDK error itself (so its name and $metadata survive); the others wrap it. */
+  /**
+   * Describe calls annotate the SDK error itself (so its name and $metadata survive for the handlers' own checks);
+   * the others wrap it. Either way, the provider framework gets a plain error with the message alone.
+   */
   readonly keepsError: boolean;
 }
 
@@ -121,8 +124,17 @@ const CALLS: Record<string, FailingCall> = {
     message: (detail) => `Could not terminate builder ${BUILDER}: ${detail}`,
     keepsError: false,
   },
-  'DescribeImages by id (Delete)': {
+  'DescribeImages of the resource\'s images (Delete)': {
     arrange: (error) => ec2.on(DescribeImagesCommand).rejects(error),
+    act: () => onEvent(onEventRequest('Delete')),
+    message: (detail) => `DescribeImages for the images of ${LOGICAL_ID} failed: ${detail}`,
+    keepsError: true,
+  },
+  'DescribeImages by id (Delete)': {
+    arrange: (error) => {
+      ec2.on(DescribeImagesCommand).resolves({ Images: [] });
+      ec2.on(DescribeImagesCommand, { ImageIds: [IMAGE_ID] }).rejects(error);
+    },
     act: () => onEvent(onEventRequest('Delete')),
     message: (detail) => `DescribeImages for image ${IMAGE_ID} failed: ${detail}`,
     keepsError: true,
@@ -169,11 +181,18 @@ async function failureOf(call: FailingCall, error: Error): Promise<unknown> {
   );
 }
 
+let logSpy: jest.SpyInstance;
+
 beforeEach(() => {
   ec2.reset();
-  jest.spyOn(console, 'log').mockImplementation(() => {});
+  logSpy = jest.spyOn(console, 'log').mockImplementation(() => {});
   jest.spyOn(console, 'warn').mockImplementation(() => {});
 });
+
+/** The error lines the handlers logged before answering the framework. */
+function errorLogs(): Array<Record<string, unknown>> {
+  return logSpy.mock.calls.map((args) => JSON.parse(String(args[0]))).filter((line) => line.level === 'error');
+}
 
 afterEach(() => {
   jest.restoreAllMocks();
@@ -185,12 +204,22 @@ describe('after the SDK gave up on a call', () => {
 
     const failure = await failureOf(call, error);
 
-    expect((failure as Error).message).toBe(call.message('RequestLimitExceeded: Request limit exceeded. (after 6 attempts)'));
+    const message = call.message('RequestLimitExceeded: Request limit exceeded. (after 6 attempts)');
+    expect(message).toContain('RequestLimitExceeded');
+    // What the provider framework gets: a plain error with the message alone, and no stack for it to append.
+    expect(failure).toBeInstanceOf(Error);
+    expect(failure).not.toBe(error);
+    expect(failure).toMatchObject({ name: 'Error', message, stack: '' });
+    expect(failure).not.toHaveProperty('$metadata');
     if (call.keepsError) {
-      // Still the SDK's error: its code and metadata are there for whoever catches it.
-      expect(failure).toBe(error);
-      expect(failure).toMatchObject({ name: 'RequestLimitExceeded', $metadata: { attempts: 6 } });
+      // The SDK's error itself carries the message: its code and metadata were there for the handlers' own checks.
+      expect(error.message).toBe(message);
+      expect(error).toMatchObject({ name: 'RequestLimitExceeded', $metadata: { attempts: 6 } });
+    } else {
+      expect(error.message).toBe('Request limit exceeded.');
     }
+    // The whole error went to the log first, once.
+    expect(errorLogs()).toEqual([expect.objectContaining({ message: 'request failed', error: message, stack: expect.any(String) })]);
   });
 
   test.each([

@@ -15,10 +15,12 @@ import {
 import { mockClient } from 'aws-sdk-client-mock';
 import 'aws-sdk-client-mock-jest';
 import { isComplete, onEvent } from '../../lambda/bake-image';
+import { ec2 as homeClient } from '../../lambda/bake-image/clients';
 import { imageName } from '../../lambda/bake-image/naming';
 import { parseProperties } from '../../lambda/bake-image/properties';
+import { NOT_VISIBLE_GRACE_SECONDS, SNAPSHOT_RELEASE_SECONDS } from '../../lambda/bake-image/request-clock';
 import type { IsCompleteRequest, OnEventRequest, RequestType } from '../../lambda/bake-image/types';
-import { MANAGED_BY_VALUE, Tag } from '../../src/private/contract';
+import { Attr, MANAGED_BY_VALUE, Tag } from '../../src/private/contract';
 
 const ec2 = mockClient(EC2Client);
 
@@ -61,8 +63,45 @@ function makeEvent(requestType: RequestType, props: Record<string, string> = {},
   };
 }
 
-function completeEvent(requestType: RequestType, props: Record<string, string> = {}, physicalId: string = IMAGE_ID): IsCompleteRequest {
-  return { ...makeEvent(requestType, props), PhysicalResourceId: physicalId };
+/** An ISO time this many seconds ago. */
+function secondsAgo(seconds: number): string {
+  return new Date(Date.now() - seconds * 1000).toISOString();
+}
+
+/**
+ * An isComplete event as the provider framework sends it: with onEvent's Data, which records when the request
+ * started (just now, unless `data` says otherwise; `data: null` for a request started without the record).
+ */
+function completeEvent(
+  requestType: RequestType,
+  props: Record<string, string> = {},
+  physicalId: string = IMAGE_ID,
+  data: Record<string, string> | null = { [Attr.REQUEST_STARTED_AT]: secondsAgo(0) },
+): IsCompleteRequest {
+  return { ...makeEvent(requestType, props), PhysicalResourceId: physicalId, ...(data ? { Data: data } : {}) };
+}
+
+const ISO_TIME = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
+
+/** Asserts that onEvent's Data records when the request started: an ISO time between `before` and now. */
+function expectStartedSince(data: Record<string, string> | undefined, before: number): void {
+  const startedAt = data?.[Attr.REQUEST_STARTED_AT];
+  expect(startedAt).toMatch(ISO_TIME);
+  const at = Date.parse(startedAt ?? '');
+  expect(new Date(at).toISOString()).toBe(startedAt);
+  expect(at).toBeGreaterThanOrEqual(before);
+  expect(at).toBeLessThanOrEqual(Date.now());
+}
+
+/** The region a mocked call went to: the handler's own client serves the stack's region. */
+async function regionOf(call: { thisValue: unknown }): Promise<string> {
+  const client = call.thisValue as EC2Client;
+  return client === homeClient ? `home:${process.env.AWS_REGION}` : client.config.region();
+}
+
+/** The error lines the handlers logged (console.log, level error). */
+function errorLogs(): Array<Record<string, unknown>> {
+  return logSpy.mock.calls.map((args) => JSON.parse(String(args[0]))).filter((line) => line.level === 'error');
 }
 
 /** The name the handler derives for a set of (string) properties. */
@@ -124,15 +163,23 @@ function simulateEc2(initial: Image[] = []): Image[] {
 
 let logSpy: jest.SpyInstance;
 let warnSpy: jest.SpyInstance;
+const savedRegion = process.env.AWS_REGION;
 
 beforeEach(() => {
   ec2.reset();
+  // The Lambda runtime always sets it: the snapshots a Delete leaves in use are named with their region.
+  process.env.AWS_REGION = 'us-east-1';
   logSpy = jest.spyOn(console, 'log').mockImplementation(() => {});
   warnSpy = jest.spyOn(console, 'warn').mockImplementation(() => {});
 });
 
 afterEach(() => {
   jest.restoreAllMocks();
+  if (savedRegion === undefined) {
+    delete process.env.AWS_REGION;
+  } else {
+    process.env.AWS_REGION = savedRegion;
+  }
 });
 
 describe('onEvent Create', () => {
@@ -140,6 +187,7 @@ describe('onEvent Create', () => {
     ec2.on(DescribeImagesCommand).resolves({ Images: [] });
     ec2.on(CreateImageCommand).resolves({ ImageId: IMAGE_ID });
 
+    const before = Date.now();
     const response = await onEvent(makeEvent('Create'));
 
     const name = nameFor();
@@ -163,7 +211,8 @@ describe('onEvent Create', () => {
         { ResourceType: 'snapshot', Tags: expectedTags },
       ],
     }]);
-    expect(response).toEqual({ PhysicalResourceId: IMAGE_ID, Data: { ImageId: IMAGE_ID, ImageName: name } });
+    expect(response).toEqual({ PhysicalResourceId: IMAGE_ID, Data: { RequestStartedAt: expect.any(String), ImageId: IMAGE_ID, ImageName: name } });
+    expectStartedSince(response.Data, before);
   });
 
   test('records the manifest the construct passes as tags, cutting values at EC2\'s 256 characters', async () => {
@@ -224,10 +273,16 @@ describe('onEvent Create', () => {
     const name = nameFor();
     ec2.on(DescribeImagesCommand).resolves({ Images: [{ ImageId: OTHER_IMAGE_ID, Name: name, State: 'pending' }] });
 
+    const before = Date.now();
     const response = await onEvent(makeEvent('Create'));
 
     expect(ec2).not.toHaveReceivedCommand(CreateImageCommand);
-    expect(response).toEqual({ PhysicalResourceId: OTHER_IMAGE_ID, Data: { ImageId: OTHER_IMAGE_ID, ImageName: name } });
+    expect(response).toEqual({
+      PhysicalResourceId: OTHER_IMAGE_ID,
+      Data: { RequestStartedAt: expect.any(String), ImageId: OTHER_IMAGE_ID, ImageName: name },
+    });
+    // The retried request's own start: bakeTimeout counts from it, not from when the adopted image was made.
+    expectStartedSince(response.Data, before);
   });
 
   test('leaves exactly one image behind when the same create runs twice', async () => {
@@ -258,10 +313,15 @@ describe('onEvent Create', () => {
       .resolves({ Images: [{ ImageId: OTHER_IMAGE_ID, Name: name, State: 'pending' }] });
     ec2.on(CreateImageCommand).rejects(serviceError('InvalidAMIName.Duplicate'));
 
+    const before = Date.now();
     const response = await onEvent(makeEvent('Create'));
 
     expect(ec2).toHaveReceivedCommandTimes(DescribeImagesCommand, 2);
-    expect(response).toEqual({ PhysicalResourceId: OTHER_IMAGE_ID, Data: { ImageId: OTHER_IMAGE_ID, ImageName: name } });
+    expect(response).toEqual({
+      PhysicalResourceId: OTHER_IMAGE_ID,
+      Data: { RequestStartedAt: expect.any(String), ImageId: OTHER_IMAGE_ID, ImageName: name },
+    });
+    expectStartedSince(response.Data, before);
   });
 
   test('fails naming the builder and the image name when a duplicate name cannot be found again', async () => {
@@ -326,17 +386,20 @@ describe('onEvent Update', () => {
     ['Removal', { Removal: 'destroy' }, { Removal: 'retain' }],
     ['BuilderAfterBake', { BuilderAfterBake: 'stop' }, { BuilderAfterBake: 'terminate' }],
     ['BakeTimeoutSeconds', { BakeTimeoutSeconds: '3600' }, { BakeTimeoutSeconds: '7200' }],
-  ])('keeps the image without calling EC2 when only %s changed', async (_name, oldProps, newProps) => {
+  ])('keeps the image without calling EC2 when only %s changed, recording when the request started', async (_name, oldProps, newProps) => {
+    const before = Date.now();
     const response = await onEvent(makeEvent('Update', newProps, { physicalId: IMAGE_ID, oldProps }));
 
-    expect(response.PhysicalResourceId).toBe(IMAGE_ID);
+    // No ImageId here: the image's attributes come from isComplete. The start time is for its deadlines.
+    expect(response).toEqual({ PhysicalResourceId: IMAGE_ID, Data: { RequestStartedAt: expect.any(String) } });
+    expectStartedSince(response.Data, before);
     expect(ec2.calls()).toHaveLength(0);
   });
 
   test('keeps the image when a shaping property goes from absent to an empty string', async () => {
     const response = await onEvent(makeEvent('Update', { RebakeTrigger: '' }, { physicalId: IMAGE_ID, oldProps: {} }));
 
-    expect(response.PhysicalResourceId).toBe(IMAGE_ID);
+    expect(response).toEqual({ PhysicalResourceId: IMAGE_ID, Data: { RequestStartedAt: expect.any(String) } });
     expect(ec2.calls()).toHaveLength(0);
   });
 
@@ -355,9 +418,14 @@ describe('onEvent Update', () => {
     ec2.on(DescribeImagesCommand, { Filters: [{ Name: 'name', Values: [newName] }] }).resolves({ Images: [] });
     ec2.on(CreateImageCommand).resolves({ ImageId: OTHER_IMAGE_ID });
 
+    const before = Date.now();
     const response = await onEvent(makeEvent('Update', newProps, { physicalId: IMAGE_ID, oldProps: {} }));
 
-    expect(response).toEqual({ PhysicalResourceId: OTHER_IMAGE_ID, Data: { ImageId: OTHER_IMAGE_ID, ImageName: newName } });
+    expect(response).toEqual({
+      PhysicalResourceId: OTHER_IMAGE_ID,
+      Data: { RequestStartedAt: expect.any(String), ImageId: OTHER_IMAGE_ID, ImageName: newName },
+    });
+    expectStartedSince(response.Data, before);
     expect(createImageInputs()).toHaveLength(1);
     expect(createImageInputs()[0]).toMatchObject({
       Name: newName,
@@ -374,13 +442,16 @@ describe('onEvent Update', () => {
     const created = await onEvent(makeEvent('Create', oldProps));
     const updated = await onEvent(makeEvent('Update', newProps, { physicalId: created.PhysicalResourceId, oldProps }));
     ec2.resetHistory();
+    const before = Date.now();
     const rolledBack = await onEvent(makeEvent('Update', oldProps, { physicalId: updated.PhysicalResourceId, oldProps: newProps }));
 
     expect(updated.PhysicalResourceId).not.toBe(created.PhysicalResourceId);
     expect(rolledBack).toEqual({
       PhysicalResourceId: created.PhysicalResourceId,
-      Data: { ImageId: created.PhysicalResourceId, ImageName: nameFor(oldProps) },
+      Data: { RequestStartedAt: expect.any(String), ImageId: created.PhysicalResourceId, ImageName: nameFor(oldProps) },
     });
+    // The rollback's own start, not the original Create's: an old image is not failed for its age.
+    expectStartedSince(rolledBack.Data, before);
     expect(ec2).not.toHaveReceivedCommand(CreateImageCommand);
     expect(images).toHaveLength(2);
   });
@@ -507,57 +578,96 @@ describe('isComplete for Create and Update', () => {
     expect(ec2).not.toHaveReceivedCommand(StopInstancesCommand);
   });
 
-  test('fails with the image id when DescribeImages says the image does not exist', async () => {
-    ec2.on(DescribeImagesCommand).rejects(serviceError('InvalidAMIID.NotFound'));
+  const invisible: Array<[string, () => unknown]> = [
+    ['DescribeImages throws InvalidAMIID.NotFound', () => ec2.on(DescribeImagesCommand).rejects(serviceError('InvalidAMIID.NotFound'))],
+    ['DescribeImages returns no image', () => ec2.on(DescribeImagesCommand).resolves({ Images: [] })],
+  ];
 
-    const failure = isComplete(completeEvent('Create'));
-
-    await expect(failure).rejects.toThrow(IMAGE_ID);
-    await expect(failure).rejects.toThrow('not found');
+  test('gives a new image five minutes to become visible', () => {
+    expect(NOT_VISIBLE_GRACE_SECONDS).toBe(300);
   });
 
-  test('fails with the image id when DescribeImages returns no image', async () => {
-    ec2.on(DescribeImagesCommand).resolves({ Images: [] });
+  describe.each(invisible)('when %s', (_case, arrange) => {
+    test.each<RequestType>(['Create', 'Update'])('%s keeps waiting within the grace period after the request started (EC2 is eventually consistent)', async (type) => {
+      arrange();
 
-    const failure = isComplete(completeEvent('Update'));
+      await expect(isComplete(completeEvent(type, {}, IMAGE_ID, { RequestStartedAt: secondsAgo(0) }))).resolves.toEqual({ IsComplete: false });
+      await expect(isComplete(completeEvent(type, {}, IMAGE_ID, { RequestStartedAt: secondsAgo(NOT_VISIBLE_GRACE_SECONDS - 10) })))
+        .resolves.toEqual({ IsComplete: false });
 
-    await expect(failure).rejects.toThrow(IMAGE_ID);
-    await expect(failure).rejects.toThrow('not found');
+      expect(ec2).toHaveReceivedCommandTimes(DescribeImagesCommand, 2);
+      expect(ec2).not.toHaveReceivedCommand(StopInstancesCommand);
+      expect(ec2).not.toHaveReceivedCommand(TerminateInstancesCommand);
+    });
+
+    test.each<RequestType>(['Create', 'Update'])('%s fails naming the image, the builder and the seconds once the grace period has passed', async (type) => {
+      arrange();
+
+      const failure = isComplete(completeEvent(type, {}, IMAGE_ID, { RequestStartedAt: secondsAgo(NOT_VISIBLE_GRACE_SECONDS + 100) }));
+
+      await expect(failure).rejects.toThrow(
+        new RegExp(`^Image ${IMAGE_ID} from builder ${BUILDER} is not found 40\\d s after this request started \\(deregistered outside this stack\\?\\)\\. Change rebakeTrigger`),
+      );
+      expect(ec2).not.toHaveReceivedCommand(StopInstancesCommand);
+    });
+
+    test('keeps waiting when the request carries no start time (started by an earlier version of the handler)', async () => {
+      arrange();
+
+      await expect(isComplete(completeEvent('Create', {}, IMAGE_ID, null))).resolves.toEqual({ IsComplete: false });
+    });
   });
 
-  test('passes on other DescribeImages errors unchanged', async () => {
-    const error = serviceError('RequestLimitExceeded');
+  test('passes on other DescribeImages errors with their message and code, as a plain error without stack, after logging them', async () => {
+    const error = serviceError('RequestLimitExceeded', 'Rate exceeded');
     ec2.on(DescribeImagesCommand).rejects(error);
 
-    await expect(isComplete(completeEvent('Create'))).rejects.toBe(error);
+    const failure = await isComplete(completeEvent('Create', {}, IMAGE_ID, { RequestStartedAt: secondsAgo(NOT_VISIBLE_GRACE_SECONDS + 100) }))
+      .then(() => undefined, (thrown: unknown) => thrown as Error);
+
+    const message = `DescribeImages for image ${IMAGE_ID} failed: RequestLimitExceeded: Rate exceeded`;
+    expect(failure).toBeInstanceOf(Error);
+    expect(failure).not.toBe(error);
+    // The provider framework appends a stack to the reason: there is none to append.
+    expect(failure).toMatchObject({ name: 'Error', message, stack: '' });
+    expect(errorLogs()).toEqual([expect.objectContaining({ message: 'request failed', error: message, stack: expect.stringMatching(/\n\s+at /) })]);
   });
 
-  test('fails naming bakeTimeout and its seconds when the image stays pending too long', async () => {
-    ec2.on(DescribeImagesCommand).resolves({
-      Images: [{ ImageId: IMAGE_ID, State: 'pending', CreationDate: new Date(Date.now() - 2 * 3600 * 1000).toISOString() }],
-    });
+  test('fails naming bakeTimeout and its seconds when the image stays pending too long after the request started', async () => {
+    // Created just now, but the request started two hours ago: the request's start is what counts.
+    ec2.on(DescribeImagesCommand).resolves({ Images: [{ ImageId: IMAGE_ID, State: 'pending', CreationDate: secondsAgo(0) }] });
 
-    const failure = isComplete(completeEvent('Create', { BakeTimeoutSeconds: '3600' }));
+    const failure = isComplete(completeEvent('Create', { BakeTimeoutSeconds: '3600' }, IMAGE_ID, { RequestStartedAt: secondsAgo(7200) }));
 
-    await expect(failure).rejects.toThrow('bakeTimeout');
-    await expect(failure).rejects.toThrow('3600 s');
-    await expect(failure).rejects.toThrow(IMAGE_ID);
+    await expect(failure).rejects.toThrow(
+      new RegExp(`^Image ${IMAGE_ID} from builder ${BUILDER} is still pending after 720\\d s, longer than bakeTimeout \\(3600 s\\)\\. Raise bakeTimeout`),
+    );
   });
 
-  test('keeps waiting while a pending image is within the bake timeout', async () => {
-    ec2.on(DescribeImagesCommand).resolves({
-      Images: [{ ImageId: IMAGE_ID, State: 'pending', CreationDate: new Date(Date.now() - 60 * 1000).toISOString() }],
-    });
+  test('keeps waiting while a pending image is within the bake timeout counted from the request\'s start', async () => {
+    ec2.on(DescribeImagesCommand).resolves({ Images: [{ ImageId: IMAGE_ID, State: 'pending', CreationDate: secondsAgo(60) }] });
 
-    await expect(isComplete(completeEvent('Create', { BakeTimeoutSeconds: '3600' }))).resolves.toEqual({ IsComplete: false });
+    await expect(isComplete(completeEvent('Create', { BakeTimeoutSeconds: '3600' }, IMAGE_ID, { RequestStartedAt: secondsAgo(3500) })))
+      .resolves.toEqual({ IsComplete: false });
+  });
+
+  test('does not fail an image created long before this request for bakeTimeout (an Update that validates or copies an old image)', async () => {
+    ec2.on(DescribeImagesCommand).resolves({ Images: [{ ImageId: IMAGE_ID, State: 'pending', CreationDate: '2020-01-01T00:00:00.000Z' }] });
+
+    await expect(isComplete(completeEvent('Update', { BakeTimeoutSeconds: '3600' }, IMAGE_ID, { RequestStartedAt: secondsAgo(10) })))
+      .resolves.toEqual({ IsComplete: false });
   });
 
   test('keeps waiting on an old pending image when no bake timeout is set', async () => {
-    ec2.on(DescribeImagesCommand).resolves({
-      Images: [{ ImageId: IMAGE_ID, State: 'pending', CreationDate: '2000-01-01T00:00:00.000Z' }],
-    });
+    ec2.on(DescribeImagesCommand).resolves({ Images: [{ ImageId: IMAGE_ID, State: 'pending', CreationDate: '2000-01-01T00:00:00.000Z' }] });
 
-    await expect(isComplete(completeEvent('Create'))).resolves.toEqual({ IsComplete: false });
+    await expect(isComplete(completeEvent('Create', {}, IMAGE_ID, { RequestStartedAt: '2000-01-01T00:00:00.000Z' }))).resolves.toEqual({ IsComplete: false });
+  });
+
+  test('enforces no bakeTimeout for a request without a start time, whatever the image\'s age', async () => {
+    ec2.on(DescribeImagesCommand).resolves({ Images: [{ ImageId: IMAGE_ID, State: 'pending', CreationDate: '2000-01-01T00:00:00.000Z' }] });
+
+    await expect(isComplete(completeEvent('Create', { BakeTimeoutSeconds: '3600' }, IMAGE_ID, null))).resolves.toEqual({ IsComplete: false });
   });
 
   test('rejects an unknown request type', async () => {
@@ -568,10 +678,96 @@ describe('isComplete for Create and Update', () => {
   });
 });
 
-describe('isComplete for Delete', () => {
-  test('is complete at once without calling EC2', async () => {
+describe('snapshots a Delete left in use', () => {
+  const SNAP_HOME = 'snap-00000000000000001';
+  const SNAP_COPY = 'snap-00000000000000002';
+  const IN_USE = `us-east-1/${SNAP_HOME} us-west-2/${SNAP_COPY}`;
+  const leftInUse = (startedSecondsAgo: number, inUse = IN_USE) => ({ RequestStartedAt: secondsAgo(startedSecondsAgo), SnapshotsInUse: inUse });
+  const deletions = async () => Promise.all(ec2.commandCalls(DeleteSnapshotCommand)
+    .map(async (call) => `${await regionOf(call)} ${call.args[0].input.SnapshotId}`));
+
+  test('gives EC2 ten minutes to release them', () => {
+    expect(SNAPSHOT_RELEASE_SECONDS).toBe(600);
+  });
+
+  test('isComplete for a Delete that left none is complete without calling EC2', async () => {
     await expect(isComplete(completeEvent('Delete'))).resolves.toEqual({ IsComplete: true });
+    await expect(isComplete(completeEvent('Delete', {}, IMAGE_ID, null))).resolves.toEqual({ IsComplete: true });
+    await expect(isComplete(completeEvent('Delete', {}, IMAGE_ID, { RequestStartedAt: secondsAgo(0), SnapshotsInUse: '' }))).resolves.toEqual({ IsComplete: true });
     expect(ec2.calls()).toHaveLength(0);
+  });
+
+  test('isComplete deletes each of them in its own region, and is complete once all are deleted or gone', async () => {
+    ec2.on(DeleteSnapshotCommand, { SnapshotId: SNAP_HOME }).resolves({});
+    ec2.on(DeleteSnapshotCommand, { SnapshotId: SNAP_COPY }).rejects(serviceError('InvalidSnapshot.NotFound'));
+
+    await expect(isComplete(completeEvent('Delete', {}, IMAGE_ID, leftInUse(30)))).resolves.toEqual({ IsComplete: true });
+
+    expect(await deletions()).toEqual([`home:us-east-1 ${SNAP_HOME}`, `us-west-2 ${SNAP_COPY}`]);
+    expect(sentCommands()).toEqual(['DeleteSnapshotCommand', 'DeleteSnapshotCommand']);
+  });
+
+  test('isComplete is not complete while one is still in use within the release time, and tries every one each poll', async () => {
+    ec2.on(DeleteSnapshotCommand, { SnapshotId: SNAP_HOME }).rejects(serviceError('InvalidSnapshot.InUse'));
+    ec2.on(DeleteSnapshotCommand, { SnapshotId: SNAP_COPY }).resolves({});
+
+    await expect(isComplete(completeEvent('Delete', {}, IMAGE_ID, leftInUse(30)))).resolves.toEqual({ IsComplete: false });
+    await expect(isComplete(completeEvent('Delete', {}, IMAGE_ID, leftInUse(SNAPSHOT_RELEASE_SECONDS - 10)))).resolves.toEqual({ IsComplete: false });
+
+    expect(await deletions()).toEqual([
+      `home:us-east-1 ${SNAP_HOME}`, `us-west-2 ${SNAP_COPY}`,
+      `home:us-east-1 ${SNAP_HOME}`, `us-west-2 ${SNAP_COPY}`,
+    ]);
+    expect(warnSpy).not.toHaveBeenCalled();
+  });
+
+  test('isComplete fails naming the snapshots still in use, and only those, once the release time has passed', async () => {
+    ec2.on(DeleteSnapshotCommand, { SnapshotId: SNAP_HOME }).resolves({});
+    ec2.on(DeleteSnapshotCommand, { SnapshotId: SNAP_COPY }).rejects(serviceError('InvalidSnapshot.InUse'));
+
+    const failure = isComplete(completeEvent('Delete', {}, IMAGE_ID, leftInUse(SNAPSHOT_RELEASE_SECONDS + 100)));
+
+    await expect(failure).rejects.toThrow(new RegExp(
+      `^Snapshots us-west-2/${SNAP_COPY} of image ${IMAGE_ID} are still in use 70\\d s after their image was deregistered: ` +
+      'another image was probably registered from them\\. Deregister that image and delete the snapshots, then retry',
+    ));
+    await expect(failure).rejects.not.toThrow(SNAP_HOME);
+  });
+
+  test('isComplete fails naming a snapshot that DeleteSnapshot refuses for another reason, and its region', async () => {
+    ec2.on(DeleteSnapshotCommand, { SnapshotId: SNAP_HOME }).resolves({});
+    ec2.on(DeleteSnapshotCommand, { SnapshotId: SNAP_COPY }).rejects(serviceError('UnauthorizedOperation', 'not allowed'));
+
+    await expect(isComplete(completeEvent('Delete', {}, IMAGE_ID, leftInUse(30))))
+      .rejects.toThrow(`Could not delete snapshot ${SNAP_COPY} of image ${IMAGE_ID} in us-west-2: UnauthorizedOperation: not allowed`);
+  });
+
+  test('an Update\'s isComplete retries them first, and does not poll the image while one is in use', async () => {
+    ec2.on(DeleteSnapshotCommand).rejects(serviceError('InvalidSnapshot.InUse'));
+    ec2.on(DescribeImagesCommand).resolves({ Images: [{ ImageId: IMAGE_ID, Name: nameFor(), State: 'available' }] });
+
+    await expect(isComplete(completeEvent('Update', {}, IMAGE_ID, leftInUse(30)))).resolves.toEqual({ IsComplete: false });
+
+    expect(sentCommands()).toEqual(['DeleteSnapshotCommand', 'DeleteSnapshotCommand']);
+  });
+
+  test('an Update\'s isComplete polls and finishes the image once they are deleted', async () => {
+    ec2.on(DeleteSnapshotCommand).resolves({});
+    ec2.on(DescribeImagesCommand).resolves({ Images: [{ ImageId: IMAGE_ID, Name: nameFor(), State: 'available' }] });
+    ec2.on(StopInstancesCommand).resolves({});
+
+    await expect(isComplete(completeEvent('Update', {}, IMAGE_ID, leftInUse(30))))
+      .resolves.toEqual({ IsComplete: true, Data: { ImageId: IMAGE_ID, ImageName: nameFor() } });
+
+    expect(sentCommands()).toEqual(['DeleteSnapshotCommand', 'DeleteSnapshotCommand', 'DescribeImagesCommand', 'StopInstancesCommand']);
+  });
+
+  test('an Update\'s isComplete fails naming them once the release time has passed', async () => {
+    ec2.on(DeleteSnapshotCommand).rejects(serviceError('InvalidSnapshot.InUse'));
+
+    await expect(isComplete(completeEvent('Update', {}, IMAGE_ID, leftInUse(SNAPSHOT_RELEASE_SECONDS + 100))))
+      .rejects.toThrow(`Snapshots us-east-1/${SNAP_HOME}, us-west-2/${SNAP_COPY} of image ${IMAGE_ID} are still in use`);
+    expect(ec2).not.toHaveReceivedCommand(DescribeImagesCommand);
   });
 });
 
@@ -591,6 +787,8 @@ describe('onEvent Delete', () => {
     ...overrides,
   });
   const deletedSnapshots = () => ec2.commandCalls(DeleteSnapshotCommand).map((call) => call.args[0].input.SnapshotId).sort();
+  const deregistered = () => ec2.commandCalls(DeregisterImageCommand).map((call) => call.args[0].input);
+  const deleted = { PhysicalResourceId: IMAGE_ID, Data: { RequestStartedAt: expect.any(String) } };
 
   test('deregisters the image, then deletes its snapshots and those found by tag', async () => {
     ec2.on(DescribeImagesCommand).resolves({ Images: [ownImage()] });
@@ -598,9 +796,11 @@ describe('onEvent Delete', () => {
       Snapshots: [{ SnapshotId: 'snap-00000000000000002' }, { SnapshotId: 'snap-00000000000000003' }],
     });
 
+    const before = Date.now();
     const response = await onEvent(deleteEvent());
 
-    expect(response).toEqual({ PhysicalResourceId: IMAGE_ID });
+    expect(response).toEqual({ PhysicalResourceId: IMAGE_ID, Data: { RequestStartedAt: expect.any(String) } });
+    expectStartedSince(response.Data, before);
     expect(ec2).toHaveReceivedCommandWith(DescribeImagesCommand, { ImageIds: [IMAGE_ID] });
     expect(ec2).toHaveReceivedCommandWith(DescribeSnapshotsCommand, {
       OwnerIds: ['self'],
@@ -610,7 +810,8 @@ describe('onEvent Delete', () => {
         { Name: 'tag:cdk-baked-image:logical-id', Values: [LOGICAL_ID] },
       ],
     });
-    expect(ec2).toHaveReceivedCommandWith(DeregisterImageCommand, { ImageId: IMAGE_ID });
+    // EC2 deletes the snapshots it can with the image; each is still deleted explicitly afterwards.
+    expect(deregistered()).toEqual([{ ImageId: IMAGE_ID, DeleteAssociatedSnapshots: true }]);
     expect(deletedSnapshots()).toEqual(['snap-00000000000000001', 'snap-00000000000000002', 'snap-00000000000000003']);
     const commands = sentCommands();
     expect(commands.indexOf('DeregisterImageCommand')).toBeLessThan(commands.indexOf('DeleteSnapshotCommand'));
@@ -625,27 +826,44 @@ describe('onEvent Delete', () => {
     ec2.on(DescribeImagesCommand).resolves({ Images: [ownImage({ Tags: tags })] });
     ec2.on(DescribeSnapshotsCommand).resolves({ Snapshots: [{ SnapshotId: 'snap-00000000000000003' }] });
 
-    await expect(onEvent(deleteEvent())).resolves.toEqual({ PhysicalResourceId: IMAGE_ID });
+    await expect(onEvent(deleteEvent())).resolves.toEqual(deleted);
 
     expect(ec2).not.toHaveReceivedCommand(DeregisterImageCommand);
     expect(ec2).not.toHaveReceivedCommand(DeleteSnapshotCommand);
     expect(warnSpy).toHaveBeenCalledWith(expect.stringContaining(IMAGE_ID));
   });
 
-  test.each([
-    ['DescribeImages throws InvalidAMIID.NotFound', () => ec2.on(DescribeImagesCommand).rejects(serviceError('InvalidAMIID.NotFound'))],
+  // The listing of the resource's images (by tag) shows nothing either; DescribeImages by id answers as named.
+  const notShown: Array<[string, () => unknown]> = [
+    ['DescribeImages throws InvalidAMIID.NotFound', () => {
+      ec2.on(DescribeImagesCommand).resolves({ Images: [] });
+      ec2.on(DescribeImagesCommand, { ImageIds: [IMAGE_ID] }).rejects(serviceError('InvalidAMIID.NotFound'));
+    }],
     ['DescribeImages returns no image', () => ec2.on(DescribeImagesCommand).resolves({ Images: [] })],
-  ])('still deletes the snapshots found by tag when the image is already gone (%s)', async (_case, arrange) => {
+  ];
+
+  test.each(notShown)('still deregisters the physical id, which a new image may not be visible under yet, and deletes the snapshots found by tag (%s)', async (_case, arrange) => {
     arrange();
     ec2.on(DescribeSnapshotsCommand).resolves({ Snapshots: [{ SnapshotId: 'snap-00000000000000003' }] });
 
-    await expect(onEvent(deleteEvent())).resolves.toEqual({ PhysicalResourceId: IMAGE_ID });
+    await expect(onEvent(deleteEvent())).resolves.toEqual(deleted);
 
-    expect(ec2).not.toHaveReceivedCommand(DeregisterImageCommand);
+    expect(deregistered()).toEqual([{ ImageId: IMAGE_ID, DeleteAssociatedSnapshots: true }]);
     expect(ec2).toHaveReceivedCommandWith(DescribeSnapshotsCommand, {
       Filters: expect.arrayContaining([{ Name: 'tag:cdk-baked-image:image-name', Values: [name] }]),
     });
     expect(deletedSnapshots()).toEqual(['snap-00000000000000003']);
+    const commands = sentCommands();
+    expect(commands.indexOf('DeregisterImageCommand')).toBeLessThan(commands.indexOf('DeleteSnapshotCommand'));
+  });
+
+  test.each(notShown)('succeeds when the image not shown is really gone and DeregisterImage says so (%s)', async (_case, arrange) => {
+    arrange();
+    ec2.on(DescribeSnapshotsCommand).resolves({ Snapshots: [] });
+    ec2.on(DeregisterImageCommand).rejects(serviceError('InvalidAMIID.NotFound'));
+
+    await expect(onEvent(deleteEvent())).resolves.toEqual(deleted);
+    expect(deregistered()).toEqual([{ ImageId: IMAGE_ID, DeleteAssociatedSnapshots: true }]);
   });
 
   test.each(['InvalidAMIID.Unavailable', 'InvalidAMIID.NotFound'])('succeeds when DeregisterImage answers %s', async (code) => {
@@ -653,7 +871,7 @@ describe('onEvent Delete', () => {
     ec2.on(DescribeSnapshotsCommand).resolves({ Snapshots: [] });
     ec2.on(DeregisterImageCommand).rejects(serviceError(code));
 
-    await expect(onEvent(deleteEvent())).resolves.toEqual({ PhysicalResourceId: IMAGE_ID });
+    await expect(onEvent(deleteEvent())).resolves.toEqual(deleted);
     expect(deletedSnapshots()).toEqual(['snap-00000000000000001', 'snap-00000000000000002']);
   });
 
@@ -671,22 +889,67 @@ describe('onEvent Delete', () => {
     ec2.on(DescribeSnapshotsCommand).resolves({ Snapshots: [] });
     ec2.on(DeleteSnapshotCommand, { SnapshotId: 'snap-00000000000000001' }).rejects(serviceError('InvalidSnapshot.NotFound'));
 
-    await expect(onEvent(deleteEvent())).resolves.toEqual({ PhysicalResourceId: IMAGE_ID });
+    const response = await onEvent(deleteEvent());
+
+    expect(response).toEqual(deleted);
+    expect(response.Data).not.toHaveProperty('SnapshotsInUse');
     expect(deletedSnapshots()).toEqual(['snap-00000000000000001', 'snap-00000000000000002']);
   });
 
-  test('keeps a snapshot another image still uses and warns with its id', async () => {
+  test('hands a snapshot EC2 still reports in use to isComplete as region/snapshot, instead of keeping it', async () => {
     ec2.on(DescribeImagesCommand).resolves({ Images: [ownImage()] });
     ec2.on(DescribeSnapshotsCommand).resolves({ Snapshots: [] });
     ec2.on(DeleteSnapshotCommand, { SnapshotId: 'snap-00000000000000001' }).rejects(serviceError('InvalidSnapshot.InUse'));
 
-    await expect(onEvent(deleteEvent())).resolves.toEqual({ PhysicalResourceId: IMAGE_ID });
+    const before = Date.now();
+    const response = await onEvent(deleteEvent());
 
+    expect(response).toEqual({
+      PhysicalResourceId: IMAGE_ID,
+      Data: { RequestStartedAt: expect.any(String), SnapshotsInUse: 'us-east-1/snap-00000000000000001' },
+    });
+    expectStartedSince(response.Data, before);
     expect(deletedSnapshots()).toEqual(['snap-00000000000000001', 'snap-00000000000000002']);
-    const warnings = warnSpy.mock.calls.map((args) => String(args[0]));
-    expect(warnings).toHaveLength(1);
-    expect(warnings[0]).toContain('snap-00000000000000001');
-    expect(JSON.parse(warnings[0])).toMatchObject({ level: 'warn', snapshotId: 'snap-00000000000000001', imageId: IMAGE_ID });
+    expect(warnSpy).not.toHaveBeenCalled();
+    expect(logSpy.mock.calls.map((args) => JSON.parse(String(args[0])))).toContainEqual(expect.objectContaining({
+      message: 'snapshot still in use: the delete retries it', snapshotId: 'snap-00000000000000001', imageId: IMAGE_ID,
+    }));
+  });
+
+  test('lists every snapshot still in use, space-separated', async () => {
+    ec2.on(DescribeImagesCommand).resolves({ Images: [ownImage()] });
+    ec2.on(DescribeSnapshotsCommand).resolves({ Snapshots: [{ SnapshotId: 'snap-00000000000000003' }] });
+    ec2.on(DeleteSnapshotCommand).rejects(serviceError('InvalidSnapshot.InUse'));
+
+    const response = await onEvent(deleteEvent());
+
+    expect(response.Data?.SnapshotsInUse?.split(' ').sort()).toEqual([
+      'us-east-1/snap-00000000000000001', 'us-east-1/snap-00000000000000002', 'us-east-1/snap-00000000000000003',
+    ]);
+  });
+
+  test('fails asking for a retry when more snapshots are in use than the response can carry', async () => {
+    const many = Array.from({ length: 31 }, (_, i) => ({ DeviceName: `/dev/sd${i}`, Ebs: { SnapshotId: `snap-${String(i + 1).padStart(17, '0')}` } }));
+    ec2.on(DescribeImagesCommand).resolves({ Images: [ownImage({ BlockDeviceMappings: many })] });
+    ec2.on(DescribeSnapshotsCommand).resolves({ Snapshots: [] });
+    ec2.on(DeleteSnapshotCommand).rejects(serviceError('InvalidSnapshot.InUse'));
+
+    await expect(onEvent(deleteEvent())).rejects.toThrow(new RegExp(
+      '^31 snapshots \\(us-east-1/snap-0+1, us-east-1/snap-0+2, us-east-1/snap-0+3, \\.\\.\\.\\) are still in use after their images were deregistered\\. ' +
+      'EC2 releases them shortly after a deregistration: retry the delete',
+    ));
+    expect(ec2).toHaveReceivedCommandTimes(DeleteSnapshotCommand, 31);
+  });
+
+  test('carries exactly 30 snapshots in use to isComplete', async () => {
+    const thirty = Array.from({ length: 30 }, (_, i) => ({ DeviceName: `/dev/sd${i}`, Ebs: { SnapshotId: `snap-${String(i + 1).padStart(17, '0')}` } }));
+    ec2.on(DescribeImagesCommand).resolves({ Images: [ownImage({ BlockDeviceMappings: thirty })] });
+    ec2.on(DescribeSnapshotsCommand).resolves({ Snapshots: [] });
+    ec2.on(DeleteSnapshotCommand).rejects(serviceError('InvalidSnapshot.InUse'));
+
+    const response = await onEvent(deleteEvent());
+
+    expect(response.Data?.SnapshotsInUse?.split(' ')).toHaveLength(30);
   });
 
   test('fails naming the snapshot when DeleteSnapshot fails for another reason', async () => {
@@ -700,7 +963,7 @@ describe('onEvent Delete', () => {
     await expect(failure).rejects.toThrow('UnauthorizedOperation: not allowed');
   });
 
-  test('keeps image and snapshots without any EC2 call when Removal is retain', async () => {
+  test('keeps image and snapshots without any EC2 call when Removal is retain, leaving isComplete nothing to retry', async () => {
     await expect(onEvent(deleteEvent({ Removal: 'retain' }))).resolves.toEqual({ PhysicalResourceId: IMAGE_ID });
     expect(ec2.calls()).toHaveLength(0);
   });
@@ -715,19 +978,29 @@ describe('onEvent Delete', () => {
   });
 
   test('is safe to repeat after the first delete removed everything', async () => {
-    ec2.on(DescribeImagesCommand)
+    ec2.on(DescribeImagesCommand, { Owners: ['self'] })
+      .resolvesOnce({ Images: [ownImage()] })
+      .resolves({ Images: [] });
+    ec2.on(DescribeImagesCommand, { ImageIds: [IMAGE_ID] })
       .resolvesOnce({ Images: [ownImage()] })
       .rejects(serviceError('InvalidAMIID.NotFound'));
     ec2.on(DescribeSnapshotsCommand).resolves({ Snapshots: [{ SnapshotId: 'snap-00000000000000001' }] });
+    ec2.on(DeregisterImageCommand)
+      .resolvesOnce({})
+      .rejects(serviceError('InvalidAMIID.NotFound'));
     ec2.on(DeleteSnapshotCommand)
       .resolvesOnce({})
       .resolvesOnce({})
       .rejects(serviceError('InvalidSnapshot.NotFound'));
 
-    await expect(onEvent(deleteEvent())).resolves.toEqual({ PhysicalResourceId: IMAGE_ID });
-    await expect(onEvent(deleteEvent())).resolves.toEqual({ PhysicalResourceId: IMAGE_ID });
+    await expect(onEvent(deleteEvent())).resolves.toEqual(deleted);
+    await expect(onEvent(deleteEvent())).resolves.toEqual(deleted);
 
-    expect(ec2).toHaveReceivedCommandTimes(DeregisterImageCommand, 1);
+    // The repeat deregisters the physical id again (EC2 may just not show it yet), and finds it gone.
+    expect(deregistered()).toEqual([
+      { ImageId: IMAGE_ID, DeleteAssociatedSnapshots: true },
+      { ImageId: IMAGE_ID, DeleteAssociatedSnapshots: true },
+    ]);
     expect(ec2).toHaveReceivedCommandTimes(DeleteSnapshotCommand, 3);
   });
 });
@@ -758,10 +1031,14 @@ describe('logging', () => {
     await onEvent(makeEvent('Update', { Removal: 'retain' }, { physicalId: IMAGE_ID, oldProps: {}, responseUrl }));
     await isComplete({ ...makeEvent('Create', {}, { responseUrl }), PhysicalResourceId: IMAGE_ID });
     await onEvent(makeEvent('Delete', {}, { physicalId: IMAGE_ID, responseUrl }));
+    // Another resource's image is left alone with a warning; a refused request is logged as an error.
+    await onEvent(makeEvent('Delete', {}, { physicalId: IMAGE_ID, responseUrl, logicalId: 'OtherBake5678' }));
+    await expect(onEvent(makeEvent('Create', { NoReboot: 'yes' }, { responseUrl }))).rejects.toThrow('NoReboot');
 
     const text = loggedText();
     expect(logSpy).toHaveBeenCalled();
     expect(warnSpy).toHaveBeenCalled();
+    expect(errorLogs()).toHaveLength(1);
     expect(text).toContain('request-create-0001');
     expect(text).not.toContain('X-Amz-Signature');
     expect(text).not.toContain('example.com');

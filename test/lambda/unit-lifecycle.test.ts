@@ -1,9 +1,11 @@
 import {
+  DeleteSnapshotCommand,
   DeregisterImageCommand,
   DescribeImagesCommand,
   DescribeSnapshotsCommand,
   DisableImageDeregistrationProtectionCommand,
   EC2Client,
+  EC2ServiceException,
   EnableImageDeprecationCommand,
   StopInstancesCommand,
 } from '@aws-sdk/client-ec2';
@@ -80,5 +82,52 @@ describe('deregistration protection on Delete', () => {
     await expect(onEvent(request('Delete', {}))).rejects.toThrow(/deregistration protection with a cooldown .* after the 24-hour cooldown/);
     expect(ec2.commandCalls(DisableImageDeregistrationProtectionCommand)).toHaveLength(1);
     expect(ec2.commandCalls(DeregisterImageCommand)).toHaveLength(0);
+  });
+});
+
+describe('deregistration protection of an image DescribeImages does not show', () => {
+  const notFound = () => new EC2ServiceException({ name: 'InvalidAMIID.NotFound', $fault: 'client', $metadata: {}, message: 'not found' });
+
+  beforeEach(() => {
+    // Neither the listing of the resource's images nor DescribeImages by id shows it: it may just not be visible yet.
+    ec2.on(DescribeImagesCommand).resolves({ Images: [] });
+    ec2.on(DescribeImagesCommand, { ImageIds: [IMAGE_ID] }).rejects(notFound());
+    ec2.on(DescribeSnapshotsCommand).resolves({ Snapshots: [{ SnapshotId: 'snap-0123456789abcdef0' }] });
+    ec2.on(DeleteSnapshotCommand).resolves({});
+  });
+
+  test('is lifted as the properties asked, then the physical id is deregistered', async () => {
+    ec2.on(DisableImageDeregistrationProtectionCommand).resolves({});
+    ec2.on(DeregisterImageCommand).resolves({});
+
+    await expect(onEvent(request('Delete', { DeregistrationProtection: 'true' }))).resolves.toEqual({
+      PhysicalResourceId: IMAGE_ID, Data: { RequestStartedAt: expect.any(String) },
+    });
+
+    const order = ec2.calls().map((call) => call.args[0].constructor.name);
+    expect(order.indexOf('DisableImageDeregistrationProtectionCommand')).toBeGreaterThanOrEqual(0);
+    expect(order.indexOf('DisableImageDeregistrationProtectionCommand')).toBeLessThan(order.indexOf('DeregisterImageCommand'));
+    expect(ec2.commandCalls(DisableImageDeregistrationProtectionCommand).map((call) => call.args[0].input)).toEqual([{ ImageId: IMAGE_ID }]);
+    expect(ec2.commandCalls(DeregisterImageCommand).map((call) => call.args[0].input))
+      .toEqual([{ ImageId: IMAGE_ID, DeleteAssociatedSnapshots: true }]);
+  });
+
+  test('is not lifted when the properties did not ask for it', async () => {
+    ec2.on(DeregisterImageCommand).resolves({});
+
+    await onEvent(request('Delete', {}));
+
+    expect(ec2.commandCalls(DisableImageDeregistrationProtectionCommand)).toHaveLength(0);
+    expect(ec2.commandCalls(DeregisterImageCommand)).toHaveLength(1);
+  });
+
+  test('an image that is really gone is fine: both calls may answer InvalidAMIID.NotFound', async () => {
+    ec2.on(DisableImageDeregistrationProtectionCommand).rejects(notFound());
+    ec2.on(DeregisterImageCommand).rejects(notFound());
+
+    await expect(onEvent(request('Delete', { DeregistrationProtection: 'true' }))).resolves.toEqual({
+      PhysicalResourceId: IMAGE_ID, Data: { RequestStartedAt: expect.any(String) },
+    });
+    expect(ec2.commandCalls(DeleteSnapshotCommand).map((call) => call.args[0].input)).toEqual([{ SnapshotId: 'snap-0123456789abcdef0' }]);
   });
 });

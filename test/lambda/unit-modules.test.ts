@@ -1,7 +1,10 @@
+import { EC2ServiceException } from '@aws-sdk/client-ec2';
+import { fitReason, forCloudFormation, MAX_REASON_BYTES } from '../../lambda/bake-image/errors';
 import { bakeProgress } from '../../lambda/bake-image/image-state';
 import { stackName } from '../../lambda/bake-image/index';
 import { imageName } from '../../lambda/bake-image/naming';
 import { type BakeProperties, imageInputsChanged, InvalidPropertiesError, parseProperties } from '../../lambda/bake-image/properties';
+import { NOT_VISIBLE_GRACE_SECONDS, secondsSinceStart, SNAPSHOT_RELEASE_SECONDS, startData } from '../../lambda/bake-image/request-clock';
 import {
   IMAGE_NAME_PATTERN,
   IMAGE_SHAPING_PROPS,
@@ -355,5 +358,161 @@ describe('stackName', () => {
 
   test('returns a value that is not an ARN unchanged', () => {
     expect(stackName('MyStack')).toBe('MyStack');
+  });
+});
+
+/** Bytes of the text inside a JSON string, as CloudFormation's response carries it. */
+function escapedBytes(text: string): number {
+  return Buffer.byteLength(JSON.stringify(text), 'utf8') - 2;
+}
+
+describe('fitReason', () => {
+  const CUT = '\n[...]\n';
+
+  /** The kept start and end of a cut text. */
+  function parts(cut: string): { head: string; tail: string } {
+    const at = cut.indexOf(CUT);
+    expect(at).toBeGreaterThan(0);
+    expect(cut.indexOf(CUT, at + 1)).toBe(-1);
+    return { head: cut.slice(0, at), tail: cut.slice(at + CUT.length) };
+  }
+
+  test('leaves a text within the budget unchanged, up to the last byte', () => {
+    expect(fitReason('Image ami-0123 is failed', 1500)).toBe('Image ami-0123 is failed');
+    expect(fitReason('x'.repeat(1500), 1500)).toBe('x'.repeat(1500));
+    expect(fitReason('', 1500)).toBe('');
+  });
+
+  test('cuts a longer text to the budget, keeping two thirds from its start and the rest from its end, marked where cut', () => {
+    const text = `START ${'a'.repeat(3000)} middle ${'z'.repeat(3000)} END`;
+
+    const cut = fitReason(text, 1500);
+
+    expect(escapedBytes(cut)).toBeLessThanOrEqual(1500);
+    // Nothing wasted: the budget less the marker (9 escaped bytes) is used up.
+    expect(escapedBytes(cut)).toBe(1500);
+    const { head, tail } = parts(cut);
+    expect(text.startsWith(head)).toBe(true);
+    expect(text.endsWith(tail)).toBe(true);
+    expect(head.startsWith('START ')).toBe(true);
+    expect(tail.endsWith(' END')).toBe(true);
+    expect(head).toHaveLength(Math.floor(((1500 - 9) * 2) / 3));
+    expect(tail).toHaveLength(1500 - 9 - head.length);
+    expect(cut).not.toContain('middle');
+  });
+
+  test('cuts one byte over the budget', () => {
+    const cut = fitReason('x'.repeat(1501), 1500);
+    expect(cut).not.toBe('x'.repeat(1501));
+    expect(escapedBytes(cut)).toBeLessThanOrEqual(1500);
+    expect(cut).toContain(CUT);
+  });
+
+  test('counts control characters, quotes and newlines as their JSON escapes', () => {
+    // 1,000 characters, but 6,000 bytes once escaped (\u0001): cut, where 1,000 plain characters are not.
+    expect(fitReason('x'.repeat(1000), 1500)).toBe('x'.repeat(1000));
+    const control = fitReason('\u0001'.repeat(1000), 1500);
+    expect(escapedBytes(control)).toBeLessThanOrEqual(1500);
+    expect(escapedBytes(control)).toBeGreaterThan(1500 - 6);
+    expect(Array.from(control.replace(CUT, '')).every((char) => char === '\u0001')).toBe(true);
+    // A newline escapes to 2 bytes, a quote to 2: 750 of either fill the budget exactly, 751 do not.
+    expect(fitReason('\n'.repeat(750), 1500)).toBe('\n'.repeat(750));
+    expect(fitReason('"'.repeat(750), 1500)).toBe('"'.repeat(750));
+    expect(escapedBytes(fitReason('\n'.repeat(751), 1500))).toBeLessThanOrEqual(1500);
+    expect(fitReason('"'.repeat(751), 1500)).toContain(CUT);
+  });
+
+  test('counts multi-byte characters by their UTF-8 bytes and never splits one', () => {
+    const text = '€'.repeat(400) + '😀'.repeat(400);
+
+    const cut = fitReason(text, 1500);
+
+    expect(escapedBytes(cut)).toBeLessThanOrEqual(1500);
+    const { head, tail } = parts(cut);
+    expect(head).toBe('€'.repeat(head.length));
+    expect(Array.from(tail).every((char) => char === '😀')).toBe(true);
+    // No lone surrogate: the text survives a round trip through UTF-8.
+    expect(Buffer.from(cut, 'utf8').toString('utf8')).toBe(cut);
+  });
+});
+
+describe('forCloudFormation', () => {
+  let logSpy: jest.SpyInstance;
+
+  beforeEach(() => {
+    logSpy = jest.spyOn(console, 'log').mockImplementation(() => undefined);
+  });
+
+  afterEach(() => jest.restoreAllMocks());
+
+  const logged = () => logSpy.mock.calls.map((args) => JSON.parse(String(args[0])));
+
+  test('keeps a short message as it is, in a plain error without a stack', () => {
+    const error = new EC2ServiceException({ name: 'UnauthorizedOperation', $fault: 'client', $metadata: { attempts: 1 }, message: 'Could not stop builder i-1: UnauthorizedOperation: no' });
+
+    const answer = forCloudFormation(error);
+
+    expect(answer).not.toBe(error);
+    expect(answer).toBeInstanceOf(Error);
+    expect(answer.constructor).toBe(Error);
+    expect(answer.name).toBe('Error');
+    expect(answer.message).toBe('Could not stop builder i-1: UnauthorizedOperation: no');
+    expect(answer.stack).toBe('');
+    expect(answer).not.toHaveProperty('$metadata');
+  });
+
+  test('logs the whole error, its stack included, before answering', () => {
+    const error = new Error(`first line\n${'x'.repeat(5000)}`);
+
+    const answer = forCloudFormation(error);
+
+    expect(logSpy).toHaveBeenCalledTimes(1);
+    expect(logged()).toEqual([{ level: 'error', message: 'request failed', error: error.message, stack: error.stack }]);
+    expect(error.stack).toMatch(/\n\s+at /);
+    // The answer is cut; the log keeps every byte.
+    expect(escapedBytes(answer.message)).toBeLessThanOrEqual(MAX_REASON_BYTES);
+    expect(answer.message).toBe(fitReason(error.message, MAX_REASON_BYTES));
+    expect(answer.message.startsWith('first line\n')).toBe(true);
+    expect(answer.stack).toBe('');
+  });
+
+  test('answers a thrown value that is not an error with its text', () => {
+    const answer = forCloudFormation('plain text');
+
+    expect(answer.message).toBe('plain text');
+    expect(answer.stack).toBe('');
+    expect(logged()).toEqual([{ level: 'error', message: 'request failed', error: 'plain text' }]);
+  });
+
+  test('leaves 1,500 bytes to the reason, so the framework\'s response stays within CloudFormation\'s 4,096', () => {
+    expect(MAX_REASON_BYTES).toBe(1500);
+  });
+});
+
+describe('request clock', () => {
+  test('startData records the time as ISO 8601 under RequestStartedAt', () => {
+    expect(startData(new Date('2026-05-01T12:34:56.789Z'))).toEqual({ RequestStartedAt: '2026-05-01T12:34:56.789Z' });
+    const before = Date.now();
+    const now = Date.parse(startData().RequestStartedAt);
+    expect(now).toBeGreaterThanOrEqual(before);
+    expect(now).toBeLessThanOrEqual(Date.now());
+  });
+
+  test('secondsSinceStart counts from the recorded time', () => {
+    const elapsed = secondsSinceStart({ Data: { RequestStartedAt: new Date(Date.now() - 90_000).toISOString() } });
+    expect(elapsed).toBeGreaterThanOrEqual(90);
+    expect(elapsed).toBeLessThan(95);
+    expect(secondsSinceStart({ Data: startData() })).toBeLessThan(5);
+  });
+
+  test('secondsSinceStart is undefined for a request without a readable record', () => {
+    expect(secondsSinceStart({})).toBeUndefined();
+    expect(secondsSinceStart({ Data: {} })).toBeUndefined();
+    expect(secondsSinceStart({ Data: { RequestStartedAt: 'yesterday-ish' } })).toBeUndefined();
+  });
+
+  test('gives a new image five minutes to become visible and a deregistered image\'s snapshots ten minutes to be released', () => {
+    expect(NOT_VISIBLE_GRACE_SECONDS).toBe(300);
+    expect(SNAPSHOT_RELEASE_SECONDS).toBe(600);
   });
 });

@@ -1,5 +1,13 @@
 import { CloudFormationClient, DescribeStackResourceCommand, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
-import { DeregisterImageCommand, DescribeImagesCommand, DescribeSnapshotsCommand, EC2Client } from '@aws-sdk/client-ec2';
+import {
+  DeleteSnapshotCommand,
+  DeregisterImageCommand,
+  DescribeImagesCommand,
+  DescribeSnapshotsCommand,
+  EC2Client,
+  EC2ServiceException,
+  type Image,
+} from '@aws-sdk/client-ec2';
 import { mockClient } from 'aws-sdk-client-mock';
 import { onEvent } from '../../lambda/bake-image';
 import type { OnEventRequest } from '../../lambda/bake-image/types';
@@ -26,14 +34,49 @@ function deleteEvent(physicalId: string, keep = '2'): OnEventRequest {
   };
 }
 
+const savedRegion = process.env.AWS_REGION;
+
 beforeEach(() => {
   ec2.reset();
   cfn.reset();
+  process.env.AWS_REGION = 'us-east-1';
   jest.spyOn(console, 'log').mockImplementation(() => undefined);
   jest.spyOn(console, 'warn').mockImplementation(() => undefined);
 });
 
-afterEach(() => jest.restoreAllMocks());
+afterEach(() => {
+  jest.restoreAllMocks();
+  if (savedRegion === undefined) {
+    delete process.env.AWS_REGION;
+  } else {
+    process.env.AWS_REGION = savedRegion;
+  }
+});
+
+const SUPERSEDED = 'ami-0000000000000000b';
+
+/** An image of this resource with one snapshot. */
+function ownImage(imageId: string, creationDate: string): Image {
+  return {
+    ImageId: imageId,
+    Name: `web-${imageId.slice(-1)}`,
+    State: 'available',
+    CreationDate: creationDate,
+    Tags: OWN_TAGS,
+    BlockDeviceMappings: [{ Ebs: { SnapshotId: `snap-${imageId.slice(4)}` } }],
+  };
+}
+
+/** The resource's images, as the listing by tag and DescribeImages by id show them. */
+function imagesOfTheResource(images: Image[]): void {
+  ec2.on(DescribeImagesCommand, { Owners: ['self'] }).resolves({ Images: images });
+  for (const image of images) {
+    ec2.on(DescribeImagesCommand, { ImageIds: [image.ImageId!] }).resolves({ Images: [image] });
+  }
+  ec2.on(DescribeSnapshotsCommand).resolves({ Snapshots: [] });
+}
+
+const deregistered = () => ec2.commandCalls(DeregisterImageCommand).map((call) => call.args[0].input.ImageId);
 
 describe('keeping superseded images', () => {
   test('names the stack when CloudFormation cannot say why the image is deleted, and deletes nothing', async () => {
@@ -58,12 +101,48 @@ describe('keeping superseded images', () => {
     });
     ec2.on(DescribeSnapshotsCommand).resolves({ Snapshots: [] });
 
-    await onEvent(deleteEvent(OLD));
+    const response = await onEvent(deleteEvent(OLD));
 
+    expect(response).toEqual({ PhysicalResourceId: OLD, Data: { RequestStartedAt: expect.any(String) } });
     expect(ec2.commandCalls(DeregisterImageCommand)).toHaveLength(0);
     expect(ec2.commandCalls(DescribeImagesCommand)[0].args[0].input.Filters).toEqual([
       { Name: 'tag:cdk-baked-image:stack-id', Values: [STACK_ID] },
       { Name: 'tag:cdk-baked-image:logical-id', Values: ['Image'] },
     ]);
+  });
+});
+
+describe('deleting the superseded images kept', () => {
+  test('returns the snapshots still in use of every image it deletes when the resource is removed', async () => {
+    cfn.on(DescribeStacksCommand).resolves({ Stacks: [{ StackName: 'Shop', StackStatus: 'DELETE_IN_PROGRESS', CreationTime: new Date() }] });
+    imagesOfTheResource([ownImage(SUPERSEDED, '2026-03-01T00:00:00.000Z'), ownImage(OLD, '2026-02-01T00:00:00.000Z')]);
+    ec2.on(DeleteSnapshotCommand).rejects(new EC2ServiceException({ name: 'InvalidSnapshot.InUse', $fault: 'client', $metadata: {}, message: 'in use' }));
+
+    const response = await onEvent(deleteEvent(OLD));
+
+    expect(deregistered()).toEqual([SUPERSEDED, OLD]);
+    expect(response).toEqual({
+      PhysicalResourceId: OLD,
+      Data: { RequestStartedAt: expect.any(String), SnapshotsInUse: `us-east-1/snap-${SUPERSEDED.slice(4)} us-east-1/snap-${OLD.slice(4)}` },
+    });
+  });
+
+  test('still deletes, with keepSupersededImages 0, the superseded images an earlier setting kept, once the resource is removed', async () => {
+    cfn.on(DescribeStacksCommand).resolves({ Stacks: [{ StackName: 'Shop', StackStatus: 'DELETE_IN_PROGRESS', CreationTime: new Date() }] });
+    imagesOfTheResource([ownImage(SUPERSEDED, '2026-03-01T00:00:00.000Z'), ownImage(OLD, '2026-02-01T00:00:00.000Z')]);
+
+    await onEvent(deleteEvent(OLD, '0'));
+
+    expect(cfn.commandCalls(DescribeStacksCommand)).toHaveLength(1);
+    expect(deregistered()).toEqual([SUPERSEDED, OLD]);
+  });
+
+  test('with keepSupersededImages 0 and no other image of the resource, deletes the image without asking CloudFormation', async () => {
+    imagesOfTheResource([ownImage(OLD, '2026-02-01T00:00:00.000Z')]);
+
+    await expect(onEvent(deleteEvent(OLD, '0'))).resolves.toEqual({ PhysicalResourceId: OLD, Data: { RequestStartedAt: expect.any(String) } });
+
+    expect(cfn.calls()).toHaveLength(0);
+    expect(deregistered()).toEqual([OLD]);
   });
 });

@@ -26,15 +26,20 @@ const PROPS = {
   ValidationSecurityGroupIds: ['sg-0123'],
 };
 
-function request(requestId = 'r1'): IsCompleteRequest {
+/** An ISO time this many seconds ago. */
+const secondsAgo = (seconds: number) => new Date(Date.now() - seconds * 1000).toISOString();
+
+/** An isComplete request, with onEvent's Data: the request started `startedSecondsAgo` ago. */
+function request(requestId = 'r1', props: Record<string, unknown> = {}, startedSecondsAgo = 0, type: 'Create' | 'Update' = 'Create'): IsCompleteRequest {
   return {
-    RequestType: 'Create',
+    RequestType: type,
     RequestId: requestId,
     StackId: STACK_ID,
     LogicalResourceId: 'Image',
     ResourceType: 'Custom::BakedImage',
     PhysicalResourceId: IMAGE_ID,
-    ResourceProperties: PROPS,
+    ResourceProperties: { ...PROPS, ...props },
+    Data: { RequestStartedAt: secondsAgo(startedSecondsAgo) },
   };
 }
 
@@ -159,5 +164,28 @@ describe('the test instance', () => {
     ec2.on(TerminateInstancesCommand).rejects(Object.assign(new Error('slow down'), { name: 'RequestLimitExceeded' }));
     await expect(isComplete(request())).rejects.toThrow(/failed with exit code 2\. Last lines of its output:\nboom\n/);
     expect(console.warn).toHaveBeenCalledWith(expect.stringContaining('could not terminate the test instance'));
+  });
+});
+
+describe('bakeTimeout during the validation, counted from the request\'s start', () => {
+  // An Update that adds validation to an image baked long ago: the test runs within this request's bakeTimeout.
+  beforeEach(() => {
+    ec2.on(DescribeImagesCommand).resolves({ Images: [{ ImageId: IMAGE_ID, Name: 'web-1', State: 'available', CreationDate: '2024-01-01T00:00:00.000Z' }] });
+    ec2.on(DescribeInstancesCommand).resolves({ Reservations: [{ Instances: [{ InstanceId: TEST_INSTANCE, State: { Name: 'running' }, LaunchTime: new Date() }] }] });
+    ec2.on(GetConsoleOutputCommand).resolves({ Output: console64('cdk-baked-image-validation: begin\n') });
+  });
+
+  test('lets the test of an old image run while this request is within bakeTimeout', async () => {
+    await expect(isComplete(request('r1', { BakeTimeoutSeconds: '3000' }, 60, 'Update'))).resolves.toEqual({ IsComplete: false });
+    expect(ec2.commandCalls(TerminateInstancesCommand)).toHaveLength(0);
+  });
+
+  test('fails and terminates the test instance once bakeTimeout has passed since the request started', async () => {
+    ec2.on(TerminateInstancesCommand).resolves({});
+
+    await expect(isComplete(request('r1', { BakeTimeoutSeconds: '3000' }, 3100, 'Update'))).rejects.toThrow(
+      new RegExp(`^The validation of image ${IMAGE_ID} is still running after 310\\d s, longer than bakeTimeout \\(3000 s\\)`),
+    );
+    expect(ec2.commandCalls(TerminateInstancesCommand).map((call) => call.args[0].input)).toEqual([{ InstanceIds: [TEST_INSTANCE] }]);
   });
 });

@@ -51,6 +51,14 @@ function ec2In(region) {
 // lambda/bake-image/copies.ts
 var import_client_ec23 = require("@aws-sdk/client-ec2");
 
+// lambda/bake-image/log.ts
+function log(message, fields = {}) {
+  console.log(JSON.stringify({ level: "info", message, ...fields }));
+}
+function warn(message, fields = {}) {
+  console.warn(JSON.stringify({ level: "warn", message, ...fields }));
+}
+
 // lambda/bake-image/errors.ts
 function errorCode(error) {
   if (typeof error === "object" && error !== null) {
@@ -81,6 +89,41 @@ function withContext(error, context) {
   }
   return error;
 }
+var MAX_REASON_BYTES = 1500;
+var CUT = "\n[...]\n";
+function forCloudFormation(error) {
+  const message = error instanceof Error ? error.message : String(error);
+  log("request failed", { level: "error", error: message, stack: error instanceof Error ? error.stack : void 0 });
+  const answer = new Error(fitReason(message, MAX_REASON_BYTES));
+  answer.stack = "";
+  return answer;
+}
+function fitReason(text, maxBytes) {
+  if (escapedBytes(text) <= maxBytes) {
+    return text;
+  }
+  const chars = Array.from(text);
+  const budget = maxBytes - escapedBytes(CUT);
+  const take = (from, limit) => {
+    const kept = [];
+    let used = 0;
+    for (const char of from) {
+      const size = escapedBytes(char);
+      if (used + size > limit) {
+        break;
+      }
+      kept.push(char);
+      used += size;
+    }
+    return kept;
+  };
+  const head = take(chars, Math.floor(budget * 2 / 3));
+  const tail = take([...chars].reverse(), budget - escapedBytes(head.join(""))).reverse();
+  return `${head.join("")}${CUT}${tail.join("")}`;
+}
+function escapedBytes(text) {
+  return Buffer.byteLength(JSON.stringify(text), "utf8") - 2;
+}
 
 // lambda/bake-image/image-state.ts
 function bakeProgress(image) {
@@ -102,14 +145,6 @@ function bakeProgress(image) {
 
 // lambda/bake-image/images.ts
 var import_client_ec22 = require("@aws-sdk/client-ec2");
-
-// lambda/bake-image/log.ts
-function log(message, fields = {}) {
-  console.log(JSON.stringify({ level: "info", message, ...fields }));
-}
-function warn(message, fields = {}) {
-  console.warn(JSON.stringify({ level: "warn", message, ...fields }));
-}
 
 // lambda/bake-image/sharing.ts
 function keyOf(permission) {
@@ -216,7 +251,14 @@ var BuilderMode = {
 };
 var Attr = {
   IMAGE_ID: "ImageId",
-  IMAGE_NAME: "ImageName"
+  IMAGE_NAME: "ImageName",
+  /**
+   * When onEvent started this request's work (ISO 8601). The provider framework hands onEvent's Data to every
+   * isComplete of the request: bakeTimeout and the other deadlines count from it, not from the image's creation.
+   */
+  REQUEST_STARTED_AT: "RequestStartedAt",
+  /** Delete: snapshots EC2 still reported in use after their image was deregistered, `region/snap-...` space-separated. */
+  SNAPSHOTS_IN_USE: "SnapshotsInUse"
 };
 function copyImageIdAttribute(region) {
   return `${Attr.IMAGE_ID}.${region}`;
@@ -294,7 +336,7 @@ async function deleteImage(region, owner, imageId, name, protectedByProps, descr
   const image = described ? described.image : imageId ? await describeImage(region, imageId) : void 0;
   if (image && !madeByThisResource(image, owner)) {
     warn("image does not carry this resource's tags: left alone", { imageId, ...regionField(region) });
-    return;
+    return [];
   }
   const snapshotIds = /* @__PURE__ */ new Set();
   for (const mapping of image?.BlockDeviceMappings ?? []) {
@@ -306,17 +348,24 @@ async function deleteImage(region, owner, imageId, name, protectedByProps, descr
   for (const snapshotId of await findSnapshotsByImageName(region, owner, image?.Name ?? name, label)) {
     snapshotIds.add(snapshotId);
   }
-  if (image && imageId) {
-    if (protectedByProps || image.DeregistrationProtection?.startsWith("enabled")) {
-      await liftDeregistrationProtection(region, imageId, image.DeregistrationProtection);
+  if (imageId) {
+    if (protectedByProps || image?.DeregistrationProtection?.startsWith("enabled")) {
+      await liftDeregistrationProtection(region, imageId, image?.DeregistrationProtection);
     }
     await deregister(region, imageId);
   } else {
     log("image already gone", { imageId: label, ...regionField(region) });
   }
+  return deleteSnapshots(region, [...snapshotIds], label);
+}
+async function deleteSnapshots(region, snapshotIds, imageId) {
+  const inUse = [];
   for (const snapshotId of snapshotIds) {
-    await deleteSnapshot(region, snapshotId, label);
+    if (await deleteSnapshot(region, snapshotId, imageId) === "in-use") {
+      inUse.push(`${region}/${snapshotId}`);
+    }
   }
+  return inUse;
 }
 async function findSnapshotsByImageName(region, owner, name, imageId) {
   try {
@@ -343,7 +392,7 @@ async function liftDeregistrationProtection(region, imageId, state) {
     }
     throw new Error(`Could not lift the deregistration protection of image ${imageId}${inRegion(region)}: ${describeError(error)}`);
   }
-  if (state?.includes("cooldown")) {
+  if (state === "enabled-with-cooldown") {
     throw new Error(
       `Image ${imageId}${inRegion(region)} has deregistration protection with a cooldown (${state}): it was lifted now, and EC2 lets the image be deregistered only after the 24-hour cooldown. Delete the stack again after that.`
     );
@@ -351,7 +400,7 @@ async function liftDeregistrationProtection(region, imageId, state) {
 }
 async function deregister(region, imageId) {
   try {
-    await ec2In(region).send(new import_client_ec22.DeregisterImageCommand({ ImageId: imageId }));
+    await ec2In(region).send(new import_client_ec22.DeregisterImageCommand({ ImageId: imageId, DeleteAssociatedSnapshots: true }));
     log("image deregistered", { imageId, ...regionField(region) });
   } catch (error) {
     if (isImageGone(error)) {
@@ -365,15 +414,16 @@ async function deleteSnapshot(region, snapshotId, imageId) {
   try {
     await ec2In(region).send(new import_client_ec22.DeleteSnapshotCommand({ SnapshotId: snapshotId }));
     log("snapshot deleted", { snapshotId, imageId, ...regionField(region) });
+    return "deleted";
   } catch (error) {
     const code = errorCode(error);
     if (code === "InvalidSnapshot.NotFound") {
       log("snapshot already gone", { snapshotId, imageId, ...regionField(region) });
-      return;
+      return "gone";
     }
     if (code === "InvalidSnapshot.InUse") {
-      warn("snapshot kept: another image still uses it", { snapshotId, imageId, ...regionField(region) });
-      return;
+      log("snapshot still in use: the delete retries it", { snapshotId, imageId, ...regionField(region) });
+      return "in-use";
     }
     throw new Error(`Could not delete snapshot ${snapshotId} of image ${imageId}${inRegion(region)}: ${describeError(error)}`);
   }
@@ -534,10 +584,12 @@ function copyTags(source) {
   ];
 }
 async function deleteCopies(owner, name, regions, protectedByProps) {
+  const inUse = [];
   for (const region of otherRegions(regions)) {
     const copy = await findImageByName(region, name);
-    await deleteImage(region, owner, copy?.ImageId, name, protectedByProps);
+    inUse.push(...await deleteImage(region, owner, copy?.ImageId, name, protectedByProps));
   }
+  return inUse;
 }
 function otherRegions(regions) {
   return regions.filter((region) => region !== homeRegion());
@@ -699,6 +751,17 @@ function sharesWithNobody(sharing) {
 }
 function imageInputsChanged(oldProps, newProps) {
   return IMAGE_SHAPING_PROPS.some((name) => (optionalString(oldProps, name) ?? "") !== (optionalString(newProps, name) ?? ""));
+}
+
+// lambda/bake-image/request-clock.ts
+var NOT_VISIBLE_GRACE_SECONDS = 300;
+var SNAPSHOT_RELEASE_SECONDS = 600;
+function startData(now = /* @__PURE__ */ new Date()) {
+  return { [Attr.REQUEST_STARTED_AT]: now.toISOString() };
+}
+function secondsSinceStart(event) {
+  const started = Date.parse(event.Data?.[Attr.REQUEST_STARTED_AT] ?? "");
+  return Number.isNaN(started) ? void 0 : (Date.now() - started) / 1e3;
 }
 
 // lambda/bake-image/validation.ts
@@ -904,6 +967,20 @@ function cfn() {
   return cloudFormation;
 }
 async function onEvent(event) {
+  try {
+    return await handleEvent(event);
+  } catch (error) {
+    throw forCloudFormation(error);
+  }
+}
+async function isComplete(event) {
+  try {
+    return await pollEvent(event);
+  } catch (error) {
+    throw forCloudFormation(error);
+  }
+}
+async function handleEvent(event) {
   log("onEvent", eventFields(event));
   const requestType = event.RequestType;
   switch (requestType) {
@@ -919,13 +996,16 @@ async function onEvent(event) {
     }
   }
 }
-async function isComplete(event) {
+async function pollEvent(event) {
   const requestType = event.RequestType;
   switch (requestType) {
     case "Delete":
-      return { IsComplete: true };
+      return { IsComplete: await releaseSnapshots(event) };
     case "Create":
     case "Update":
+      if (!await releaseSnapshots(event)) {
+        return { IsComplete: false };
+      }
       return pollBake(event, parseProperties(event.ResourceProperties));
     default: {
       const unknown = requestType;
@@ -941,15 +1021,16 @@ async function update(event) {
   }
   log("image inputs unchanged: keeping the image", { imageId: physicalId });
   const dropped = parseCopyRegions(event.OldResourceProperties ?? {}).filter((region) => !props.copyToRegions.includes(region));
+  let inUse = [];
   if (dropped.length > 0) {
     if (props.removal === RemovalMode.RETAIN) {
       log("removal policy RETAIN: copies in regions no longer listed are kept", { imageId: physicalId, regions: dropped });
     } else {
       const name = (await describeImage(homeRegion(), physicalId))?.Name ?? imageName(props);
-      await deleteCopies(event, name, dropped, props.deregistrationProtection);
+      inUse = await deleteCopies(event, name, dropped, props.deregistrationProtection);
     }
   }
-  return { PhysicalResourceId: physicalId };
+  return { PhysicalResourceId: physicalId, Data: { ...startData(), ...snapshotsInUseData(inUse) } };
 }
 async function bakeOrAdopt(event, props) {
   const name = imageName(props);
@@ -987,15 +1068,25 @@ async function bakeOrAdopt(event, props) {
   }
 }
 function bakeStarted(imageId, name) {
-  return { PhysicalResourceId: imageId, Data: { [Attr.IMAGE_ID]: imageId, [Attr.IMAGE_NAME]: name } };
+  return { PhysicalResourceId: imageId, Data: { ...startData(), [Attr.IMAGE_ID]: imageId, [Attr.IMAGE_NAME]: name } };
 }
 async function pollBake(event, props) {
   const imageId = event.PhysicalResourceId;
   const image = await describeImage(homeRegion(), imageId);
+  if (!image) {
+    const elapsedSeconds = secondsSinceStart(event);
+    if (elapsedSeconds === void 0 || elapsedSeconds <= NOT_VISIBLE_GRACE_SECONDS) {
+      log("image not visible yet", { imageId, elapsedSeconds });
+      return { IsComplete: false };
+    }
+    throw new Error(
+      `Image ${imageId} from builder ${props.instanceId} is not found ${Math.round(elapsedSeconds)} s after this request started (deregistered outside this stack?). Change rebakeTrigger to bake a new image.`
+    );
+  }
   const progress = bakeProgress(image);
   switch (progress.kind) {
     case "pending": {
-      const elapsedSeconds = failIfPastBakeTimeout(image, props, `Image ${imageId} from builder ${props.instanceId} is still pending`);
+      const elapsedSeconds = failIfPastBakeTimeout(event, props, `Image ${imageId} from builder ${props.instanceId} is still pending`);
       log("image pending", { imageId, elapsedSeconds });
       return { IsComplete: false };
     }
@@ -1013,7 +1104,7 @@ async function finishBake(event, available, props) {
   if (props.validation) {
     if (await validateImage(event, image, props) === "running") {
       try {
-        failIfPastBakeTimeout(image, props, `The validation of image ${imageId} is still running`);
+        failIfPastBakeTimeout(event, props, `The validation of image ${imageId} is still running`);
       } catch (error) {
         await terminateTestInstances(event, imageId);
         throw error;
@@ -1028,7 +1119,7 @@ async function finishBake(event, available, props) {
   const copies = props.copyToRegions.length > 0 ? await pollCopies(event, image, props) : { pending: [], available: [] };
   if (copies.pending.length > 0) {
     const elapsedSeconds = failIfPastBakeTimeout(
-      image,
+      event,
       props,
       `The copies of image ${imageId} to ${copies.pending.join(", ")} are still pending`
     );
@@ -1056,11 +1147,11 @@ async function finishBake(event, available, props) {
   log("image available", { imageId, imageName: name, ...copies.available.length > 0 ? { copies: data } : {} });
   return { IsComplete: true, Data: data };
 }
-function failIfPastBakeTimeout(image, props, what) {
-  const elapsedSeconds = secondsSince(image?.CreationDate);
+function failIfPastBakeTimeout(event, props, what) {
+  const elapsedSeconds = secondsSinceStart(event);
   if (props.bakeTimeoutSeconds !== void 0 && elapsedSeconds !== void 0 && elapsedSeconds > props.bakeTimeoutSeconds) {
     throw new Error(
-      `${what} after ${Math.round(elapsedSeconds)} s, longer than bakeTimeout (${props.bakeTimeoutSeconds} s). Raise bakeTimeout for large volumes or many regions; the pending image and its copies are deleted with this resource.`
+      `${what} after ${Math.round(elapsedSeconds)} s, longer than bakeTimeout (${props.bakeTimeoutSeconds} s). Raise bakeTimeout for large volumes, long validations or many regions; the pending image and its copies are deleted with this resource.`
     );
   }
   return elapsedSeconds;
@@ -1108,21 +1199,26 @@ async function remove(event) {
     log("removal policy RETAIN: image and snapshots kept", { imageId });
     return { PhysicalResourceId: imageId };
   }
-  if (props.keepSuperseded > 0) {
+  const inUse = await deleteWithRetention(event, imageId, props);
+  return { PhysicalResourceId: imageId, Data: { ...startData(), ...snapshotsInUseData(inUse) } };
+}
+async function deleteWithRetention(event, imageId, props) {
+  const inUse = [];
+  if (props.keepSuperseded > 0 || (await ownImages(event)).some((image) => image.ImageId !== imageId)) {
     const situation = await deleteSituation(event, imageId);
     log("delete with retention", { imageId, situation: situation.kind, keep: props.keepSuperseded });
     switch (situation.kind) {
       case "replaced": {
         const superseded = (await ownImages(event)).filter((image) => image.ImageId !== situation.currentImageId);
         for (const image of superseded.slice(props.keepSuperseded)) {
-          await deleteEverywhere(event, image.ImageId ?? "", props);
+          inUse.push(...await deleteEverywhere(event, image.ImageId ?? "", props));
         }
-        return { PhysicalResourceId: imageId };
+        return inUse;
       }
       case "removed":
         for (const image of await ownImages(event)) {
           if (image.ImageId !== imageId) {
-            await deleteEverywhere(event, image.ImageId ?? "", props);
+            inUse.push(...await deleteEverywhere(event, image.ImageId ?? "", props));
           }
         }
         break;
@@ -1130,8 +1226,43 @@ async function remove(event) {
         break;
     }
   }
-  await deleteEverywhere(event, imageId, props);
-  return { PhysicalResourceId: imageId };
+  inUse.push(...await deleteEverywhere(event, imageId, props));
+  return inUse;
+}
+var MAX_SNAPSHOTS_IN_USE = 30;
+function snapshotsInUseData(inUse) {
+  if (inUse.length === 0) {
+    return {};
+  }
+  if (inUse.length > MAX_SNAPSHOTS_IN_USE) {
+    throw new Error(
+      `${inUse.length} snapshots (${inUse.slice(0, 3).join(", ")}, ...) are still in use after their images were deregistered. EC2 releases them shortly after a deregistration: retry the delete (they are found again by their tags).`
+    );
+  }
+  return { [Attr.SNAPSHOTS_IN_USE]: inUse.join(" ") };
+}
+async function releaseSnapshots(event) {
+  const listed = (event.Data?.[Attr.SNAPSHOTS_IN_USE] ?? "").split(" ").filter((entry) => entry.includes("/"));
+  if (listed.length === 0) {
+    return true;
+  }
+  const still = [];
+  for (const entry of listed) {
+    const slash = entry.indexOf("/");
+    still.push(...await deleteSnapshots(entry.slice(0, slash), [entry.slice(slash + 1)], event.PhysicalResourceId));
+  }
+  if (still.length === 0) {
+    log("snapshots released and deleted", { imageId: event.PhysicalResourceId, snapshots: listed });
+    return true;
+  }
+  const elapsedSeconds = secondsSinceStart(event) ?? 0;
+  if (elapsedSeconds > SNAPSHOT_RELEASE_SECONDS) {
+    throw new Error(
+      `Snapshots ${still.join(", ")} of image ${event.PhysicalResourceId} are still in use ${Math.round(elapsedSeconds)} s after their image was deregistered: another image was probably registered from them. Deregister that image and delete the snapshots, then retry; they are not deleted otherwise.`
+    );
+  }
+  log("snapshots still in use: trying again", { imageId: event.PhysicalResourceId, snapshots: still, elapsedSeconds: Math.round(elapsedSeconds) });
+  return false;
 }
 async function deleteSituation(event, imageId) {
   const { client, sdk } = cfn();
@@ -1180,15 +1311,16 @@ async function deleteEverywhere(event, imageId, props) {
   const image = await describeImage(homeRegion(), imageId);
   if (image && !madeByThisResource(image, event)) {
     warn("image does not carry this resource's tags: left alone", { imageId });
-    return;
+    return [];
   }
   if (props.validation) {
     await terminateTestInstances(event, imageId);
   }
   const name = image?.Name ?? imageName(props);
   const regions = [.../* @__PURE__ */ new Set([...props.copyToRegions, ...recordedCopyRegions(image)])];
-  await deleteCopies(event, name, regions, props.deregistrationProtection);
-  await deleteImage(homeRegion(), event, imageId, name, props.deregistrationProtection, { image });
+  const inUse = await deleteCopies(event, name, regions, props.deregistrationProtection);
+  inUse.push(...await deleteImage(homeRegion(), event, imageId, name, props.deregistrationProtection, { image }));
+  return inUse;
 }
 function imageTags(event, name, props) {
   const manifest = [
@@ -1216,13 +1348,6 @@ function stackName(stackId) {
 }
 function isImageId(id) {
   return typeof id === "string" && /^ami-[0-9a-f]+$/.test(id);
-}
-function secondsSince(date) {
-  if (!date) {
-    return void 0;
-  }
-  const start = Date.parse(date);
-  return Number.isNaN(start) ? void 0 : (Date.now() - start) / 1e3;
 }
 function createImageFailure(props, name, error) {
   const code = errorCode(error);
