@@ -34,9 +34,10 @@ import * as path from 'path';
 import { CreateSecurityGroupCommand, CreateTagsCommand, DescribeSubnetsCommand, TerminateInstancesCommand } from '@aws-sdk/client-ec2';
 import { App, Stack } from 'aws-cdk-lib';
 import { frameworkResponseBytes, MAX_FRAMEWORK_RESPONSE_BYTES } from './framework-response';
+import { onlyHandlerRequests } from './handler-policy';
 import { handlerPolicies, IamSimulator, type PolicyDocument, resolveIntrinsics, type IntrinsicEnv } from './iam-simulator';
+import { MOTO_STACK_ID, MOTO_STACK_NAME } from './moto-http';
 import { type BakeImageHandler, type MotoHarness, REGION } from './moto-server';
-import { MOTO_STACK_ID, MOTO_STACK_NAME } from './moto-suite';
 import type { IsCompleteRequest, OnEventRequest, RequestType } from '../../lambda/bake-image/types';
 
 export const ACCOUNT = '123456789012';
@@ -344,14 +345,14 @@ export class EmulatedStack {
       .map((policies) => new IamSimulator(policies, { account: ACCOUNT, principalArn: `arn:aws:iam::${ACCOUNT}:role/${MOTO_STACK_NAME}-HandlerRole` }));
     this.policiesInForce = label;
     const lookup = this.harness.proxy.lookup;
-    this.harness.proxy.setAuthorizer(async (request) => {
+    this.harness.proxy.setAuthorizer(onlyHandlerRequests(async (request) => {
       const denials: string[] = [];
       for (const simulator of simulators) {
         const decision = await simulator.authorizeRequest({ ...request, account: ACCOUNT, partition: 'aws' }, lookup);
         denials.push(...decision.denials.map((denial) => `[${label} policy, ${this.status}] ${denial}`));
       }
       return { allowed: denials.length === 0, denials };
-    });
+    }));
   }
 
   private setStatus(status: string): void {

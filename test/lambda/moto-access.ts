@@ -28,6 +28,8 @@ export interface AuthorizationRequest {
   readonly json?: unknown;
   /** The region the request is signed for. */
   readonly region: string;
+  /** The access key it is signed with: HANDLER_ACCESS_KEY_ID for the handler's requests. */
+  readonly accessKeyId?: string;
 }
 
 /** The authorizer's decision: `denials` say why (they go into the error message and {@link Ec2Proxy.takeDenials}). */

@@ -17,6 +17,7 @@ import { type Authorizer, deniedResult, type Ec2Lookup, MotoEc2Lookup } from './
 import { type ConsistencyOptions, Ec2Consistency } from './moto-consistency';
 import {
   appendToItem,
+  accessKeyOf,
   ec2ClientFor,
   ec2Error,
   errorCodeOf,
@@ -575,7 +576,7 @@ export class Ec2Proxy {
     await this.passGate(record.action);
 
     if (this.authorizer) {
-      const asked = { service, action, params, json, region };
+      const asked = { service, action, params, json, region, accessKeyId: accessKeyOf(request) };
       const decision = await this.authorizer(asked);
       if (!decision.allowed) {
         const denials = decision.denials.length > 0 ? [...decision.denials] : [`${service}:${action} denied`];

@@ -14,6 +14,17 @@ export const MOTO_ACCOUNT_ID = '123456789012';
 
 /** moto checks no signature: static test credentials. */
 export const ACCESS_KEY_ID = 'testing';
+/**
+ * The access key the handler bundle signs with in the tests: it stands for the handler's role, so an authorizer can
+ * tell the handler's requests (held to its policy) from the tests' own setup and assertions (not held to it).
+ */
+export const HANDLER_ACCESS_KEY_ID = 'bake-handler-role';
+
+/** The stack the handler's requests come from in the moto tests (CloudFormation's StackId of their events). */
+export const MOTO_STACK_NAME = 'MotoStack';
+export const MOTO_STACK_ID = `arn:aws:cloudformation:us-east-1:123456789012:stack/${MOTO_STACK_NAME}/11111111-2222-3333-4444-555555555555`;
+/** The tag the construct gives every builder, which lets the handlers image, stop and terminate it. */
+export const STACK_ID_TAG = 'cdk-baked-image:stack-id';
 export const SECRET_ACCESS_KEY = 'testing';
 
 /**
@@ -96,10 +107,15 @@ export function parseSdkRequestHeader(value: string | string[] | undefined): { a
 // ---------------------------------------------------------------------------------------------------------
 
 /** `Credential=AKID/20261122/us-west-2/ec2/aws4_request` of a SigV4 `Authorization` header: region and service. */
-function credentialScope(request: http.IncomingMessage): { region?: string; service?: string } {
+function credentialScope(request: http.IncomingMessage): { accessKeyId?: string; region?: string; service?: string } {
   const authorization = firstHeader(request.headers.authorization);
-  const match = /Credential=[^/,\s]+\/\d{8}\/([^/,\s]+)\/([^/,\s]+)\//.exec(authorization ?? '');
-  return match ? { region: match[1], service: match[2] } : {};
+  const match = /Credential=([^/,\s]+)\/\d{8}\/([^/,\s]+)\/([^/,\s]+)\//.exec(authorization ?? '');
+  return match ? { accessKeyId: match[1], region: match[2], service: match[3] } : {};
+}
+
+/** The access key a request is signed with: the handler's ({@link HANDLER_ACCESS_KEY_ID}) or a test's own. */
+export function accessKeyOf(request: http.IncomingMessage): string | undefined {
+  return credentialScope(request).accessKeyId;
 }
 
 /**

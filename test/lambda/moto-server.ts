@@ -102,7 +102,18 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { DescribeImagesCommand, DescribeInstancesCommand, DescribeSnapshotsCommand, type EC2Client, RunInstancesCommand } from '@aws-sdk/client-ec2';
 import { Ec2Proxy } from './moto-ec2-proxy';
-import { ACCESS_KEY_ID, ec2ClientFor, freePort, httpRequest, MOTO_ACCOUNT_ID, REGION, SECRET_ACCESS_KEY, sleep } from './moto-http';
+import {
+  ec2ClientFor,
+  freePort,
+  HANDLER_ACCESS_KEY_ID,
+  httpRequest,
+  MOTO_ACCOUNT_ID,
+  MOTO_STACK_ID,
+  REGION,
+  SECRET_ACCESS_KEY,
+  sleep,
+  STACK_ID_TAG,
+} from './moto-http';
 import type { IsCompleteRequest, IsCompleteResponse, OnEventRequest, OnEventResponse } from '../../lambda/bake-image/types';
 
 export type { Authorization, AuthorizationRequest, Authorizer, Ec2Lookup, Ec2ResourceFacts, Ec2ResourceType } from './moto-access';
@@ -328,7 +339,7 @@ export class MotoHarness {
     }
     process.env.AWS_REGION = REGION;
     process.env.AWS_ENDPOINT_URL = this.proxy.endpoint;
-    process.env.AWS_ACCESS_KEY_ID = ACCESS_KEY_ID;
+    process.env.AWS_ACCESS_KEY_ID = HANDLER_ACCESS_KEY_ID;
     process.env.AWS_SECRET_ACCESS_KEY = SECRET_ACCESS_KEY;
     process.env.AWS_EC2_METADATA_DISABLED = 'true';
     // No shared config: a developer's ~/.aws/config (retry_mode, max_attempts, region) must not leak into the tests.
@@ -361,8 +372,11 @@ export class MotoHarness {
     this.proxy.reset();
   }
 
-  /** Launches a builder instance in moto from one of its built-in Amazon Linux AMIs. */
-  async launchBuilder(): Promise<string> {
+  /**
+   * Launches a builder instance in moto from one of its built-in Amazon Linux AMIs, tagged as the construct tags its
+   * builders: with the stack id the handler's policy names (MOTO_STACK_ID unless told otherwise).
+   */
+  async launchBuilder(stackId: string = MOTO_STACK_ID): Promise<string> {
     if (!this.builderImageId) {
       const images = await this.ec2.send(new DescribeImagesCommand({ Owners: ['amazon'], Filters: [{ Name: 'name', Values: ['amzn*'] }] }));
       const image = images.Images?.find((candidate) => candidate.Name?.startsWith('amzn')) ?? images.Images?.[0];
@@ -371,7 +385,12 @@ export class MotoHarness {
       }
       this.builderImageId = image.ImageId;
     }
-    const response = await this.ec2.send(new RunInstancesCommand({ ImageId: this.builderImageId, MinCount: 1, MaxCount: 1 }));
+    const response = await this.ec2.send(new RunInstancesCommand({
+      ImageId: this.builderImageId,
+      MinCount: 1,
+      MaxCount: 1,
+      TagSpecifications: [{ ResourceType: 'instance', Tags: [{ Key: STACK_ID_TAG, Value: stackId }] }],
+    }));
     const instanceId = response.Instances?.[0]?.InstanceId;
     if (!instanceId) {
       throw new Error('RunInstances returned no instance');

@@ -1,13 +1,16 @@
 /**
  * What every moto test file of the option features shares: one harness per file (moto_server, the proxy and
- * the shipped handler bundle), moto reset and console silenced before each test, proxy errors and authorizer
- * denials checked after it, and custom resource events as the CDK provider framework sends them.
+ * the shipped handler bundle), moto reset, the handler's requests held to the synthesized handler policy
+ * (handler-policy.ts) and console silenced before each test, proxy errors and authorizer denials checked after it,
+ * and custom resource events as the CDK provider framework sends them.
  */
+import { handlerPolicyAuthorizer } from './handler-policy';
+import { MOTO_STACK_ID } from './moto-http';
 import { type BakeImageHandler, MotoHarness } from './moto-server';
 import type { IsCompleteRequest, OnEventRequest, RequestType } from '../../lambda/bake-image/types';
 
-export const MOTO_STACK_NAME = 'MotoStack';
-export const MOTO_STACK_ID = `arn:aws:cloudformation:us-east-1:123456789012:stack/${MOTO_STACK_NAME}/11111111-2222-3333-4444-555555555555`;
+
+export { MOTO_STACK_ID, MOTO_STACK_NAME } from './moto-http';
 
 export interface MotoSuite {
   readonly harness: () => MotoHarness;
@@ -27,6 +30,8 @@ export function useMotoSuite(): MotoSuite {
   });
   beforeEach(async () => {
     await required(harness).reset();
+    // Every request the handler makes is held to the policy the construct synthesizes (handler-policy.ts).
+    required(harness).proxy.setAuthorizer(await handlerPolicyAuthorizer(required(harness)));
     jest.spyOn(console, 'log').mockImplementation(() => undefined);
     jest.spyOn(console, 'warn').mockImplementation(() => undefined);
   });
