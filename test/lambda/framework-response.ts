@@ -10,8 +10,8 @@
  *   appended (lines 2.. of a multi-line message appear twice), and sends that whole stack as `Reason`.
  * - A failed onEvent's body has no `Data`; a failed isComplete's has onEvent's `Data`; a success has both merged.
  *
- * Names are taken at their longest (a 64-character function name, a 229-character stack id in aws-us-gov): what
- * fits here fits in every stack.
+ * Names are taken at their longest (a 64-character function name, a 229-character stack id in aws-us-gov, a
+ * 255-character logical id): what fits here fits in every stack.
  */
 import type { OnEventRequest } from '../../lambda/bake-image/types';
 
@@ -19,6 +19,7 @@ export const MAX_FRAMEWORK_RESPONSE_BYTES = 4096;
 
 const LONGEST_FUNCTION_NAME = 'f'.repeat(64);
 const LONGEST_STACK_ID = `arn:aws-us-gov:cloudformation:us-gov-west-1:123456789012:stack/${'s'.repeat(128)}/11111111-2222-3333-4444-555555555555`;
+const LONGEST_LOGICAL_ID = 255;
 const CREATE_FAILED_MARKER = 'AWSCDK::CustomResourceProviderFramework::CREATE_FAILED';
 
 /** How a request ended: the handler's answer, or the error it threw (in onEvent, or in an isComplete). */
@@ -38,7 +39,7 @@ export function frameworkResponseBytes(event: OnEventRequest, outcome: HandlerOu
     StackId: LONGEST_STACK_ID.length > event.StackId.length ? LONGEST_STACK_ID : event.StackId,
     RequestId: event.RequestId,
     PhysicalResourceId: outcome.physicalId || event.PhysicalResourceId || CREATE_FAILED_MARKER,
-    LogicalResourceId: event.LogicalResourceId,
+    LogicalResourceId: event.LogicalResourceId.padEnd(LONGEST_LOGICAL_ID, 'L'),
     Data: outcome.data && Object.keys(outcome.data).length > 0 ? outcome.data : undefined,
   };
   return Buffer.byteLength(JSON.stringify(body), 'utf8');
