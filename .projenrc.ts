@@ -45,6 +45,7 @@ const project = new awscdk.AwsCdkConstructLibrary({
   devDeps: [
     '@aws-sdk/client-ec2@^3.1100.0',
     '@aws-sdk/client-cloudformation@^3.1100.0',
+    '@aws-sdk/client-ssm@^3.1100.0',
     '@types/aws-lambda@^8.10.150',
     '@types/node@^22',
     'typescript@~6.0.3',

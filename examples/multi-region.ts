@@ -4,8 +4,10 @@
  * when every copy is; a rebake replaces the copies too, and a stack delete removes all of them with
  * their snapshots, in every region.
  *
- * A fleet in us-west-2 launches the us-west-2 copy: `imageIdForRegion('us-west-2')` is a token of the
- * bakery stack, which `crossRegionReferences` carries into the fleet's stack.
+ * A fleet in us-west-2 launches the us-west-2 copy. The bakery publishes each copy's id to the SSM parameter
+ * `imageIdParameterName` of the copy's region (data type aws:ec2:image), and the fleet's stack reads it there when it is
+ * deployed (`ec2.MachineImage.fromSsmParameter`): no cross-region reference, which CDK's export writer would refuse to
+ * change at the second rebake. Deploy the bakery first; after a rebake, deploy the fleet to roll it to the new copy.
  *
  * Shared images must be encrypted with customer managed keys, in every region: the copies use a key of
  * their own region each (pass their ARNs as context; the defaults are placeholders).
@@ -23,6 +25,9 @@ import { BakedImage } from '../src';
 const BAKERY_REGION = 'us-east-1';
 const FLEET_REGION = 'us-west-2';
 const EUROPE = 'eu-west-1';
+
+/** The parameter the bakery writes in every region it copies to (and holds as a resource in its own). */
+export const IMAGE_PARAMETER = '/multi-region-app/image-id';
 
 export class MultiRegionBakeryStack extends Stack {
   public readonly image: BakedImage;
@@ -44,6 +49,8 @@ export class MultiRegionBakeryStack extends Stack {
       ),
       volumeEncryptionKey: new kms.Key(this, 'ImageKey', { enableKeyRotation: true, description: 'Encrypts the baked image' }),
       copyToRegions: [FLEET_REGION, EUROPE],
+      // Each copy's id, published in its region: what the regional fleets read.
+      imageIdParameterName: IMAGE_PARAMETER,
       copyEncryptionKeys: {
         [FLEET_REGION]: kms.Key.fromKeyArn(this, 'WestKey', keyArn('westKeyArn', FLEET_REGION)),
         [EUROPE]: kms.Key.fromKeyArn(this, 'EuropeKey', keyArn('europeKeyArn', EUROPE)),
@@ -63,7 +70,8 @@ export class MultiRegionBakeryStack extends Stack {
 }
 
 export interface RegionalFleetStackProps extends StackProps {
-  readonly image: BakedImage;
+  /** The SSM parameter, in this stack's region, that holds the id of the image's copy there. */
+  readonly imageParameterName: string;
 }
 
 export class RegionalFleetStack extends Stack {
@@ -73,7 +81,8 @@ export class RegionalFleetStack extends Stack {
     new autoscaling.AutoScalingGroup(this, 'Fleet', {
       vpc,
       instanceType: ec2.InstanceType.of(ec2.InstanceClass.T3, ec2.InstanceSize.MICRO),
-      machineImage: ec2.MachineImage.genericLinux({ [this.region]: props.image.imageIdForRegion(this.region) }),
+      // Resolved by CloudFormation when this stack is deployed: a rebake followed by a deploy of this stack moves the fleet.
+      machineImage: ec2.MachineImage.fromSsmParameter(props.imageParameterName, { os: ec2.OperatingSystemType.LINUX }),
       requireImdsv2: true,
       minCapacity: 1,
       maxCapacity: 2,
@@ -90,13 +99,13 @@ export function createApp(outdir?: string, context: Record<string, string> = {})
   const account = String(app.node.tryGetContext('account') ?? '111122223333');
   const bakery = new MultiRegionBakeryStack(app, 'BakedImageBakery', {
     env: { account, region: BAKERY_REGION },
-    crossRegionReferences: true,
   });
-  new RegionalFleetStack(app, 'BakedImageFleetWest', {
+  const fleet = new RegionalFleetStack(app, 'BakedImageFleetWest', {
     env: { account, region: FLEET_REGION },
-    crossRegionReferences: true,
-    image: bakery.image,
+    imageParameterName: IMAGE_PARAMETER,
   });
+  // The parameter exists once the bakery is deployed (`cdk deploy --all` keeps this order).
+  fleet.addDependency(bakery);
   return app;
 }
 

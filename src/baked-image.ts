@@ -283,6 +283,12 @@ export interface BakedImageProps {
    * launch templates and instance refresh can resolve it). The parameter follows every rebake and is
    * deleted with the stack.
    *
+   * With `copyToRegions`, each copy's id is published as well, to a parameter of the same name in the copy's
+   * region, written by the handler once the copies are available (and after every rebake), and deleted with the
+   * image: a stack in that region reads it at its own deploy time with
+   * `ec2.MachineImage.fromSsmParameter(name)`, and follows the copy across rebakes (see Copies in other regions
+   * in the README). The name must then be a literal string.
+   *
    * @default - no parameter
    */
   readonly imageIdParameterName?: string;
@@ -427,6 +433,10 @@ export class BakedImage extends Construct implements ec2.IMachineImage, iam.IGra
     });
     problems.push(...sharingProblems(props.shareWith, props.volumeEncryptionKey));
     problems.push(...copyProblems(this, props.copyToRegions, props.copyEncryptionKeys, props.shareWith));
+    const copyParameterName = (props.copyToRegions ?? []).length > 0 ? props.imageIdParameterName : undefined;
+    if (copyParameterName !== undefined && Token.isUnresolved(copyParameterName)) {
+      problems.push('imageIdParameterName must be a literal string with copyToRegions: it names the parameters the handler writes in the copy regions, and the permissions to write them');
+    }
     problems.push(...validationProblems(props.validation, bakeTimeout, instanceType));
     this.copyRegions = [...props.copyToRegions ?? []];
     if (problems.some((problem) => problem.startsWith('vpcSubnets'))) {
@@ -541,6 +551,7 @@ export class BakedImage extends Construct implements ec2.IMachineImage, iam.IGra
           [Prop.COPY_TO_REGIONS]: this.copyRegions,
           [Prop.COPY_KMS_KEYS]: Object.fromEntries(Object.entries(props.copyEncryptionKeys ?? {}).map(([region, key]) => [region, key.keyArn])),
         } : {}),
+        ...(copyParameterName !== undefined ? { [Prop.COPY_IMAGE_ID_PARAMETER_NAME]: copyParameterName } : {}),
         [Prop.BASE_IMAGE_ID]: manifest.baseImageId,
         [Prop.CONFIG_SETS]: manifest.configSets,
         [Prop.INIT_FINGERPRINT]: manifest.initFingerprint,
@@ -560,6 +571,9 @@ export class BakedImage extends Construct implements ec2.IMachineImage, iam.IGra
     }
     if (this.copyRegions.length > 0) {
       provider.grantCopies(this.copyRegions);
+      if (copyParameterName !== undefined) {
+        provider.grantCopyParameters(copyParameterName, this.copyRegions);
+      }
       // Copying reads the image's snapshots (encrypted with volumeEncryptionKey, when given) and writes the
       // copies' (with the region's key, when given): EBS does both with the provider's permissions.
       for (const key of [props.volumeEncryptionKey, ...Object.values(props.copyEncryptionKeys ?? {})]) {
@@ -690,8 +704,11 @@ export class BakedImage extends Construct implements ec2.IMachineImage, iam.IGra
 
   /**
    * The id of the image in a region: the copy's for a region of `copyToRegions`, the image's own for the
-   * stack's region. A token of this stack: a stack in the other region reads it through an SSM parameter
-   * or `crossRegionReferences`.
+   * stack's region. A token of this stack, for this stack's own resources and outputs.
+   *
+   * Do not hand it to a stack of another region through `crossRegionReferences`: CDK's cross-region export
+   * refuses a changed value, and every rebake changes the copy's id. Set `imageIdParameterName` instead, and
+   * read the parameter of that name in the other region's stack (`ec2.MachineImage.fromSsmParameter(name)`).
    */
   public imageIdForRegion(region: string): string {
     if (!Token.isUnresolved(region) && region === Stack.of(this).region) {

@@ -393,6 +393,11 @@ describe('least privilege', () => {
       }
       return actions.every((action) => action === 'ec2:CreateTags') && tags['ec2:CreateAction'] === 'RunInstances' ? 'tag-on-launch' : undefined;
     }
+    if (/:ssm:\*:",\{"Ref":"AWS::AccountId"\},":parameter\/\*"/.test(resource)) {
+      // The copies' id parameters: read and deleted in any region only while they carry the stack's id.
+      return ownStack && actions.every((action) => ['ssm:GetParameter', 'ssm:ListTagsForResource', 'ssm:DeleteParameter'].includes(action))
+        ? 'read-delete-own-parameter' : undefined;
+    }
     if (/"Arn"\]\},":\*"\]/.test(resource)) {
       // The provider framework may invoke any version of one of its functions.
       return actions.every((action) => action === 'lambda:InvokeFunction') ? 'invoke-versions' : undefined;
@@ -427,7 +432,9 @@ describe('least privilege', () => {
 
     const { kinds, offenders } = wildcardsOf(template);
     expect(offenders).toEqual([]);
-    expect([...kinds].sort()).toEqual(['create-image', 'delete-own', 'describe', 'invoke-versions', 'own-instance', 'record-on-own-image', 'tag-on-create']);
+    expect([...kinds].sort()).toEqual([
+      'create-image', 'delete-own', 'describe', 'invoke-versions', 'own-instance', 'read-delete-own-parameter', 'record-on-own-image', 'tag-on-create',
+    ]);
   });
 
   test('with copies and validation, every wildcard is still one of the allowed kinds, and copying reaches only the listed regions', () => {
@@ -440,22 +447,33 @@ describe('least privilege', () => {
     expect(offenders).toEqual([]);
     expect([...kinds].sort()).toEqual([
       'copy-own', 'copy-to-listed-region', 'create-image', 'delete-own', 'describe', 'invoke-versions', 'launch-own-image', 'launch-tagged-test-instance',
-      'own-instance', 'record-on-own-image', 'tag-on-copy', 'tag-on-create', 'tag-on-launch', 'test-instance-parts',
+      'own-instance', 'read-delete-own-parameter', 'record-on-own-image', 'tag-on-copy', 'tag-on-create', 'tag-on-launch', 'test-instance-parts',
     ]);
   });
 
-  test('the builder role can only read its own init metadata and signal its own stack', () => {
+  test('the builder role can read init metadata and signal only in its own stack', () => {
     const { stack, vpc } = newStack();
     const image = bake(stack, vpc);
     const template = Template.fromStack(stack);
     const roleId = stack.getLogicalId(image.builder.role.node.defaultChild as iam.CfnRole);
+    // Every policy that reaches the role, also one shared with other roles.
     const policies = Object.values<any>(template.findResources('AWS::IAM::Policy'))
-      .filter((policy) => JSON.stringify(policy.Properties.Roles) === JSON.stringify([{ Ref: roleId }]));
-    const actions = policies.flatMap((policy) => policy.Properties.PolicyDocument.Statement).flatMap((st: any) => [st.Action].flat()).sort();
+      .filter((policy) => JSON.stringify(policy.Properties.Roles ?? []).includes(JSON.stringify({ Ref: roleId })));
+    const statements = policies.flatMap((policy) => policy.Properties.PolicyDocument.Statement);
+    const actions = statements.flatMap((st: any) => [st.Action].flat()).sort();
     expect(actions).toEqual(['cloudformation:DescribeStackResource', 'cloudformation:SignalResource']);
+    // The scope: this stack only (cfn-init reads the builder's metadata with DescribeStackResource, cfn-signal signals
+    // it), no other stack, no wildcard, no condition to widen it. IAM cannot narrow DescribeStackResource to one
+    // logical id: the stack is the finest scope there is.
+    expect(statements).toEqual([{
+      Effect: 'Allow',
+      Action: ['cloudformation:DescribeStackResource', 'cloudformation:SignalResource'],
+      Resource: { Ref: 'AWS::StackId' },
+    }]);
     template.resourceCountIs('AWS::IAM::ManagedPolicy', 0);
     const role = template.findResources('AWS::IAM::Role')[roleId];
     expect(role.Properties.ManagedPolicyArns).toBeUndefined();
+    expect(role.Properties.Policies).toBeUndefined();
   });
 });
 
@@ -1081,3 +1099,88 @@ function handlerStatements(template: Template): any[] {
     .filter(([id]) => id.startsWith('CdkBakedImageProviderHandlerRole'))
     .flatMap(([, policy]: [string, any]) => policy.Properties.PolicyDocument.Statement);
 }
+
+describe('copies\' ids published in their regions', () => {
+  const PARAMETER = '/bakery/web/ami';
+
+  function parameterArn(region: string): unknown {
+    return { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, `:ssm:${region}:`, { Ref: 'AWS::AccountId' }, ':parameter/bakery/web/ami']] };
+  }
+
+  test('the parameter name goes to the handler with the copy regions; the home region keeps its AWS::SSM::Parameter', () => {
+    const { stack, vpc } = newStack();
+    bake(stack, vpc, 'Image', { copyToRegions: ['us-west-2', 'eu-west-1'], imageIdParameterName: PARAMETER });
+    const template = Template.fromStack(stack);
+
+    expect(bakeResourceOf(template).resource.Properties.CopyImageIdParameterName).toBe(PARAMETER);
+    template.resourceCountIs('AWS::SSM::Parameter', 1);
+    template.hasResourceProperties('AWS::SSM::Parameter', { Name: PARAMETER, DataType: 'aws:ec2:image', Type: 'String' });
+  });
+
+  test('without copies, or without a name, the handler gets no parameter name and the role no ssm:PutParameter', () => {
+    for (const props of [{ imageIdParameterName: PARAMETER }, { copyToRegions: ['us-west-2'] }]) {
+      const { stack, vpc } = newStack();
+      bake(stack, vpc, 'Image', props);
+      const template = Template.fromStack(stack);
+      expect(bakeResourceOf(template).resource.Properties.CopyImageIdParameterName).toBeUndefined();
+      expect(handlerStatements(template).flatMap((st) => [st.Action].flat())).not.toContain('ssm:PutParameter');
+    }
+  });
+
+  test('writing is granted on the exact parameter of each copy region: creating only tagged with the stack\'s id', () => {
+    const { stack, vpc } = newStack();
+    bake(stack, vpc, 'Image', { copyToRegions: ['us-west-2', 'eu-west-1'], imageIdParameterName: PARAMETER });
+    const statements = handlerStatements(Template.fromStack(stack));
+
+    const create = statements.find((st) => st.Sid === 'CreateCopyParametersTagged');
+    expect(create).toEqual({
+      Sid: 'CreateCopyParametersTagged',
+      Effect: 'Allow',
+      Action: ['ssm:PutParameter', 'ssm:AddTagsToResource'],
+      Resource: [parameterArn('us-west-2'), parameterArn('eu-west-1')],
+      Condition: { StringEquals: TAGGED_AT_CREATION },
+    });
+    const overwrite = statements.find((st) => st.Sid === 'OverwriteCopyParameters');
+    expect(overwrite).toEqual({
+      Sid: 'OverwriteCopyParameters',
+      Effect: 'Allow',
+      Action: 'ssm:PutParameter',
+      Resource: [parameterArn('us-west-2'), parameterArn('eu-west-1')],
+      Condition: { StringEquals: { 'ssm:Overwrite': 'true' } },
+    });
+    // No other statement may write parameters.
+    const writers = statements.filter((st) => [st.Action].flat().some((action: string) => action === 'ssm:PutParameter' || action === 'ssm:AddTagsToResource'));
+    expect(writers.map((st) => st.Sid).sort()).toEqual(['CreateCopyParametersTagged', 'OverwriteCopyParameters']);
+  });
+
+  test('reading and deleting parameters is granted in every region, only on those tagged with the stack\'s id, whatever the template lists', () => {
+    const { stack, vpc } = newStack();
+    bake(stack, vpc);
+    const statements = handlerStatements(Template.fromStack(stack));
+
+    expect(statements.find((st) => st.Sid === 'ReadAndDeleteOwnParameters')).toEqual({
+      Sid: 'ReadAndDeleteOwnParameters',
+      Effect: 'Allow',
+      Action: ['ssm:GetParameter', 'ssm:ListTagsForResource', 'ssm:DeleteParameter'],
+      Resource: { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':ssm:*:', { Ref: 'AWS::AccountId' }, ':parameter/*']] },
+      Condition: { StringEquals: STACK_TAG },
+    });
+  });
+
+  test('two images publishing to different names in shared regions: one statement each, every ARN once', () => {
+    const { stack, vpc } = newStack();
+    bake(stack, vpc, 'First', { copyToRegions: ['us-west-2'], imageIdParameterName: PARAMETER });
+    bake(stack, vpc, 'Second', { imageName: 'second', copyToRegions: ['us-west-2', 'eu-west-1'], imageIdParameterName: '/bakery/worker/ami' });
+    const statements = handlerStatements(Template.fromStack(stack));
+    const create = statements.filter((st) => st.Sid === 'CreateCopyParametersTagged');
+    expect(create).toHaveLength(1);
+    expect(JSON.stringify(create[0].Resource)).toContain(':parameter/bakery/worker/ami');
+    expect(create[0].Resource).toHaveLength(3);
+  });
+
+  test('a token name with copies is refused at synth time', () => {
+    const { stack, vpc } = newStack();
+    expect(() => bake(stack, vpc, 'Image', { copyToRegions: ['us-west-2'], imageIdParameterName: stack.stackId }))
+      .toThrow(/imageIdParameterName must be a literal string with copyToRegions/);
+  });
+});

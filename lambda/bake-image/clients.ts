@@ -1,4 +1,5 @@
 import { EC2Client } from '@aws-sdk/client-ec2';
+import type { SSMClient } from '@aws-sdk/client-ssm';
 
 /** The SDK retries throttling, 5xx answers and lost connections: six attempts with standard backoff. */
 const MAX_ATTEMPTS = 6;
@@ -24,4 +25,28 @@ export function ec2In(region: string): EC2Client {
     regional.set(region, client);
   }
   return client;
+}
+
+type SsmSdk = typeof import('@aws-sdk/client-ssm');
+
+let ssmSdk: SsmSdk | undefined;
+
+const ssmClients = new Map<string, SSMClient>();
+
+/**
+ * SSM in a region the image is copied to, where the copy's id is published; one client per region and execution
+ * environment. Its SDK is loaded on first use: only images that publish their copies' ids need it, and the cold start
+ * of every other stack must not pay for loading it.
+ */
+export function ssmIn(region: string): { readonly client: SSMClient; readonly sdk: SsmSdk } {
+  if (!ssmSdk) {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    ssmSdk = require('@aws-sdk/client-ssm') as SsmSdk;
+  }
+  let client = ssmClients.get(region);
+  if (!client) {
+    client = new ssmSdk.SSMClient({ region, maxAttempts: MAX_ATTEMPTS });
+    ssmClients.set(region, client);
+  }
+  return { client, sdk: ssmSdk };
 }

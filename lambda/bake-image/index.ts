@@ -23,7 +23,16 @@ import { bakeProgress } from './image-state';
 import { deleteImage, deleteSnapshots, describeImage, findImageByName, madeByThisResource, setLifecycle, shareImage, type SnapshotInUse } from './images';
 import { log, warn } from './log';
 import { imageName } from './naming';
-import { type BakeProperties, imageInputsChanged, parseCopyRegions, parseProperties, parseSharing, sharesWithNobody } from './properties';
+import { publishCopyIds, withdrawCopyIds } from './parameters';
+import {
+  type BakeProperties,
+  imageInputsChanged,
+  parseCopyParameterName,
+  parseCopyRegions,
+  parseProperties,
+  parseSharing,
+  sharesWithNobody,
+} from './properties';
 import { NOT_VISIBLE_GRACE_SECONDS, secondsSinceStart, SNAPSHOT_RELEASE_SECONDS, startData } from './request-clock';
 import type { IsCompleteRequest, IsCompleteResponse, OnEventRequest, OnEventResponse } from './types';
 import { terminateTestInstances, validateImage } from './validation';
@@ -107,14 +116,23 @@ async function update(event: OnEventRequest): Promise<OnEventResponse> {
     return bakeOrAdopt(event, props);
   }
   log('image inputs unchanged: keeping the image', { imageId: physicalId });
-  const dropped = parseCopyRegions(event.OldResourceProperties ?? {}).filter((region) => !props.copyToRegions.includes(region));
+  const oldRegions = parseCopyRegions(event.OldResourceProperties ?? {});
+  const dropped = oldRegions.filter((region) => !props.copyToRegions.includes(region));
+  // The parameters the previous properties published and these no longer do: in the regions dropped, or all of them
+  // when the parameter's name changed or went (these properties publish under the new name once the copies are checked).
+  const oldParameterName = previousCopyParameterName(event);
+  const withdrawn = oldParameterName === undefined ? [] : oldParameterName === props.copyParameterName ? dropped : oldRegions;
+  let name: string | undefined;
+  const nameOfImage = async () => (name ??= (await describeImage(homeRegion(), physicalId))?.Name ?? imageName(props));
+  if (oldParameterName !== undefined && withdrawn.length > 0) {
+    await withdrawCopyIds(event, oldParameterName, await nameOfImage(), otherRegions(withdrawn));
+  }
   let inUse: SnapshotInUse[] = [];
   if (dropped.length > 0) {
     if (props.removal === RemovalMode.RETAIN) {
       log('removal policy RETAIN: copies in regions no longer listed are kept', { imageId: physicalId, regions: dropped });
     } else {
-      const name = (await describeImage(homeRegion(), physicalId))?.Name ?? imageName(props);
-      inUse = await deleteCopies(event, name, dropped, props.deregistrationProtection);
+      inUse = await deleteCopies(event, await nameOfImage(), dropped, props.deregistrationProtection);
     }
   }
   return { PhysicalResourceId: physicalId, Data: { ...startData(), ...snapshotsInUseData(inUse) } };
@@ -243,6 +261,11 @@ async function finishBake(event: IsCompleteRequest, available: Image, props: Bak
     // Copies deprecate together with their source: the date counts from the source's creation.
     await setLifecycle(target.region, target.imageId, image.CreationDate, props, before);
   }
+  if (props.copyParameterName !== undefined && copies.available.length > 0) {
+    // Last: consumers in the copy regions see a copy only once it is shared and has its lifecycle.
+    await publishCopyIds(event, props.copyParameterName,
+      copies.available.map((copy) => ({ region: copy.region, imageId: copy.image.ImageId ?? '' })));
+  }
 
   const name = image.Name ?? imageName(props);
   const data: Record<string, string> = { [Attr.IMAGE_ID]: imageId, [Attr.IMAGE_NAME]: name };
@@ -320,6 +343,15 @@ async function remove(event: OnEventRequest): Promise<OnEventResponse> {
   const props = parseProperties(event.ResourceProperties);
   if (props.removal === RemovalMode.RETAIN) {
     log('removal policy RETAIN: image and snapshots kept', { imageId });
+    if (props.copyParameterName !== undefined) {
+      // The stack's own region's parameter goes with the stack (a CloudFormation resource): so do the copies' while
+      // they still name this image's copies (after a rebake they name the new image's, and are left to it).
+      const image = await describeImage(homeRegion(), imageId);
+      if (!image || madeByThisResource(image, event)) {
+        const regions = otherRegions([...new Set([...props.copyToRegions, ...recordedCopyRegions(image)])]);
+        await withdrawCopyIds(event, props.copyParameterName, image?.Name ?? imageName(props), regions);
+      }
+    }
     return { PhysicalResourceId: imageId };
   }
   const inUse = await deleteWithRetention(event, imageId, props);
@@ -484,6 +516,10 @@ async function deleteEverywhere(event: OnEventRequest, imageId: string, props: B
   const name = image?.Name ?? imageName(props);
   // The regions the properties list now, and every region the image was ever copied to.
   const regions = [...new Set([...props.copyToRegions, ...recordedCopyRegions(image)])];
+  if (props.copyParameterName !== undefined) {
+    // Before the copies go: the parameters that still hold this image's copies are found by the copies' ids.
+    await withdrawCopyIds(event, props.copyParameterName, name, otherRegions(regions));
+  }
   const inUse = await deleteCopies(event, name, regions, props.deregistrationProtection);
   inUse.push(...await deleteImage(homeRegion(), event, imageId, name, props.deregistrationProtection, { image }));
   return inUse;
@@ -516,6 +552,20 @@ export function tagValue(value: string): string {
 /** arn:aws:cloudformation:region:account:stack/NAME/uuid -> NAME */
 export function stackName(stackId: string): string {
   return stackId.split('/')[1] ?? stackId;
+}
+
+/** The copy parameter name of the properties before an Update; undefined when they publish none (or cannot be read). */
+function previousCopyParameterName(event: OnEventRequest): string | undefined {
+  try {
+    return parseCopyParameterName(event.OldResourceProperties ?? {});
+  } catch {
+    return undefined;
+  }
+}
+
+/** The regions without the stack's own, whose parameter is a CloudFormation resource. */
+function otherRegions(regions: string[]): string[] {
+  return regions.filter((region) => region !== homeRegion());
 }
 
 function isImageId(id: string | undefined): id is string {

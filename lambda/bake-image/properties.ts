@@ -7,6 +7,7 @@ import {
   MAX_KEEP_SUPERSEDED,
   ORGANIZATION_ARN_PATTERN,
   ORGANIZATIONAL_UNIT_ARN_PATTERN,
+  PARAMETER_NAME_PATTERN,
   Prop,
   REGION_PATTERN,
   RemovalMode,
@@ -36,6 +37,8 @@ export interface BakeProperties {
   readonly copyToRegions: string[];
   /** KMS key ARNs that encrypt the copies, by region (absent: the region's default EBS key). */
   readonly copyKmsKeyIds: Record<string, string>;
+  /** The SSM parameter each copy's id is written to, in the copy's region; undefined: none. */
+  readonly copyParameterName?: string;
   /** The test the image must pass before the bake completes; undefined: none. */
   readonly validation?: Validation;
 }
@@ -170,6 +173,7 @@ export function parseProperties(props: Record<string, unknown>): BakeProperties 
     deregistrationProtection: parseBoolean(Prop.DEREGISTRATION_PROTECTION, optionalString(props, Prop.DEREGISTRATION_PROTECTION)),
     copyToRegions: parseCopyRegions(props),
     copyKmsKeyIds: parseCopyKeys(props),
+    copyParameterName: parseCopyParameterName(props),
     validation: parseValidation(props),
     manifest: {
       baseImageId: optionalString(props, Prop.BASE_IMAGE_ID),
@@ -196,6 +200,16 @@ function parseValidation(props: Record<string, unknown>): Validation | undefined
 /** The regions a set of properties copies the image to (none when it names none). */
 export function parseCopyRegions(props: Record<string, unknown>): string[] {
   return stringList(props, Prop.COPY_TO_REGIONS, REGION_PATTERN, 'region names (us-west-2)');
+}
+
+/** The SSM parameter a set of properties writes each copy's id to, in the copy's region (undefined: none). */
+export function parseCopyParameterName(props: Record<string, unknown>): string | undefined {
+  const name = optionalString(props, Prop.COPY_IMAGE_ID_PARAMETER_NAME);
+  if (name !== undefined && !PARAMETER_NAME_PATTERN.test(name)) {
+    throw new InvalidPropertiesError(
+      `Property ${Prop.COPY_IMAGE_ID_PARAMETER_NAME} must be an SSM parameter name of letters, digits and _ . - /, not starting with aws or ssm, got '${name}'`);
+  }
+  return name;
 }
 
 function parseCopyKeys(props: Record<string, unknown>): Record<string, string> {

@@ -52,6 +52,12 @@ export class BakeProvider extends Construct {
   /** The regions some image of the stack is copied to. */
   private readonly copyRegions: string[] = [];
 
+  /** The statements that let the handlers create and overwrite the copies' id parameters, created for the first. */
+  private copyParameterStatements?: { readonly create: iam.PolicyStatement; readonly overwrite: iam.PolicyStatement };
+
+  /** The parameter ARNs the handlers may write (copy region and name). */
+  private readonly copyParameterArns: string[] = [];
+
   /** The statement that lets the handlers launch test instances into the validated images' subnets and groups. */
   private validationNetwork?: iam.PolicyStatement;
 
@@ -157,6 +163,14 @@ export class BakeProvider extends Construct {
       },
     }));
     this.role.addToPrincipalPolicy(new iam.PolicyStatement({
+      sid: 'ReadAndDeleteOwnParameters',
+      // The copies' id parameters (imageIdParameterName with copyToRegions): read to tell this stack's from another's,
+      // and deleted, in any region, only while tagged with this stack's id.
+      actions: ['ssm:GetParameter', 'ssm:ListTagsForResource', 'ssm:DeleteParameter'],
+      resources: [`arn:${Aws.PARTITION}:ssm:*:${Aws.ACCOUNT_ID}:parameter/*`],
+      conditions: ownStack,
+    }));
+    this.role.addToPrincipalPolicy(new iam.PolicyStatement({
       sid: 'ReadOwnStack',
       // A Delete that keeps superseded images asks whether the image was replaced, rolled back or removed.
       actions: ['cloudformation:DescribeStacks', 'cloudformation:DescribeStackResource'],
@@ -203,6 +217,42 @@ export class BakeProvider extends Construct {
         `Copy ids in ${region} are not known before CopyImage makes them: a copy must carry this stack's id from its creation, and tagging is allowed only inside CopyImage (ec2:CreateAction).`);
       acknowledge(this.role, `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:${region}::snapshot/*]`,
         `Snapshot ids of copies in ${region} are not known before CopyImage makes them: they must carry this stack's id from their creation, and tagging is allowed only inside CopyImage (ec2:CreateAction).`);
+    }
+  }
+
+  /**
+   * Lets the handlers write the parameter of this name in these regions: create it tagged with this stack's id
+   * (`ssm:PutParameter` with Tags needs `ssm:AddTagsToResource` as well), and overwrite it. The Service Authorization
+   * Reference lists no aws:ResourceTag for PutParameter, so overwriting is limited to these exact parameters, and the
+   * handler overwrites one only after reading this stack's tag on it (which the base statements allow only for this
+   * stack's parameters). Reading and deleting need nothing more (grantHandlerBase).
+   *
+   * @param parameterName a literal SSM parameter name
+   */
+  public grantCopyParameters(parameterName: string, regions: string[]): void {
+    if (!this.copyParameterStatements) {
+      this.copyParameterStatements = {
+        create: new iam.PolicyStatement({
+          sid: 'CreateCopyParametersTagged',
+          actions: ['ssm:PutParameter', 'ssm:AddTagsToResource'],
+          conditions: { StringEquals: { [`aws:RequestTag/${Tag.STACK_ID}`]: Aws.STACK_ID } },
+        }),
+        overwrite: new iam.PolicyStatement({
+          sid: 'OverwriteCopyParameters',
+          actions: ['ssm:PutParameter'],
+          conditions: { StringEquals: { 'ssm:Overwrite': 'true' } },
+        }),
+      };
+      this.role.addToPrincipalPolicy(this.copyParameterStatements.create);
+      this.role.addToPrincipalPolicy(this.copyParameterStatements.overwrite);
+    }
+    for (const region of regions) {
+      const arn = `arn:${Aws.PARTITION}:ssm:${region}:${Aws.ACCOUNT_ID}:parameter/${parameterName.replace(/^\//, '')}`;
+      if (!this.copyParameterArns.includes(arn)) {
+        this.copyParameterArns.push(arn);
+        this.copyParameterStatements.create.addResources(arn);
+        this.copyParameterStatements.overwrite.addResources(arn);
+      }
     }
   }
 
@@ -277,6 +327,8 @@ function acknowledgeHandlerRole(role: iam.Role): void {
       'Sharing, deprecating, protecting and deregistering only images tagged with this stack\'s id, in any region: a cleanup Delete runs under the new template\'s policy and must still remove copies in regions it no longer lists.'],
     ['AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:*::snapshot/*]',
       'Deleting only snapshots tagged with this stack\'s id, in any region: a cleanup Delete runs under the new template\'s policy and must still remove copies\' snapshots in regions it no longer lists.'],
+    ['AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ssm:*:<AWS::AccountId>:parameter/*]',
+      'Reading and deleting only SSM parameters tagged with this stack\'s id (the copies\' id parameters), in any region: a cleanup Delete runs under the new template\'s policy and must still remove a parameter in a region or of a name it no longer lists.'],
   ];
   for (const [id, reason] of acknowledgements) {
     acknowledge(role, id, reason);

@@ -41,6 +41,11 @@ export const Prop = {
   COPY_TO_REGIONS: 'CopyToRegions',
   /** KMS key ARNs that encrypt the copies, by region; an object. Regions not listed use their default EBS key. */
   COPY_KMS_KEYS: 'CopyKmsKeyIds',
+  /**
+   * The SSM parameter each copy's id is written to, in the copy's region (data type aws:ec2:image); absent: none.
+   * The stack's own region has its parameter as a CloudFormation resource.
+   */
+  COPY_IMAGE_ID_PARAMETER_NAME: 'CopyImageIdParameterName',
   /** Validation: the user data of the test instance (a bash script); absent: no validation. */
   VALIDATION_USER_DATA: 'ValidationUserData',
   /** Validation: seconds the test may run, from the test instance's launch. */
@@ -162,6 +167,9 @@ export const VALIDATION_HEREDOC_END = 'CDK_BAKED_IMAGE_VALIDATION_EOF';
 
 /** Where the builder writes the manifest, inside the image. */
 export const MANIFEST_DIRECTORY = '/etc/baked-image';
+
+/** An SSM parameter name the handler writes: letters, digits and _ . - /, not starting with aws or ssm. */
+export const PARAMETER_NAME_PATTERN = /^(?!\/?(aws|ssm))[a-zA-Z0-9_.\-/]{1,1011}$/i;
 
 /** EC2 accepts tag values of at most 256 characters. */
 export const MAX_TAG_VALUE_LENGTH = 256;

@@ -374,17 +374,31 @@ const MAPPERS: Record<string, Mapper> = {
   },
   'cloudformation:DescribeStacks': async (m) => [await authorizationCheck(m.action, 'stack', m.stackArn(), m.requestValues(), `stack ${m.params.get('StackName')}`)],
   'cloudformation:DescribeStackResource': async (m) => [await authorizationCheck(m.action, 'stack', m.stackArn(), m.requestValues(), `stack ${m.params.get('StackName')}`)],
-  'ssm:PutParameter': (m) => {
+  // PutParameter with Tags also needs ssm:AddTagsToResource on the parameter it creates (tag-on-create, as the
+  // AWS::SSM::Parameter documentation states for CloudFormation's own calls).
+  'ssm:PutParameter': async (m) => {
     const json = m.json;
     const tags = json.Tags as Array<{ Key: string; Value: string }> | undefined;
-    return m.parameter({
-      ...requestTags(tags ? Object.fromEntries(tags.map((t) => [t.Key, t.Value])) : undefined),
-      'ssm:Overwrite': json.Overwrite === undefined ? undefined : String(json.Overwrite),
-      'ssm:Policies': json.Policies === undefined ? undefined : String(json.Policies),
-    }, false);
+    const tagged = requestTags(tags ? Object.fromEntries(tags.map((t) => [t.Key, t.Value])) : undefined);
+    return [
+      ...await m.parameter({
+        ...tagged,
+        'ssm:Overwrite': json.Overwrite === undefined ? undefined : String(json.Overwrite),
+        'ssm:Policies': json.Policies === undefined ? undefined : String(json.Policies),
+      }, false),
+      ...tags && tags.length > 0 ? [await authorizationCheck('ssm:AddTagsToResource', 'parameter', m.parameterArn(),
+        { ...m.requestValues(), ...tagged }, `tags on the new parameter ${String(json.Name)}`)] : [],
+    ];
   },
   'ssm:DeleteParameter': (m) => m.parameter({}, true),
   'ssm:GetParameter': (m) => m.parameter({}, true),
+  // A parameter's tags: ResourceType Parameter, ResourceId its name.
+  'ssm:ListTagsForResource': (m) => {
+    if (m.json.ResourceType !== 'Parameter') {
+      throw new Error(`ssm:ListTagsForResource of a ${String(m.json.ResourceType)}: only parameters are mapped`);
+    }
+    return new Mapping({ ...m.request, json: { Name: m.json.ResourceId } }, m.lookup).parameter({}, true);
+  },
 };
 
 /**
