@@ -9,11 +9,12 @@ import {
   DescribeImageAttributeCommand,
   DescribeImagesCommand,
   DescribeSnapshotsCommand,
+  type EC2Client,
   type Image,
   RegisterImageCommand,
   type Tag as Ec2Tag,
 } from '@aws-sdk/client-ec2';
-import { EC2_FAULTS } from './moto-server';
+import { EC2_FAULTS, ec2ClientFor } from './moto-server';
 import { customResourceEvent, MOTO_STACK_ID, MOTO_STACK_NAME, useMotoSuite } from './moto-suite';
 import type { IsCompleteRequest, IsCompleteResponse, OnEventRequest } from '../../lambda/bake-image/types';
 import { copyImageIdAttribute, Prop, Tag } from '../../src/private/contract';
@@ -24,6 +25,7 @@ const HOME = 'us-east-1';
 const WEST = 'us-west-2';
 const EUROPE = 'eu-west-1';
 const EUROPE_KEY = 'arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab';
+const NINETY_DAYS = 90 * 24 * 3600;
 
 type Props = Record<string, unknown>;
 
@@ -61,6 +63,26 @@ async function bake(request: OnEventRequest, polls = 5): Promise<{ imageId: stri
   }
   throw new Error(`not complete after ${polls} polls`);
 }
+
+/** Clients through the proxy, per region: what the handler sees (the proxy emulates what moto lacks). */
+const proxyClients = new Map<string, EC2Client>();
+
+function viaProxy(region: string): EC2Client {
+  if (region === HOME) {
+    return suite.harness().ec2ViaProxy;
+  }
+  let client = proxyClients.get(region);
+  if (!client) {
+    client = ec2ClientFor(suite.harness().proxy.endpoint, region);
+    proxyClients.set(region, client);
+  }
+  return client;
+}
+
+afterAll(() => {
+  proxyClients.forEach((client) => client.destroy());
+  proxyClients.clear();
+});
 
 async function images(region: string, imageIds?: string[]): Promise<Image[]> {
   const response = await suite.harness().ec2In(region).send(new DescribeImagesCommand(imageIds ? { ImageIds: imageIds } : { Owners: ['self'] }));
@@ -182,11 +204,16 @@ describe('copyToRegions through moto', () => {
       expect(await snapshotIds(region)).toHaveLength(1);
     }
 
-    await suite.handler().onEvent(event('Delete', props(instanceId), imageId));
+    // The first Delete alone removes everything: the second must not be what cleans up.
     await suite.handler().onEvent(event('Delete', props(instanceId), imageId));
     for (const region of [HOME, WEST, EUROPE]) {
-      expect(await images(region)).toEqual([]);
-      expect(await snapshotIds(region)).toEqual([]);
+      expect({ region, images: await images(region), snapshots: await snapshotIds(region) }).toEqual({ region, images: [], snapshots: [] });
+    }
+
+    // Repeated (CloudFormation retries a Delete whose answer it lost): it succeeds and leaves nothing behind either.
+    await expect(suite.handler().onEvent(event('Delete', props(instanceId), imageId))).resolves.toEqual(expect.objectContaining({ PhysicalResourceId: imageId }));
+    for (const region of [HOME, WEST, EUROPE]) {
+      expect({ region, images: await images(region), snapshots: await snapshotIds(region) }).toEqual({ region, images: [], snapshots: [] });
     }
   });
 
@@ -247,16 +274,24 @@ describe('copyToRegions through moto', () => {
     const instanceId = await suite.harness().launchBuilder();
     const options = {
       [Prop.SHARE_ACCOUNTS]: ['444455556666'],
-      [Prop.DEPRECATE_AFTER_SECONDS]: String(90 * 24 * 3600),
+      [Prop.DEPRECATE_AFTER_SECONDS]: String(NINETY_DAYS),
       [Prop.DEREGISTRATION_PROTECTION]: 'true',
     };
     const { imageId, data } = await bake(event('Create', props(instanceId, options)));
+    const [source] = await images(HOME, [imageId]);
+    // The handler counts a copy's deprecation from its source's creation, not from the copy's own.
+    const expectedDeprecation = Date.parse(source.CreationDate ?? '') + NINETY_DAYS * 1000;
+    expect(Number.isNaN(expectedDeprecation)).toBe(false);
     const deprecations = new Set<string | undefined>();
     for (const [region, id] of [[HOME, imageId], [WEST, data[copyImageIdAttribute(WEST)]], [EUROPE, data[copyImageIdAttribute(EUROPE)]]]) {
       const permissions = await suite.harness().ec2In(region).send(new DescribeImageAttributeCommand({ ImageId: id, Attribute: 'launchPermission' }));
       expect(permissions.LaunchPermissions).toEqual([{ UserId: '444455556666' }]);
       deprecations.add(suite.harness().proxy.imageLifecycle(id).deprecateAt);
       expect(suite.harness().proxy.imageLifecycle(id).protection).toBe('enabled');
+      // What EC2 shows (DescribeImages through the proxy, which emulates deprecation: EC2's format, to the minute).
+      const [shown] = (await viaProxy(region).send(new DescribeImagesCommand({ ImageIds: [id] }))).Images ?? [];
+      expect(shown?.DeprecationTime).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:00(\.000)?Z$/);
+      expect(Math.abs(Date.parse(shown?.DeprecationTime ?? '') - expectedDeprecation)).toBeLessThanOrEqual(60_000);
     }
     // One date for all three: the copies deprecate with their source.
     expect(deprecations.size).toBe(1);

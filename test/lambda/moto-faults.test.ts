@@ -1,21 +1,23 @@
 /**
  * The shipped bake-image handler bundle under EC2 and network faults, against moto_server behind the fault-injecting
  * proxy of moto-server.ts:
- * - throttling and 5xx answers on every EC2 call the handlers make, retried with backoff until the bake or the
- *   delete succeeds, and a clear failure once the SDK gives up;
+ * - throttling and 5xx answers on every EC2 and CloudFormation call the handlers make, those of the options included
+ *   (sharing, deprecation, deregistration protection, copies to another region, keepSupersededImages), retried with
+ *   backoff until the bake or the delete succeeds, and a clear failure once the SDK gives up;
  * - answers lost after EC2 carried a request out (the SDK retries a request that already took effect);
  * - an image that goes `failed`, and one that stays `pending` past bakeTimeout, then the Delete that follows.
  *
  * The fault-free lifecycle, a Create retried by the framework, concurrent Creates, rollbacks and the Delete edge
  * cases (image already deregistered, snapshot in use, repeated Delete) are in moto-lifecycle.test.ts.
  *
- * Retry backoff: the handler's EC2Client keeps the SDK's standard retry strategy with maxAttempts 6. Before retry
+ * Retry backoff: the handler's EC2 clients (one per region) and its CloudFormation client keep the SDK's standard
+ * retry strategy with maxAttempts 6. Before retry
  * n (1, 2, ...) it waits random() * min(base * 2^(n-1), 20 s), where base is 1 s for throttling and 50 ms for other
  * retryable errors in the SDK installed here (earlier releases: 500 ms and 100 ms; the Lambda runtime's SDK may be
  * either). These tests pin the jitter (Math.random) so that the waits are short and known, then measure them at
  * the proxy: a client without retries fails the attempt counts, one without backoff fails the timing checks.
  */
-import { DescribeImagesCommand, DescribeInstancesCommand, DescribeSnapshotsCommand, type Image } from '@aws-sdk/client-ec2';
+import { DescribeImageAttributeCommand, DescribeImagesCommand, DescribeInstancesCommand, DescribeSnapshotsCommand, type Image } from '@aws-sdk/client-ec2';
 import {
   type BakeImageHandler,
   describeImagesById,
@@ -26,23 +28,67 @@ import {
   MotoHarness,
   type ProxiedRequest,
   type RequestMatcher,
+  REGION,
 } from './moto-server';
 import { imageName } from '../../lambda/bake-image/naming';
 import { parseProperties } from '../../lambda/bake-image/properties';
 import type { IsCompleteRequest, OnEventRequest, OnEventResponse } from '../../lambda/bake-image/types';
-import { Attr, Prop, Tag } from '../../src/private/contract';
+import { Attr, copyImageIdAttribute, Prop, Tag } from '../../src/private/contract';
 
 jest.setTimeout(30_000);
 
-/** The handler's EC2Client: `new EC2Client({ maxAttempts: 6 })`. */
+/** The handler's EC2Client and CloudFormationClient: `maxAttempts: 6`. */
 const MAX_ATTEMPTS = 6;
-const STACK_ID = 'arn:aws:cloudformation:us-east-1:123456789012:stack/FaultStack/11111111-2222-3333-4444-555555555555';
+const STACK_NAME = 'FaultStack';
+const STACK_ID = `arn:aws:cloudformation:us-east-1:123456789012:stack/${STACK_NAME}/11111111-2222-3333-4444-555555555555`;
 const LOGICAL_ID = 'BakedImageBake';
 /** The physical id the provider framework reports for a Create that failed before onEvent returned one. */
 const NOT_AN_IMAGE = 'AWSCDK::CustomResourceProviderFramework::CREATE_FAILED';
 
-type Props = Record<string, string>;
+type Props = Record<string, unknown>;
 type Phase = 'create' | 'poll' | 'delete';
+
+/** The region the options copy the image to. */
+const COPY_REGION = 'us-west-2';
+const SHARE_WITH = '444455556666';
+const NINETY_DAYS = 90 * 24 * 3600;
+
+/** What a bake asks for beyond the defaults: some calls are made only for these properties. */
+interface BakeOptions {
+  readonly builderAfterBake?: 'stop' | 'terminate';
+  /** ShareWithAccounts: DescribeImageAttribute and ModifyImageAttribute once the image is available. */
+  readonly shareWithAccounts?: readonly string[];
+  /** DeprecateAfterSeconds: EnableImageDeprecation once the image is available. */
+  readonly deprecateAfterSeconds?: number;
+  /** DeregistrationProtection: enabled once the image is available, disabled by the Delete before it deregisters. */
+  readonly deregistrationProtection?: boolean;
+  /** CopyToRegions: the copy-regions tag, then DescribeImages by name and CopyImage in each region. */
+  readonly copyToRegions?: readonly string[];
+  /** KeepSupersededImages: the Delete asks CloudFormation (the proxy's stack, see Bake.delete) why the image goes. */
+  readonly keepSupersededImages?: number;
+  /** Any other property. */
+  readonly props?: Props;
+}
+
+const DEFAULTS: BakeOptions = {};
+const TERMINATE: BakeOptions = { builderAfterBake: 'terminate' };
+const SHARING: BakeOptions = { shareWithAccounts: [SHARE_WITH] };
+const DEPRECATION: BakeOptions = { deprecateAfterSeconds: NINETY_DAYS };
+const PROTECTION: BakeOptions = { deregistrationProtection: true };
+const COPIES: BakeOptions = { copyToRegions: [COPY_REGION] };
+const RETENTION: BakeOptions = { keepSupersededImages: 1 };
+
+function optionProps(options: BakeOptions): Props {
+  return {
+    [Prop.BUILDER_AFTER_BAKE]: options.builderAfterBake ?? 'stop',
+    ...(options.shareWithAccounts ? { [Prop.SHARE_ACCOUNTS]: [...options.shareWithAccounts] } : {}),
+    ...(options.deprecateAfterSeconds !== undefined ? { [Prop.DEPRECATE_AFTER_SECONDS]: String(options.deprecateAfterSeconds) } : {}),
+    ...(options.deregistrationProtection ? { [Prop.DEREGISTRATION_PROTECTION]: 'true' } : {}),
+    ...(options.copyToRegions ? { [Prop.COPY_TO_REGIONS]: [...options.copyToRegions] } : {}),
+    ...(options.keepSupersededImages !== undefined ? { [Prop.KEEP_SUPERSEDED]: String(options.keepSupersededImages) } : {}),
+    ...options.props,
+  };
+}
 
 let harness: MotoHarness;
 let handler: BakeImageHandler;
@@ -156,9 +202,9 @@ async function instanceState(instanceId: string): Promise<string | undefined> {
 // -------------------------------------------------------------------------------------------------------
 
 class Bake {
-  static async start(builderAfterBake: 'stop' | 'terminate' = 'stop', overrides: Props = {}): Promise<Bake> {
+  static async start(options: BakeOptions = DEFAULTS): Promise<Bake> {
     const builder = await harness.launchBuilder();
-    return new Bake(builder, bakeProps(builder, { [Prop.BUILDER_AFTER_BAKE]: builderAfterBake, ...overrides }));
+    return new Bake(builder, options, bakeProps(builder, optionProps(options)));
   }
 
   /** The AMI name the handler derives from the properties. */
@@ -167,9 +213,13 @@ class Bake {
   created: OnEventResponse | undefined;
   private snapshot: string | undefined;
 
-  private constructor(readonly builder: string, readonly props: Props) {
+  private constructor(readonly builder: string, readonly options: BakeOptions, readonly props: Props) {
     this.name = imageName(parseProperties(props));
     this.createEvent = event('Create', props);
+  }
+
+  get copyRegions(): string[] {
+    return [...(this.options.copyToRegions ?? [])];
   }
 
   get imageId(): string {
@@ -204,19 +254,58 @@ class Bake {
     this.snapshot = snapshots[0];
   }
 
-  /** One isComplete: the image is available and the builder stopped or terminated. */
+  /**
+   * isComplete until it answers true: once without copies, twice with them (the first starts the copies, the
+   * second finds them available). The image and its copies are available, the builder stopped or terminated, and
+   * the images shared, deprecated and protected as the options ask.
+   */
   async poll(): Promise<void> {
-    await expect(handler.isComplete(completeEvent(this.createEvent, this.created ?? {}))).resolves.toEqual({
+    const request = completeEvent(this.createEvent, this.created ?? {});
+    const answers = [await handler.isComplete(request)];
+    while (!answers[answers.length - 1].IsComplete && answers.length < 5) {
+      answers.push(await handler.isComplete(request));
+    }
+    expect(answers.map((answer) => answer.IsComplete)).toEqual(this.copyRegions.length > 0 ? [false, true] : [true]);
+    const copies = Object.fromEntries(this.copyRegions.map((region) => [copyImageIdAttribute(region), expect.stringMatching(/^ami-[0-9a-f]+$/)]));
+    expect(answers[answers.length - 1]).toEqual({
       IsComplete: true,
-      Data: { [Attr.IMAGE_ID]: this.imageId, [Attr.IMAGE_NAME]: this.name },
+      Data: { [Attr.IMAGE_ID]: this.imageId, [Attr.IMAGE_NAME]: this.name, ...copies },
     });
     const settled = this.props[Prop.BUILDER_AFTER_BAKE] === 'terminate' ? ['shutting-down', 'terminated'] : ['stopping', 'stopped'];
     expect(settled).toContain(await instanceState(this.builder));
+
+    const [source] = await ownImages();
+    const images: Array<[string, string]> = [[REGION, this.imageId]];
+    for (const region of this.copyRegions) {
+      const copyId = answers[answers.length - 1].Data?.[copyImageIdAttribute(region)] ?? '';
+      const copy = (await harness.ec2In(region).send(new DescribeImagesCommand({ ImageIds: [copyId] }))).Images ?? [];
+      expect(copy.map((image) => [image.ImageId, image.Name, image.State])).toEqual([[copyId, this.name, 'available']]);
+      images.push([region, copyId]);
+    }
+    for (const [region, imageId] of images) {
+      const lifecycle = harness.proxy.imageLifecycle(imageId);
+      if (this.options.shareWithAccounts) {
+        const permissions = await harness.ec2In(region).send(new DescribeImageAttributeCommand({ ImageId: imageId, Attribute: 'launchPermission' }));
+        expect(permissions.LaunchPermissions).toEqual(this.options.shareWithAccounts.map((UserId) => ({ UserId })));
+      }
+      if (this.options.deprecateAfterSeconds !== undefined) {
+        const expected = Date.parse(source.CreationDate ?? '') + this.options.deprecateAfterSeconds * 1000;
+        expect(Math.abs(Date.parse(lifecycle.deprecateAt ?? '') - expected)).toBeLessThanOrEqual(1000);
+      }
+      expect(lifecycle.protection).toBe(this.options.deregistrationProtection ? 'enabled' : undefined);
+    }
   }
 
-  /** onEvent Delete, as CloudFormation sends it (also after a failed Create): nothing of the bake is left. */
+  /**
+   * onEvent Delete, as CloudFormation sends it (also after a failed Create): nothing of the bake is left, in the
+   * stack's region nor in a copy region. With keepSupersededImages the handler asks CloudFormation why the image
+   * goes: the stack's creation failed elsewhere and rolls back, and the resource's physical id is still this image.
+   */
   async delete(): Promise<void> {
     const physicalId = this.created?.PhysicalResourceId ?? NOT_AN_IMAGE;
+    if (this.options.keepSupersededImages) {
+      harness.proxy.setStack({ name: STACK_NAME, id: STACK_ID, status: 'ROLLBACK_IN_PROGRESS', resources: { [LOGICAL_ID]: physicalId } });
+    }
     const deleted = await handler.onEvent(event('Delete', this.props, physicalId));
     expect(deleted).toEqual(physicalId === NOT_AN_IMAGE
       ? { PhysicalResourceId: physicalId }
@@ -225,6 +314,8 @@ class Bake {
     if (this.snapshot) {
       expect(await snapshotExists(this.snapshot)).toBe(false);
     }
+    const left = await harness.leftovers([REGION, ...this.copyRegions]);
+    expect({ images: left.images, snapshots: left.snapshots }).toEqual({ images: [], snapshots: [] });
   }
 
   step(phase: Phase): Promise<void> {
@@ -242,7 +333,7 @@ class Bake {
 const PHASES: readonly Phase[] = ['create', 'poll', 'delete'];
 
 // -------------------------------------------------------------------------------------------------------
-// Every EC2 call the handlers make
+// Every EC2 and CloudFormation call the handlers make
 // -------------------------------------------------------------------------------------------------------
 
 interface HandlerCall {
@@ -251,7 +342,10 @@ interface HandlerCall {
   /** The step of the lifecycle that makes the call. */
   readonly phase: Phase;
   readonly matches?: RequestMatcher;
-  readonly builderAfterBake?: 'stop' | 'terminate';
+  /** The region the call is signed for: the stack's (REGION) unless said otherwise. */
+  readonly region?: string;
+  /** The properties of a bake that makes the call (DEFAULTS unless said otherwise). */
+  readonly bake?: BakeOptions;
   /** What the failure message names once the SDK gives up on the call (besides the error code and the attempts). */
   readonly names: (ids: Bake['ids']) => string;
 }
@@ -281,14 +375,13 @@ const CALLS: readonly HandlerCall[] = [
     label: 'StopInstances',
     action: 'StopInstances',
     phase: 'poll',
-    builderAfterBake: 'stop',
     names: ({ builder }) => `Could not stop builder ${builder}`,
   },
   {
     label: 'TerminateInstances',
     action: 'TerminateInstances',
     phase: 'poll',
-    builderAfterBake: 'terminate',
+    bake: TERMINATE,
     names: ({ builder }) => `Could not terminate builder ${builder}`,
   },
   {
@@ -324,7 +417,93 @@ const CALLS: readonly HandlerCall[] = [
     phase: 'delete',
     names: ({ imageId, snapshotId }) => `Could not delete snapshot ${snapshotId} of image ${imageId}`,
   },
+  {
+    label: 'DescribeImageAttribute (sharing)',
+    action: 'DescribeImageAttribute',
+    phase: 'poll',
+    bake: SHARING,
+    names: ({ imageId }) => `DescribeImageAttribute (launchPermission) for image ${imageId} failed`,
+  },
+  {
+    label: 'ModifyImageAttribute (sharing)',
+    action: 'ModifyImageAttribute',
+    phase: 'poll',
+    bake: SHARING,
+    names: ({ imageId }) => `Could not share image ${imageId} (launch permissions)`,
+  },
+  {
+    label: 'EnableImageDeprecation',
+    action: 'EnableImageDeprecation',
+    phase: 'poll',
+    bake: DEPRECATION,
+    names: ({ imageId }) => `EnableImageDeprecation for image ${imageId} failed`,
+  },
+  {
+    label: 'EnableImageDeregistrationProtection',
+    action: 'EnableImageDeregistrationProtection',
+    phase: 'poll',
+    bake: PROTECTION,
+    names: ({ imageId }) => `EnableImageDeregistrationProtection for image ${imageId} failed`,
+  },
+  {
+    label: 'DisableImageDeregistrationProtection (Delete)',
+    action: 'DisableImageDeregistrationProtection',
+    phase: 'delete',
+    bake: PROTECTION,
+    names: ({ imageId }) => `Could not lift the deregistration protection of image ${imageId}`,
+  },
+  {
+    label: 'CreateTags of the copy-regions tag',
+    action: 'CreateTags',
+    phase: 'poll',
+    matches: (params) => params.get('Tag.1.Key') === Tag.COPY_REGIONS,
+    bake: COPIES,
+    names: ({ imageId }) => `CreateTags (${Tag.COPY_REGIONS}) for image ${imageId} failed`,
+  },
+  {
+    label: 'DescribeImages by name in the copy region (isComplete)',
+    action: 'DescribeImages',
+    phase: 'poll',
+    matches: describeImagesByName,
+    region: COPY_REGION,
+    bake: COPIES,
+    names: ({ name }) => `DescribeImages for the image named ${name} in ${COPY_REGION} failed`,
+  },
+  {
+    label: 'CopyImage',
+    action: 'CopyImage',
+    phase: 'poll',
+    region: COPY_REGION,
+    bake: COPIES,
+    names: ({ imageId, name }) => `CopyImage of image ${imageId} (${name}) to ${COPY_REGION} failed`,
+  },
+  {
+    label: 'DescribeImages by name in the copy region (Delete)',
+    action: 'DescribeImages',
+    phase: 'delete',
+    matches: describeImagesByName,
+    region: COPY_REGION,
+    bake: COPIES,
+    names: ({ name }) => `DescribeImages for the image named ${name} in ${COPY_REGION} failed`,
+  },
+  {
+    label: 'CloudFormation DescribeStacks (Delete)',
+    action: 'DescribeStacks',
+    phase: 'delete',
+    bake: RETENTION,
+    names: () => `DescribeStacks for ${STACK_NAME} (to decide which images to keep) failed`,
+  },
+  {
+    label: 'CloudFormation DescribeStackResource (Delete)',
+    action: 'DescribeStackResource',
+    phase: 'delete',
+    bake: RETENTION,
+    names: () => `DescribeStackResource for ${LOGICAL_ID} (to decide which images to keep) failed`,
+  },
 ];
+
+/** The properties of the bakes that together make every call of CALLS. */
+const BAKES: readonly BakeOptions[] = [...new Set(CALLS.map((call) => call.bake ?? DEFAULTS))];
 
 /** Every attempt of the one SDK call whose first attempt got the first injected fault. */
 function attemptsOfFaultedCall(): ProxiedRequest[] {
@@ -341,23 +520,29 @@ function waitsBetween(attempts: ProxiedRequest[]): number[] {
 }
 
 describe('the fault matrix covers', () => {
-  test('every EC2 call of a bake and its delete, in the step that makes it', async () => {
+  test('every EC2 and CloudFormation call of a bake and its delete, with the properties and in the step that make it', async () => {
     const seen = new Set<string>();
-    for (const builderAfterBake of ['stop', 'terminate'] as const) {
+    const notMadeByItsBake: string[] = [];
+    for (const options of BAKES) {
       await harness.reset();
-      const bake = await Bake.start(builderAfterBake);
+      const seenHere = new Set<string>();
+      const bake = await Bake.start(options);
       for (const phase of PHASES) {
         const from = harness.proxy.requests.length;
         await bake.step(phase);
         for (const request of harness.proxy.requests.slice(from)) {
           const call = CALLS.filter((candidate) => candidate.phase === phase && candidate.action === request.action
-            && (candidate.matches?.(request.params) ?? true));
-          seen.add(call.length === 1 ? call[0].label : `${phase}: ${request.action} ${request.params.toString()}`);
+            && (candidate.matches?.(request.params) ?? true) && (candidate.region === undefined || candidate.region === request.region));
+          seenHere.add(call.length === 1 ? call[0].label : `${phase}: ${request.region} ${request.service} ${request.action} ${request.params.toString()}`);
         }
       }
+      seenHere.forEach((label) => seen.add(label));
+      // The matrix below injects each call's faults into a bake with its properties: that bake must make the call.
+      notMadeByItsBake.push(...CALLS.filter((call) => (call.bake ?? DEFAULTS) === options && !seenHere.has(call.label)).map((call) => call.label));
     }
 
     expect([...seen].sort()).toEqual(CALLS.map((call) => call.label).sort());
+    expect(notMadeByItsBake).toEqual([]);
   });
 });
 
@@ -378,7 +563,7 @@ const MATRIX = CALLS.flatMap((call) => FAULT_SEQUENCES.map(([label, faults, jitt
 describe('throttling and 5xx answers, twice in a row on one call', () => {
   test.each(MATRIX)('%s, %s: retried with growing waits; the bake and the delete succeed', async (_label, _faults, call, faults, jitter) => {
     pinJitter(jitter);
-    const bake = await Bake.start(call.builderAfterBake);
+    const bake = await Bake.start(call.bake);
 
     for (const phase of PHASES) {
       if (phase === call.phase) {
@@ -396,6 +581,7 @@ describe('throttling and 5xx answers, twice in a row on one call', () => {
       call.action === 'DeleteSnapshot' ? [call.action, 3, MAX_ATTEMPTS, 400, 'InvalidSnapshot.NotFound'] : [call.action, 3, MAX_ATTEMPTS, 200, undefined],
     ]);
     expect(attempts.every((attempt) => call.matches?.(attempt.params) ?? true)).toBe(true);
+    expect(attempts.map((attempt) => attempt.region)).toEqual(attempts.map(() => call.region ?? REGION));
     // Backoff: no retry at once, and the second wait at least twice the first one's lower bound.
     const [first, second] = waitsBetween(attempts);
     expect(first).toBeGreaterThanOrEqual(40);
@@ -410,7 +596,7 @@ describe('once the SDK gives up', () => {
     '%s throttled on every attempt: fails naming the call, its ids, the code and the attempts; the Delete that follows cleans up',
     async (_label, call) => {
       pinJitter(0.01);
-      const bake = await Bake.start(call.builderAfterBake);
+      const bake = await Bake.start(call.bake);
       for (const phase of PHASES.slice(0, PHASES.indexOf(call.phase))) {
         await bake.step(phase);
       }
@@ -485,7 +671,7 @@ describe('an answer lost after EC2 carried the request out, so that the SDK send
     '%s (%s): the repeated request finds the work done; the bake and the delete succeed',
     async (action, _label, builderAfterBake, phase, how, repeatedAnswer) => {
       pinJitter(0.99);
-      const bake = await Bake.start(builderAfterBake);
+      const bake = await Bake.start(builderAfterBake === 'terminate' ? TERMINATE : DEFAULTS);
       for (const step of PHASES) {
         if (step === phase) {
           harness.proxy.loseResponses(action, 1, how);
@@ -531,7 +717,7 @@ describe('an image that does not become available', () => {
   });
 
   test('pending past bakeTimeout: isComplete fails naming bakeTimeout and its value; the Delete removes the pending image and its snapshot', async () => {
-    const bake = await Bake.start('stop', { [Prop.BAKE_TIMEOUT_SECONDS]: '900' });
+    const bake = await Bake.start({ props: { [Prop.BAKE_TIMEOUT_SECONDS]: '900' } });
     await bake.create();
     // Pending for the two polls and for the Delete.
     harness.proxy.holdPending(bake.imageId, 3);

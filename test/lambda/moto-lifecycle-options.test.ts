@@ -29,12 +29,20 @@ function event(type: 'Create' | 'Update' | 'Delete', resourceProperties: Record<
 
 const complete = (request: ReturnType<typeof event>) => runToCompletion(suite.handler(), request);
 
+/**
+ * Whether moto still has the image. Only EC2's answers for an image that does not exist (an empty answer,
+ * `InvalidAMIID.NotFound`, `InvalidAMIID.Unavailable`) mean it is gone: any other error is a problem of the test.
+ */
 async function imageExists(imageId: string): Promise<boolean> {
   try {
     const response = await suite.harness().ec2.send(new DescribeImagesCommand({ ImageIds: [imageId] }));
-    return (response.Images ?? []).length > 0;
-  } catch {
-    return false;
+    return (response.Images ?? []).some((image) => image.ImageId === imageId);
+  } catch (error) {
+    const code = (error as { name?: string }).name;
+    if (code === 'InvalidAMIID.NotFound' || code === 'InvalidAMIID.Unavailable') {
+      return false;
+    }
+    throw error;
   }
 }
 
@@ -64,6 +72,7 @@ describe('deprecation and deregistration protection through moto', () => {
     // DescribeImages shows protection without a cooldown as EC2 does.
     const shown = (await suite.harness().ec2ViaProxy.send(new DescribeImagesCommand({ ImageIds: [imageId] }))).Images![0];
     expect(shown.DeregistrationProtection).toBe('enabled-without-cooldown');
+    expect(await imageExists(imageId)).toBe(true);
     suite.harness().proxy.clearRequests();
 
     const response = await suite.handler().onEvent(event('Delete', protectedProps, imageId));

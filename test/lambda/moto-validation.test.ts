@@ -180,6 +180,30 @@ describe('validate before use through moto', () => {
     expect(await image(poll.PhysicalResourceId)).toBeUndefined();
   });
 
+  test('a console read that fails names the test instance and the error, and leaves the Delete to terminate it', async () => {
+    const builder = await suite.harness().launchBuilder();
+    const request = event('Create', await props(builder, 'echo "testing"\nsleep 30'));
+    // Not retryable: the SDK gives up at once, and the poll fails.
+    suite.harness().proxy.failNext('GetConsoleOutput', 1, { status: 403, code: 'UnauthorizedOperation', message: 'You are not authorized to perform this operation.' });
+    const { imageId, error } = await bake(request);
+
+    const [instance] = await testInstances(imageId);
+    expect(error?.message).toBe(
+      `GetConsoleOutput for test instance ${instance.InstanceId} failed: UnauthorizedOperation: You are not authorized to perform this operation.`,
+    );
+    expect(suite.harness().proxy.unusedFaults()).toEqual({});
+    // The failed poll neither terminated the test instance nor deleted the image: both are left to the Delete.
+    expect(suite.harness().proxy.count('TerminateInstances')).toBe(0);
+    expect((await testInstances(imageId)).map((candidate) => candidate.State?.Name)).toEqual(['running']);
+    expect(await image(imageId)).toBeDefined();
+
+    await suite.handler().onEvent(event('Delete', request.ResourceProperties, imageId));
+    expect(suite.harness().proxy.requests.filter((candidate) => candidate.action === 'TerminateInstances')
+      .map((candidate) => candidate.params.get('InstanceId.1'))).toEqual([instance.InstanceId]);
+    await expectAllTerminated(imageId);
+    expect(await image(imageId)).toBeUndefined();
+  });
+
   test('an Update that keeps the validation tests nothing again; a changed validation tests the same image again without a rebake', async () => {
     const builder = await suite.harness().launchBuilder();
     const first = await props(builder, 'true');
