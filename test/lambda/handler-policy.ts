@@ -57,9 +57,9 @@ export function onlyHandlerRequests(authorize: Authorizer): Authorizer {
 
 /**
  * The authorizer of the full-featured handler policy, resolved against moto's current default subnet and security
- * group (they change with every moto reset).
+ * group (they change with every moto reset), for the stack of this id (the one the tests' events name).
  */
-export async function handlerPolicyAuthorizer(harness: MotoHarness): Promise<Authorizer> {
+export async function handlerPolicyAuthorizer(harness: MotoHarness, stackId: string = MOTO_STACK_ID): Promise<Authorizer> {
   const template = fullFeaturedTemplate();
   const subnets = await harness.ec2.send(new DescribeSubnetsCommand({}));
   const groups = await harness.ec2.send(new DescribeSecurityGroupsCommand({ Filters: [{ Name: 'group-name', Values: ['default'] }] }));
@@ -69,8 +69,8 @@ export async function handlerPolicyAuthorizer(harness: MotoHarness): Promise<Aut
     partition: 'aws',
     region: HOME,
     account: ACCOUNT,
-    stackId: MOTO_STACK_ID,
-    stackName: MOTO_STACK_NAME,
+    stackId,
+    stackName: stackId.split('/')[1] ?? MOTO_STACK_NAME,
     ref: (logicalId) => (template.Resources[logicalId]?.Type === 'AWS::EC2::Subnet' ? subnetId : `${logicalId}-physical-id`),
     getAtt: (logicalId, attribute) => {
       const type = template.Resources[logicalId]?.Type;

@@ -18,6 +18,7 @@
  * the proxy: a client without retries fails the attempt counts, one without backoff fails the timing checks.
  */
 import { DescribeImageAttributeCommand, DescribeImagesCommand, DescribeInstancesCommand, DescribeSnapshotsCommand, type Image } from '@aws-sdk/client-ec2';
+import { handlerPolicyAuthorizer } from './handler-policy';
 import {
   type BakeImageHandler,
   describeImagesById,
@@ -119,13 +120,15 @@ beforeEach(async () => {
     throw new Error('The moto harness did not start: see the error of beforeAll');
   }
   await harness.reset();
+  // Every request the handler makes is held to the policy the construct synthesizes (handler-policy.ts).
+  harness.proxy.setAuthorizer(await handlerPolicyAuthorizer(harness, STACK_ID));
   jest.spyOn(console, 'log').mockImplementation(() => undefined);
   jest.spyOn(console, 'warn').mockImplementation(() => undefined);
 });
 
 afterEach(() => {
   jest.restoreAllMocks();
-  expect(harness?.proxy.takeErrors() ?? []).toEqual([]);
+  expect({ errors: harness?.proxy.takeErrors() ?? [], denials: harness?.proxy.takeDenials() ?? [] }).toEqual({ errors: [], denials: [] });
 });
 
 /** Pins the SDK's backoff jitter: every wait becomes `fraction` of its upper bound. */
@@ -203,7 +206,7 @@ async function instanceState(instanceId: string): Promise<string | undefined> {
 
 class Bake {
   static async start(options: BakeOptions = DEFAULTS): Promise<Bake> {
-    const builder = await harness.launchBuilder();
+    const builder = await harness.launchBuilder(STACK_ID);
     return new Bake(builder, options, bakeProps(builder, optionProps(options)));
   }
 

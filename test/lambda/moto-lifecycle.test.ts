@@ -17,6 +17,7 @@ import {
   type Snapshot,
   type Tag as Ec2Tag,
 } from '@aws-sdk/client-ec2';
+import { handlerPolicyAuthorizer } from './handler-policy';
 import { type BakeImageHandler, MotoHarness } from './moto-server';
 import type { IsCompleteRequest, OnEventRequest, OnEventResponse } from '../../lambda/bake-image/types';
 import { Attr, MANAGED_BY_VALUE, Prop, Tag } from '../../src/private/contract';
@@ -52,13 +53,15 @@ beforeEach(async () => {
     throw new Error('The moto harness did not start: see the error of beforeAll');
   }
   await harness.reset();
+  // Every request the handler makes is held to the policy the construct synthesizes (handler-policy.ts).
+  harness.proxy.setAuthorizer(await handlerPolicyAuthorizer(harness, STACK_ID));
   jest.spyOn(console, 'log').mockImplementation(() => undefined);
   warnSpy = jest.spyOn(console, 'warn').mockImplementation(() => undefined);
 });
 
 afterEach(() => {
   jest.restoreAllMocks();
-  expect(harness?.proxy.takeErrors() ?? []).toEqual([]);
+  expect({ errors: harness?.proxy.takeErrors() ?? [], denials: harness?.proxy.takeDenials() ?? [] }).toEqual({ errors: [], denials: [] });
 });
 
 // -------------------------------------------------------------------------------------------------------
