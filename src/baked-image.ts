@@ -38,7 +38,7 @@ const SANITIZE_CONFIG = 'cdkBakedImageSanitize';
 const MANIFEST_CONFIG = 'cdkBakedImageManifest';
 
 /** Instance families on the Xen hypervisor: GetConsoleOutput gives their latest output only on Nitro types. */
-const XEN_INSTANCE_FAMILIES = /^(t1|t2|m1|m2|m3|m4|c1|c3|c4|r3|r4|x1|x1e|i2|i3|d2|g2|g3|g3s|p2|p3|h1|f1)\./;
+const XEN_INSTANCE_FAMILIES = /^(t1|t2|m1|m2|m3|m4|c1|c3|c4|r3|r4|x1|x1e|i2|i3|d2|g2|g3|g3s|p2|p3|h1|f1)\.(?!metal)/;
 
 /** EC2 takes at most 16 KB of user data (before base64). */
 const MAX_USER_DATA_BYTES = 16 * 1024;
@@ -1060,23 +1060,29 @@ function shareKey(scope: Construct, sharing: ImageSharing, key: kms.IKey): void 
       'shareWith with an imported volumeEncryptionKey: its key policy must let the listed accounts use it (kms:Decrypt, kms:DescribeKey, kms:ReEncrypt*, kms:GenerateDataKeyWithoutPlaintext, kms:CreateGrant), or they cannot launch the image.');
     return;
   }
-  const accounts = sharing.accounts ?? [];
-  if (accounts.length > 0) {
+  // The key actions, and kms:CreateGrant in a statement of its own, only for grants to AWS resources (EBS makes them).
+  const allow = (sid: string, principals: iam.IPrincipal[]) => {
     key.addToResourcePolicy(new iam.PolicyStatement({
-      sid: 'LaunchSharedBakedImageAccounts',
-      actions: LAUNCH_KEY_ACTIONS,
-      principals: accounts.map((account) => new iam.AccountPrincipal(account)),
+      sid,
+      actions: LAUNCH_KEY_ACTIONS.filter((action) => action !== 'kms:CreateGrant'),
+      principals,
       resources: ['*'],
     }));
+    key.addToResourcePolicy(new iam.PolicyStatement({
+      sid: `${sid}Grants`,
+      actions: ['kms:CreateGrant'],
+      principals,
+      resources: ['*'],
+      conditions: { Bool: { 'kms:GrantIsForAWSResource': true } },
+    }));
+  };
+  const accounts = sharing.accounts ?? [];
+  if (accounts.length > 0) {
+    allow('LaunchSharedBakedImageAccounts', accounts.map((account) => new iam.AccountPrincipal(account)));
   }
   // One statement per organization: each principal carries its own aws:PrincipalOrgID condition.
   (sharing.organizationArns ?? []).forEach((arn, index) => {
-    key.addToResourcePolicy(new iam.PolicyStatement({
-      sid: `LaunchSharedBakedImageOrganization${index + 1}`,
-      actions: LAUNCH_KEY_ACTIONS,
-      principals: [new iam.OrganizationPrincipal(arn.split('/').pop()!)],
-      resources: ['*'],
-    }));
+    allow(`LaunchSharedBakedImageOrganization${index + 1}`, [new iam.OrganizationPrincipal(arn.split('/').pop()!)]);
   });
   if ((sharing.organizationalUnitArns ?? []).length > 0) {
     Annotations.of(scope).addWarningV2('cdk-baked-image:shareOuKey',

@@ -644,11 +644,26 @@ describe('sharing', () => {
 
     const keyPolicy = Object.values<any>(template.findResources('AWS::KMS::Key'))[0].Properties.KeyPolicy.Statement;
     const accounts = keyPolicy.find((st: any) => st.Sid === 'LaunchSharedBakedImageAccounts');
-    expect(accounts.Action).toEqual(expect.arrayContaining(['kms:Decrypt', 'kms:CreateGrant', 'kms:ReEncrypt*']));
+    expect(accounts.Action).toEqual(expect.arrayContaining(['kms:Decrypt', 'kms:ReEncrypt*']));
+    expect(accounts.Action).not.toContain('kms:CreateGrant');
     expect(JSON.stringify(accounts.Principal)).toContain(':iam::444455556666:root');
+    const accountGrants = keyPolicy.find((st: any) => st.Sid === 'LaunchSharedBakedImageAccountsGrants');
+    expect(accountGrants).toMatchObject({ Action: 'kms:CreateGrant', Condition: { Bool: { 'kms:GrantIsForAWSResource': true } } });
+    expect(JSON.stringify(accountGrants.Principal)).toContain(':iam::444455556666:root');
     const organization = keyPolicy.find((st: any) => st.Sid === 'LaunchSharedBakedImageOrganization1');
     expect(organization.Principal).toEqual({ AWS: '*' });
     expect(organization.Condition).toEqual({ StringEquals: { 'aws:PrincipalOrgID': 'o-abcdef1234' } });
+    expect(keyPolicy.find((st: any) => st.Sid === 'LaunchSharedBakedImageOrganization1Grants')).toMatchObject({
+      Action: 'kms:CreateGrant',
+      Principal: { AWS: '*' },
+      Condition: { 'StringEquals': { 'aws:PrincipalOrgID': 'o-abcdef1234' }, 'Bool': { 'kms:GrantIsForAWSResource': true } },
+    });
+    // No statement of the key policy lets anyone create grants that are not for AWS resources.
+    const grants = keyPolicy.filter((st: any) => [st.Action].flat().includes('kms:CreateGrant'));
+    expect(grants.map((st: any) => [st.Sid, st.Condition?.Bool?.['kms:GrantIsForAWSResource']])).toEqual([
+      ['LaunchSharedBakedImageAccountsGrants', true],
+      ['LaunchSharedBakedImageOrganization1Grants', true],
+    ]);
   });
 
   test('warns that an imported key or organizational units need the key shared by hand', () => {

@@ -239,7 +239,8 @@ describe('synth-time validation', () => {
     });
 
     test('accepts Nitro test instance types, and leaves a token type alone', () => {
-      for (const type of ['t3.micro', 't3a.small', 'm5.large', 'c5.xlarge', 'c6i.large', 'm7i.large']) {
+      // Bare metal instances of Xen-era families (i3.metal) run on Nitro.
+      for (const type of ['t3.micro', 't3a.small', 'm5.large', 'c5.xlarge', 'c6i.large', 'm7i.large', 'i3.metal']) {
         expect(tryBake({ validation: ImageValidation.fromScript('true', { instanceType: new ec2.InstanceType(type) }) })).not.toThrow();
       }
       expect(tryBake({}, (stack) => ({

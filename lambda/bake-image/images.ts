@@ -172,7 +172,8 @@ async function liftDeregistrationProtection(region: string, imageId: string, sta
   if (state === 'enabled-with-cooldown') {
     throw new Error(
       `Image ${imageId}${inRegion(region)} has deregistration protection with a cooldown (${state}): it was lifted now, and EC2 lets ` +
-      'the image be deregistered only after the 24-hour cooldown. Delete the stack again after that.',
+      'the image be deregistered only after the 24-hour cooldown. Retry the delete after that; in an update\'s cleanup, ' +
+      'CloudFormation gives up on it and the image stays: deregister it (and delete its snapshots) yourself then.',
     );
   }
 }
