@@ -22,7 +22,7 @@ var index_exports = {};
 __export(index_exports, {
   isComplete: () => isComplete,
   onEvent: () => onEvent,
-  stackName: () => stackName,
+  stackName: () => stackName2,
   tagValue: () => tagValue
 });
 module.exports = __toCommonJS(index_exports);
@@ -46,6 +46,19 @@ function ec2In(region) {
     regional.set(region, client);
   }
   return client;
+}
+var ssmSdk;
+var ssmClients = /* @__PURE__ */ new Map();
+function ssmIn(region) {
+  if (!ssmSdk) {
+    ssmSdk = require("@aws-sdk/client-ssm");
+  }
+  let client = ssmClients.get(region);
+  if (!client) {
+    client = new ssmSdk.SSMClient({ region, maxAttempts: MAX_ATTEMPTS });
+    ssmClients.set(region, client);
+  }
+  return { client, sdk: ssmSdk };
 }
 
 // lambda/bake-image/copies.ts
@@ -210,6 +223,11 @@ var Prop = {
   COPY_TO_REGIONS: "CopyToRegions",
   /** KMS key ARNs that encrypt the copies, by region; an object. Regions not listed use their default EBS key. */
   COPY_KMS_KEYS: "CopyKmsKeyIds",
+  /**
+   * The SSM parameter each copy's id is written to, in the copy's region (data type aws:ec2:image); absent: none.
+   * The stack's own region has its parameter as a CloudFormation resource.
+   */
+  COPY_IMAGE_ID_PARAMETER_NAME: "CopyImageIdParameterName",
   /** Validation: the user data of the test instance (a bash script); absent: no validation. */
   VALIDATION_USER_DATA: "ValidationUserData",
   /** Validation: seconds the test may run, from the test instance's launch. */
@@ -293,6 +311,7 @@ var Tag = {
   VALIDATION_REQUEST: "cdk-baked-image:validation-request"
 };
 var VALIDATION_REPORT_PREFIX = "cdk-baked-image-validation";
+var PARAMETER_NAME_PATTERN = /^(?!\/?(aws|ssm))[a-zA-Z0-9_.\-/]{1,1011}$/i;
 var MAX_TAG_VALUE_LENGTH = 256;
 var MANAGED_BY_VALUE = "cdk-baked-image";
 var NAME_FINGERPRINT_LENGTH = 16;
@@ -394,7 +413,7 @@ async function liftDeregistrationProtection(region, imageId, state) {
   }
   if (state === "enabled-with-cooldown") {
     throw new Error(
-      `Image ${imageId}${inRegion(region)} has deregistration protection with a cooldown (${state}): it was lifted now, and EC2 lets the image be deregistered only after the 24-hour cooldown. Delete the stack again after that.`
+      `Image ${imageId}${inRegion(region)} has deregistration protection with a cooldown (${state}): it was lifted now, and EC2 lets the image be deregistered only after the 24-hour cooldown. Retry the delete after that; in an update's cleanup, CloudFormation gives up on it and the image stays: deregister it (and delete its snapshots) yourself then.`
     );
   }
 }
@@ -603,6 +622,148 @@ function imageName(props) {
   return `${props.namePrefix}-${fingerprint}`;
 }
 
+// lambda/bake-image/parameters.ts
+var IMAGE_DATA_TYPE = "aws:ec2:image";
+async function publishCopyIds(owner, parameterName, copies) {
+  for (const copy of copies) {
+    await publishCopyId(owner, parameterName, copy.region, copy.imageId);
+  }
+}
+async function publishCopyId(owner, name, region, imageId) {
+  const { client, sdk } = ssmIn(region);
+  const description = `The copy in ${region} of the image baked by ${owner.LogicalResourceId} of ${stackName(owner.StackId)} (cdk-baked-image)`;
+  for (let round = 0; round < 2; round++) {
+    try {
+      await client.send(new sdk.PutParameterCommand({
+        Name: name,
+        Value: imageId,
+        Type: "String",
+        DataType: IMAGE_DATA_TYPE,
+        Description: description,
+        Tags: parameterTags(owner)
+      }));
+      log("copy id published", { parameterName: name, region, imageId });
+      return;
+    } catch (error) {
+      if (errorCode(error) !== "ParameterAlreadyExists") {
+        throw new Error(`PutParameter of ${name} in ${region} (the id of copy ${imageId}) failed: ${describeError(error)}`);
+      }
+    }
+    const found = await findParameter(owner, name, region);
+    switch (found.kind) {
+      case "absent":
+        continue;
+      case "foreign":
+        throw new Error(
+          `The SSM parameter ${name} in ${region} already exists and was not created by this stack (${found.why}): it is left alone, and the id of copy ${imageId} is not published. Delete or rename that parameter, or change imageIdParameterName.`
+        );
+      case "own":
+        if (found.value === imageId && found.dataType === IMAGE_DATA_TYPE) {
+          log("copy id already published", { parameterName: name, region, imageId });
+          return;
+        }
+        try {
+          await client.send(new sdk.PutParameterCommand({
+            Name: name,
+            Value: imageId,
+            Type: "String",
+            DataType: IMAGE_DATA_TYPE,
+            Description: description,
+            Overwrite: true
+          }));
+        } catch (error) {
+          throw new Error(`PutParameter (overwrite) of ${name} in ${region} (the id of copy ${imageId}) failed: ${describeError(error)}`);
+        }
+        log("copy id published, replacing the previous one", { parameterName: name, region, imageId, previous: found.value });
+        return;
+    }
+  }
+  throw new Error(`PutParameter of ${name} in ${region} keeps answering ParameterAlreadyExists for a parameter GetParameter does not find`);
+}
+async function withdrawCopyIds(owner, parameterName, imageName2, regions) {
+  for (const region of regions) {
+    const copy = await findImageByName(region, imageName2);
+    if (!copy?.ImageId || !madeByThisResource(copy, owner)) {
+      log("no copy of this image: its parameter is left alone", { parameterName, region, imageName: imageName2 });
+      continue;
+    }
+    await withdrawCopyId(owner, parameterName, region, copy.ImageId);
+  }
+}
+async function withdrawCopyId(owner, name, region, imageId) {
+  const found = await findParameter(owner, name, region);
+  if (found.kind === "absent") {
+    log("copy id parameter already gone", { parameterName: name, region, imageId });
+    return;
+  }
+  if (found.kind === "foreign") {
+    warn("copy id parameter not created by this stack: left alone", { parameterName: name, region, why: found.why });
+    return;
+  }
+  if (found.value !== imageId) {
+    log("copy id parameter holds another copy (a newer image's): left alone", { parameterName: name, region, imageId, holds: found.value });
+    return;
+  }
+  const { client, sdk } = ssmIn(region);
+  try {
+    await client.send(new sdk.DeleteParameterCommand({ Name: name }));
+    log("copy id parameter deleted", { parameterName: name, region, imageId });
+  } catch (error) {
+    if (errorCode(error) === "ParameterNotFound") {
+      log("copy id parameter already gone", { parameterName: name, region, imageId });
+      return;
+    }
+    throw new Error(`DeleteParameter of ${name} in ${region} (the id of copy ${imageId}) failed: ${describeError(error)}`);
+  }
+}
+async function findParameter(owner, name, region) {
+  const { client, sdk } = ssmIn(region);
+  let value;
+  let dataType;
+  try {
+    const response = await client.send(new sdk.GetParameterCommand({ Name: name }));
+    value = response.Parameter?.Value ?? "";
+    dataType = response.Parameter?.DataType;
+  } catch (error) {
+    const code = errorCode(error);
+    if (code === "ParameterNotFound") {
+      return { kind: "absent" };
+    }
+    if (code === "AccessDeniedException") {
+      return { kind: "foreign", why: `this stack may not read it: it lacks the tag ${Tag.STACK_ID} = ${owner.StackId}` };
+    }
+    throw new Error(`GetParameter of ${name} in ${region} failed: ${describeError(error)}`);
+  }
+  let tags;
+  try {
+    const response = await client.send(new sdk.ListTagsForResourceCommand({ ResourceType: "Parameter", ResourceId: name }));
+    tags = Object.fromEntries((response.TagList ?? []).map((tag) => [tag.Key ?? "", tag.Value ?? ""]));
+  } catch (error) {
+    const code = errorCode(error);
+    if (code === "InvalidResourceId" || code === "ParameterNotFound") {
+      return { kind: "absent" };
+    }
+    if (code === "AccessDeniedException") {
+      return { kind: "foreign", why: `this stack may not read its tags: it lacks the tag ${Tag.STACK_ID} = ${owner.StackId}` };
+    }
+    throw new Error(`ListTagsForResource of parameter ${name} in ${region} failed: ${describeError(error)}`);
+  }
+  if (tags[Tag.MANAGED_BY] !== MANAGED_BY_VALUE || tags[Tag.STACK_ID] !== owner.StackId) {
+    return { kind: "foreign", why: `it lacks the tags ${Tag.MANAGED_BY} = ${MANAGED_BY_VALUE} and ${Tag.STACK_ID} = ${owner.StackId}` };
+  }
+  return { kind: "own", value, dataType };
+}
+function parameterTags(owner) {
+  return [
+    { Key: Tag.STACK_ID, Value: owner.StackId },
+    { Key: Tag.LOGICAL_ID, Value: owner.LogicalResourceId },
+    { Key: Tag.MANAGED_BY, Value: MANAGED_BY_VALUE }
+  ];
+}
+function stackName(stackId) {
+  return stackId.split("/")[1] ?? stackId;
+}
+
 // lambda/bake-image/properties.ts
 var import_crypto2 = require("crypto");
 var InvalidPropertiesError = class extends Error {
@@ -698,6 +859,7 @@ function parseProperties(props) {
     deregistrationProtection: parseBoolean(Prop.DEREGISTRATION_PROTECTION, optionalString(props, Prop.DEREGISTRATION_PROTECTION)),
     copyToRegions: parseCopyRegions(props),
     copyKmsKeyIds: parseCopyKeys(props),
+    copyParameterName: parseCopyParameterName(props),
     validation: parseValidation(props),
     manifest: {
       baseImageId: optionalString(props, Prop.BASE_IMAGE_ID),
@@ -721,6 +883,15 @@ function parseValidation(props) {
 }
 function parseCopyRegions(props) {
   return stringList(props, Prop.COPY_TO_REGIONS, REGION_PATTERN, "region names (us-west-2)");
+}
+function parseCopyParameterName(props) {
+  const name = optionalString(props, Prop.COPY_IMAGE_ID_PARAMETER_NAME);
+  if (name !== void 0 && !PARAMETER_NAME_PATTERN.test(name)) {
+    throw new InvalidPropertiesError(
+      `Property ${Prop.COPY_IMAGE_ID_PARAMETER_NAME} must be an SSM parameter name of letters, digits and _ . - /, not starting with aws or ssm, got '${name}'`
+    );
+  }
+  return name;
 }
 function parseCopyKeys(props) {
   const value = props[Prop.COPY_KMS_KEYS];
@@ -1020,14 +1191,21 @@ async function update(event) {
     return bakeOrAdopt(event, props);
   }
   log("image inputs unchanged: keeping the image", { imageId: physicalId });
-  const dropped = parseCopyRegions(event.OldResourceProperties ?? {}).filter((region) => !props.copyToRegions.includes(region));
+  const oldRegions = parseCopyRegions(event.OldResourceProperties ?? {});
+  const dropped = oldRegions.filter((region) => !props.copyToRegions.includes(region));
+  const oldParameterName = previousCopyParameterName(event);
+  const withdrawn = oldParameterName === void 0 ? [] : oldParameterName === props.copyParameterName ? dropped : oldRegions;
+  let name;
+  const nameOfImage = async () => name ??= (await describeImage(homeRegion(), physicalId))?.Name ?? imageName(props);
+  if (oldParameterName !== void 0 && withdrawn.length > 0) {
+    await withdrawCopyIds(event, oldParameterName, await nameOfImage(), otherRegions2(withdrawn));
+  }
   let inUse = [];
   if (dropped.length > 0) {
     if (props.removal === RemovalMode.RETAIN) {
       log("removal policy RETAIN: copies in regions no longer listed are kept", { imageId: physicalId, regions: dropped });
     } else {
-      const name = (await describeImage(homeRegion(), physicalId))?.Name ?? imageName(props);
-      inUse = await deleteCopies(event, name, dropped, props.deregistrationProtection);
+      inUse = await deleteCopies(event, await nameOfImage(), dropped, props.deregistrationProtection);
     }
   }
   return { PhysicalResourceId: physicalId, Data: { ...startData(), ...snapshotsInUseData(inUse) } };
@@ -1136,6 +1314,13 @@ async function finishBake(event, available, props) {
     }
     await setLifecycle(target.region, target.imageId, image.CreationDate, props, before);
   }
+  if (props.copyParameterName !== void 0 && copies.available.length > 0) {
+    await publishCopyIds(
+      event,
+      props.copyParameterName,
+      copies.available.map((copy) => ({ region: copy.region, imageId: copy.image.ImageId ?? "" }))
+    );
+  }
   const name = image.Name ?? imageName(props);
   const data = { [Attr.IMAGE_ID]: imageId, [Attr.IMAGE_NAME]: name };
   for (const copy of copies.available) {
@@ -1197,6 +1382,13 @@ async function remove(event) {
   const props = parseProperties(event.ResourceProperties);
   if (props.removal === RemovalMode.RETAIN) {
     log("removal policy RETAIN: image and snapshots kept", { imageId });
+    if (props.copyParameterName !== void 0) {
+      const image = await describeImage(homeRegion(), imageId);
+      if (!image || madeByThisResource(image, event)) {
+        const regions = otherRegions2([.../* @__PURE__ */ new Set([...props.copyToRegions, ...recordedCopyRegions(image)])]);
+        await withdrawCopyIds(event, props.copyParameterName, image?.Name ?? imageName(props), regions);
+      }
+    }
     return { PhysicalResourceId: imageId };
   }
   const inUse = await deleteWithRetention(event, imageId, props);
@@ -1271,7 +1463,7 @@ async function deleteSituation(event, imageId) {
     const stacks = await client.send(new sdk.DescribeStacksCommand({ StackName: event.StackId }));
     status = stacks.Stacks?.[0]?.StackStatus ?? "";
   } catch (error) {
-    throw withContext(error, `DescribeStacks for ${stackName(event.StackId)} (to decide which images to keep)`);
+    throw withContext(error, `DescribeStacks for ${stackName2(event.StackId)} (to decide which images to keep)`);
   }
   if (status === "DELETE_IN_PROGRESS") {
     return { kind: "removed" };
@@ -1318,6 +1510,9 @@ async function deleteEverywhere(event, imageId, props) {
   }
   const name = image?.Name ?? imageName(props);
   const regions = [.../* @__PURE__ */ new Set([...props.copyToRegions, ...recordedCopyRegions(image)])];
+  if (props.copyParameterName !== void 0) {
+    await withdrawCopyIds(event, props.copyParameterName, name, otherRegions2(regions));
+  }
   const inUse = await deleteCopies(event, name, regions, props.deregistrationProtection);
   inUse.push(...await deleteImage(homeRegion(), event, imageId, name, props.deregistrationProtection, { image }));
   return inUse;
@@ -1333,7 +1528,7 @@ function imageTags(event, name, props) {
   return [
     { Key: "Name", Value: name },
     { Key: Tag.MANAGED_BY, Value: MANAGED_BY_VALUE },
-    { Key: Tag.STACK_NAME, Value: stackName(event.StackId) },
+    { Key: Tag.STACK_NAME, Value: stackName2(event.StackId) },
     { Key: Tag.STACK_ID, Value: event.StackId },
     { Key: Tag.LOGICAL_ID, Value: event.LogicalResourceId },
     { Key: Tag.IMAGE_NAME, Value: name },
@@ -1343,8 +1538,18 @@ function imageTags(event, name, props) {
 function tagValue(value) {
   return value.length <= MAX_TAG_VALUE_LENGTH ? value : `${value.slice(0, MAX_TAG_VALUE_LENGTH - 3)}...`;
 }
-function stackName(stackId) {
+function stackName2(stackId) {
   return stackId.split("/")[1] ?? stackId;
+}
+function previousCopyParameterName(event) {
+  try {
+    return parseCopyParameterName(event.OldResourceProperties ?? {});
+  } catch {
+    return void 0;
+  }
+}
+function otherRegions2(regions) {
+  return regions.filter((region) => region !== homeRegion());
 }
 function isImageId(id) {
   return typeof id === "string" && /^ami-[0-9a-f]+$/.test(id);
