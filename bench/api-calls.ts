@@ -140,6 +140,9 @@ export async function countApiCalls(harness: MotoHarness, handler: BakeImageHand
   const oldCreated = await phase(harness, 'setup: Create the old image', () => handler.onEvent(oldCreate));
   await phase(harness, 'setup: isComplete', () => handler.isComplete(completeEvent(oldCreate, oldCreated.result)));
   const oldImageId = oldCreated.result.PhysicalResourceId ?? '';
+  // A rebake comes minutes after the bake it replaces; moto dates images to the second, so the new one must be a
+  // second younger for the Delete to tell it from a superseded image kept earlier (which would ask CloudFormation).
+  await new Promise((resolve) => setTimeout(resolve, 1100));
   const newProps = bakeProps(await harness.launchBuilder());
   const update = event('Update', newProps, oldImageId, oldProps);
   const updated = await phase(harness, 'Update (new builder): onEvent', () => handler.onEvent(update));

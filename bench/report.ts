@@ -167,7 +167,7 @@ export function renderReport(f: Figures): string {
     + `**${lp.large.toFixed(2)} resources per extra image** from N=5 to N=20 (${lp.small.toFixed(2)} from N=1 to N=5).`);
   out.push(`- The \`BakedImage\` construct itself defines **${ownCount} resources** per image: ${typeList(synth.ownResources)}.`);
   out.push(`- The shared provider grows too: ${synth.providerResourcesAt.map(({ images, resources }) => `N=${images}: ${[...resources.values()].reduce((a, b) => a + b, 0)} resources`).join(', ')}. `
-    + `Each image adds ${synth.providerBytesPerImage.toFixed(0)} bytes to the handlers' role policy (its logical id in the tag conditions); `
+    + `Each image adds ${synth.providerBytesPerImage.toFixed(0)} bytes to the handlers' role policy (the statements are scoped by the stack's tag, not per image); `
     + 'were the policy to outgrow what IAM allows inline, the CDK would move statements into overflow `AWS::IAM::ManagedPolicy` resources '
     + `(N=${synth.providerResourcesAt[synth.providerResourcesAt.length - 1].images}: ${typeList(synth.providerResourcesAt[synth.providerResourcesAt.length - 1].resources)}).`);
   const providerCount = [...synth.providerResources.values()].reduce((a, b) => a + b, 0);

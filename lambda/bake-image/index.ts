@@ -364,9 +364,10 @@ async function remove(event: OnEventRequest): Promise<OnEventResponse> {
  */
 async function deleteWithRetention(event: OnEventRequest, imageId: string, props: BakeProperties): Promise<SnapshotInUse[]> {
   const inUse: SnapshotInUse[] = [];
-  // Superseded images kept under an earlier keepSupersededImages still go when their time comes, whatever these
-  // properties say: look for them unless these properties keep some (then CloudFormation is asked in any case).
-  if (props.keepSuperseded > 0 || (await ownImages(event)).some((image) => image.ImageId !== imageId)) {
+  // Superseded images kept under an earlier keepSupersededImages (older than this one) still go when their time
+  // comes, whatever these properties say: look for them unless these properties keep some (then CloudFormation is
+  // asked in any case). A newer image of this resource is its replacement and needs no question.
+  if (props.keepSuperseded > 0 || keptBefore(await ownImages(event), imageId)) {
     const situation = await deleteSituation(event, imageId);
     log('delete with retention', { imageId, situation: situation.kind, keep: props.keepSuperseded });
     switch (situation.kind) {
@@ -393,6 +394,15 @@ async function deleteWithRetention(event: OnEventRequest, imageId: string, props
   }
   inUse.push(...await deleteEverywhere(event, imageId, props));
   return inUse;
+}
+
+/** True when the resource has images older than this one (superseded images an earlier template kept). */
+function keptBefore(images: Image[], imageId: string): boolean {
+  const self = images.find((image) => image.ImageId === imageId);
+  const created = Date.parse(self?.CreationDate ?? '');
+  // Not newer is enough: images of the same second, or without a date, are asked about rather than leaked.
+  return images.some((image) => image.ImageId !== imageId
+    && (!self || Number.isNaN(created) || !((Date.parse(image.CreationDate ?? '') || 0) > created)));
 }
 
 /** At most this many in-use snapshots travel to isComplete: the custom resource's response must stay within 4 KB. */

@@ -129,12 +129,22 @@ describe('deleting the superseded images kept', () => {
 
   test('still deletes, with keepSupersededImages 0, the superseded images an earlier setting kept, once the resource is removed', async () => {
     cfn.on(DescribeStacksCommand).resolves({ Stacks: [{ StackName: 'Shop', StackStatus: 'DELETE_IN_PROGRESS', CreationTime: new Date() }] });
-    imagesOfTheResource([ownImage(SUPERSEDED, '2026-03-01T00:00:00.000Z'), ownImage(OLD, '2026-02-01T00:00:00.000Z')]);
+    // The superseded image is older than the one the resource holds.
+    imagesOfTheResource([ownImage(OLD, '2026-03-01T00:00:00.000Z'), ownImage(SUPERSEDED, '2026-02-01T00:00:00.000Z')]);
 
     await onEvent(deleteEvent(OLD, '0'));
 
     expect(cfn.commandCalls(DescribeStacksCommand)).toHaveLength(1);
     expect(deregistered()).toEqual([SUPERSEDED, OLD]);
+  });
+
+  test('with keepSupersededImages 0, a newer image of the resource is its replacement: deletes this one without asking CloudFormation', async () => {
+    imagesOfTheResource([ownImage(SUPERSEDED, '2026-03-01T00:00:00.000Z'), ownImage(OLD, '2026-02-01T00:00:00.000Z')]);
+
+    await onEvent(deleteEvent(OLD, '0'));
+
+    expect(cfn.commandCalls(DescribeStacksCommand)).toHaveLength(0);
+    expect(deregistered()).toEqual([OLD]);
   });
 
   test('with keepSupersededImages 0 and no other image of the resource, deletes the image without asking CloudFormation', async () => {
