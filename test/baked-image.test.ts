@@ -656,7 +656,7 @@ describe('sharing', () => {
     expect(keyPolicy.find((st: any) => st.Sid === 'LaunchSharedBakedImageOrganization1Grants')).toMatchObject({
       Action: 'kms:CreateGrant',
       Principal: { AWS: '*' },
-      Condition: { 'StringEquals': { 'aws:PrincipalOrgID': 'o-abcdef1234' }, 'Bool': { 'kms:GrantIsForAWSResource': true } },
+      Condition: { StringEquals: { 'aws:PrincipalOrgID': 'o-abcdef1234' }, Bool: { 'kms:GrantIsForAWSResource': true } },
     });
     // No statement of the key policy lets anyone create grants that are not for AWS resources.
     const grants = keyPolicy.filter((st: any) => [st.Action].flat().includes('kms:CreateGrant'));
