@@ -1,5 +1,6 @@
 import {
   CreateTagsCommand,
+  DeregisterImageCommand,
   DescribeImagesCommand,
   DescribeInstancesCommand,
   EC2Client,
@@ -156,6 +157,9 @@ describe('the test instance', () => {
     ec2.on(DescribeInstancesCommand).resolves({ Reservations: [{ Instances: [{ InstanceId: TEST_INSTANCE, State: { Name: 'running' }, LaunchTime: new Date() }] }] });
     ec2.on(GetConsoleOutputCommand).rejects(Object.assign(new Error('not authorized'), { name: 'UnauthorizedOperation' }));
     await expect(isComplete(request())).rejects.toThrow(`GetConsoleOutput for test instance ${TEST_INSTANCE} failed: UnauthorizedOperation: not authorized`);
+    // Neither terminated here nor its image deleted: the Delete of the failed bake does both (moto-validation.test.ts).
+    expect(ec2.commandCalls(TerminateInstancesCommand)).toHaveLength(0);
+    expect(ec2.commandCalls(DeregisterImageCommand)).toHaveLength(0);
   });
 
   test('a failed terminate does not hide the validation\'s result: the instance shuts itself down after its timeout', async () => {
