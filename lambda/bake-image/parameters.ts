@@ -37,18 +37,20 @@ export async function publishCopyIds(
 async function publishCopyId(owner: Owner, name: string, region: string, imageId: string): Promise<void> {
   const { client, sdk } = ssmIn(region);
   const description = `The copy in ${region} of the image baked by ${owner.LogicalResourceId} of ${stackName(owner.StackId)} (cdk-baked-image)`;
+  // SSM takes Tags only when it creates a parameter, never with Overwrite.
+  const put = (how: { Tags: ReturnType<typeof parameterTags> } | { Overwrite: true }) => client.send(new sdk.PutParameterCommand({
+    Name: name,
+    Value: imageId,
+    Type: 'String',
+    DataType: IMAGE_DATA_TYPE,
+    Description: description,
+    ...how,
+  }));
   // Twice at most: a parameter deleted between the refused creation and the lookup is created on the second round.
   for (let round = 0; round < 2; round++) {
     try {
-      // SSM takes Tags only when it creates a parameter (never with Overwrite): create first, tagged with this stack's id.
-      await client.send(new sdk.PutParameterCommand({
-        Name: name,
-        Value: imageId,
-        Type: 'String',
-        DataType: IMAGE_DATA_TYPE,
-        Description: description,
-        Tags: parameterTags(owner),
-      }));
+      // Create first, tagged with this stack's id.
+      await put({ Tags: parameterTags(owner) });
       log('copy id published', { parameterName: name, region, imageId });
       return;
     } catch (error) {
@@ -71,14 +73,7 @@ async function publishCopyId(owner: Owner, name: string, region: string, imageId
           return;
         }
         try {
-          await client.send(new sdk.PutParameterCommand({
-            Name: name,
-            Value: imageId,
-            Type: 'String',
-            DataType: IMAGE_DATA_TYPE,
-            Description: description,
-            Overwrite: true,
-          }));
+          await put({ Overwrite: true });
         } catch (error) {
           throw new Error(`PutParameter (overwrite) of ${name} in ${region} (the id of copy ${imageId}) failed: ${describeError(error)}`);
         }

@@ -632,16 +632,17 @@ async function publishCopyIds(owner, parameterName, copies) {
 async function publishCopyId(owner, name, region, imageId) {
   const { client, sdk } = ssmIn(region);
   const description = `The copy in ${region} of the image baked by ${owner.LogicalResourceId} of ${stackName(owner.StackId)} (cdk-baked-image)`;
+  const put = (how) => client.send(new sdk.PutParameterCommand({
+    Name: name,
+    Value: imageId,
+    Type: "String",
+    DataType: IMAGE_DATA_TYPE,
+    Description: description,
+    ...how
+  }));
   for (let round = 0; round < 2; round++) {
     try {
-      await client.send(new sdk.PutParameterCommand({
-        Name: name,
-        Value: imageId,
-        Type: "String",
-        DataType: IMAGE_DATA_TYPE,
-        Description: description,
-        Tags: parameterTags(owner)
-      }));
+      await put({ Tags: parameterTags(owner) });
       log("copy id published", { parameterName: name, region, imageId });
       return;
     } catch (error) {
@@ -663,14 +664,7 @@ async function publishCopyId(owner, name, region, imageId) {
           return;
         }
         try {
-          await client.send(new sdk.PutParameterCommand({
-            Name: name,
-            Value: imageId,
-            Type: "String",
-            DataType: IMAGE_DATA_TYPE,
-            Description: description,
-            Overwrite: true
-          }));
+          await put({ Overwrite: true });
         } catch (error) {
           throw new Error(`PutParameter (overwrite) of ${name} in ${region} (the id of copy ${imageId}) failed: ${describeError(error)}`);
         }
@@ -1396,7 +1390,7 @@ async function remove(event) {
 }
 async function deleteWithRetention(event, imageId, props) {
   const inUse = [];
-  if (props.keepSuperseded > 0 || (await ownImages(event)).some((image) => image.ImageId !== imageId)) {
+  if (props.keepSuperseded > 0 || keptBefore(await ownImages(event), imageId)) {
     const situation = await deleteSituation(event, imageId);
     log("delete with retention", { imageId, situation: situation.kind, keep: props.keepSuperseded });
     switch (situation.kind) {
@@ -1420,6 +1414,11 @@ async function deleteWithRetention(event, imageId, props) {
   }
   inUse.push(...await deleteEverywhere(event, imageId, props));
   return inUse;
+}
+function keptBefore(images, imageId) {
+  const self = images.find((image) => image.ImageId === imageId);
+  const created = Date.parse(self?.CreationDate ?? "");
+  return images.some((image) => image.ImageId !== imageId && (!self || Number.isNaN(created) || !((Date.parse(image.CreationDate ?? "") || 0) > created)));
 }
 var MAX_SNAPSHOTS_IN_USE = 30;
 function snapshotsInUseData(inUse) {
