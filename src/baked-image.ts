@@ -8,21 +8,30 @@ import * as kms from 'aws-cdk-lib/aws-kms';
 import * as ssm from 'aws-cdk-lib/aws-ssm';
 import { Construct } from 'constructs';
 import { acknowledge } from './private/acknowledge';
-import { BakeProvider, MAX_BAKE_TIMEOUT } from './private/bake-provider';
+import { BakeProvider } from './private/bake-provider';
+import { BuilderAfterBake } from './builder-after-bake';
 import {
   Attr,
-  BuilderMode,
   copyImageIdAttribute,
+  DEFAULT_BAKE_TIMEOUT_SECONDS,
+  encodeProperties,
   IMAGE_NAME_PATTERN,
-  MAX_NAME_PREFIX_LENGTH,
-  Prop,
-  ACCOUNT_ID_PATTERN,
+  imageInputs,
   MANIFEST_DIRECTORY,
+  MAX_BAKE_TIMEOUT_SECONDS,
+  MAX_DEPRECATE_AFTER_SECONDS,
+  MAX_DESCRIPTION_LENGTH,
   MAX_KEEP_SUPERSEDED,
-  ORGANIZATION_ARN_PATTERN,
-  ORGANIZATIONAL_UNIT_ARN_PATTERN,
+  MAX_NAME_PREFIX_LENGTH,
+  MAX_SIGNAL_TIMEOUT_SECONDS,
+  MAX_USER_DATA_BYTES,
+  MIN_DEPRECATE_AFTER_SECONDS,
+  MIN_TIMEOUT_SECONDS,
+  PARAMETER_NAME_PATTERN,
   REGION_PATTERN,
-  RemovalMode,
+  type Removal,
+  sharesWithAnyone,
+  SHARING_LISTS,
   Tag,
   VALIDATION_HEREDOC_END,
 } from './private/contract';
@@ -40,37 +49,8 @@ const MANIFEST_CONFIG = 'cdkBakedImageManifest';
 /** Instance families on the Xen hypervisor: GetConsoleOutput gives their latest output only on Nitro types. */
 const XEN_INSTANCE_FAMILIES = /^(t1|t2|m1|m2|m3|m4|c1|c3|c4|r3|r4|x1|x1e|i2|i3|d2|g2|g3|g3s|p2|p3|h1|f1)\.(?!metal)/;
 
-/** EC2 takes at most 16 KB of user data (before base64). */
-const MAX_USER_DATA_BYTES = 16 * 1024;
-
-/** CloudFormation waits at most 12 hours for a CreationPolicy signal. */
-const MAX_SIGNAL_TIMEOUT = Duration.hours(12);
-
 /** This library's version, recorded in every image's manifest. */
 const LIBRARY_VERSION: string = JSON.parse(fs.readFileSync(path.join(__dirname, '..', 'package.json'), 'utf8')).version;
-
-/**
- * What happens to the builder instance once its image is available.
- */
-export enum BuilderAfterBake {
-  /**
-   * Stop the builder. It costs only its EBS volumes, can be started again to debug the bake, and stays
-   * a normal CloudFormation resource: in-place updates and stack deletion work as usual.
-   */
-  STOP = 'STOP',
-
-  /**
-   * Terminate the builder. Nothing is left running or stored, but CloudFormation still records the
-   * instance: an in-place update of it (for example a tag added to the whole stack) fails once EC2 has
-   * forgotten the instance. Changes of the image inputs replace the builder and are safe.
-   */
-  TERMINATE = 'TERMINATE',
-
-  /**
-   * Leave the builder running, for example to inspect it. It is billed until the stack is deleted.
-   */
-  KEEP_RUNNING = 'KEEP_RUNNING',
-}
 
 /**
  * Who may launch a baked image besides the account that bakes it.
@@ -143,9 +123,26 @@ export interface BakedImageProps {
    * The builder's instance type. Match the architecture of `machineImage` (for example a Graviton
    * type for an arm64 image).
    *
+   * The AWS Control Tower proactive control CT.EC2.PR.19 asks for a Nitro type that encrypts traffic
+   * between instances in transit, which t3 is not: for example c6a.large (2 vCPUs and 4 GiB like
+   * t3.medium, at about 1.8 times its on-demand price in us-east-1), m6i, m7i-flex, or c7g and m7g
+   * (Graviton, for arm64 images).
+   * A change of the type bakes a new image.
+   *
    * @default t3.medium
    */
   readonly instanceType?: ec2.InstanceType;
+
+  /**
+   * Enable detailed (one-minute) CloudWatch monitoring of the builder, which the AWS Control Tower
+   * proactive control CT.EC2.PR.13 asks for. CloudWatch bills its seven metrics by the hour while the
+   * builder runs: well under a cent per bake hour, about USD 2 a month for a builder left running
+   * (`BuilderAfterBake.KEEP_RUNNING`), at us-east-1 prices. Changing it updates the builder in place,
+   * without a new image.
+   *
+   * @default true
+   */
+  readonly detailedMonitoring?: boolean;
 
   /**
    * The builder's root device name, where its encrypted root volume is mapped. It must match the
@@ -414,7 +411,8 @@ export class BakedImage extends Construct implements ec2.IMachineImage, iam.IGra
 
     const namePrefix = props.imageName ?? defaultNamePrefix(this);
     const description = props.imageDescription ?? `Baked by cdk-baked-image from ${this.node.path}`;
-    const bakeTimeout = props.bakeTimeout ?? MAX_BAKE_TIMEOUT;
+    const shaping = { namePrefix, description, noReboot: props.noReboot ?? false, rebakeTrigger: props.rebakeTrigger };
+    const bakeTimeout = props.bakeTimeout ?? Duration.seconds(DEFAULT_BAKE_TIMEOUT_SECONDS);
     const instanceType = props.instanceType ?? ec2.InstanceType.of(ec2.InstanceClass.T3, ec2.InstanceSize.MEDIUM);
     const builderAfterBake = props.builderAfterBake ?? BuilderAfterBake.STOP;
     const removalPolicy = props.removalPolicy ?? RemovalPolicy.DESTROY;
@@ -456,12 +454,11 @@ export class BakedImage extends Construct implements ec2.IMachineImage, iam.IGra
     const sanitizeCommands = (props.sanitize ?? Sanitize.defaults()).commandsFor(base.osType);
     const configSets = props.initOptions?.configSets ?? ['default'];
     const userData = ec2.UserData.forOperatingSystem(base.osType);
+    // The image inputs but the builder itself (IMAGE_INPUTS), and what shapes the builder.
+    const { instanceId: _builder, ...inputs } = imageInputs({ instanceId: '', ...shaping });
     userData.addCommands(`# cdk-baked-image inputs: ${Stack.of(this).toJsonString({
       sanitize: sanitizeCommands.length > 0 ? createHash('sha256').update(JSON.stringify(sanitizeCommands)).digest('hex').slice(0, 16) : 'none',
-      namePrefix,
-      description,
-      noReboot: props.noReboot ?? false,
-      rebakeTrigger: props.rebakeTrigger ?? '',
+      ...inputs,
       instanceType: instanceType.toString(),
     })}`);
     if (base.osType === ec2.OperatingSystemType.LINUX) {
@@ -488,6 +485,9 @@ export class BakedImage extends Construct implements ec2.IMachineImage, iam.IGra
       httpEndpoint: true,
       instanceName: `${namePrefix} builder`,
       ssmSessionPermissions: props.ssmSessionAccess ?? false,
+      // On the network interface, not only by the subnet's setting (CT.EC2.PR.8).
+      associatePublicIpAddress: false,
+      detailedMonitoring: props.detailedMonitoring ?? true,
       blockDevices: [{
         deviceName: props.rootDeviceName ?? (base.osType === ec2.OperatingSystemType.WINDOWS ? '/dev/sda1' : '/dev/xvda'),
         volume: new RootVolume({
@@ -525,38 +525,33 @@ export class BakedImage extends Construct implements ec2.IMachineImage, iam.IGra
       serviceToken: provider.serviceToken,
       resourceType: 'Custom::BakedImage',
       removalPolicy,
-      properties: {
-        [Prop.INSTANCE_ID]: this.builder.instanceId,
-        [Prop.NAME_PREFIX]: namePrefix,
-        [Prop.DESCRIPTION]: description,
-        [Prop.NO_REBOOT]: String(props.noReboot ?? false),
-        [Prop.REBAKE_TRIGGER]: props.rebakeTrigger ?? '',
-        [Prop.REMOVAL]: removalPolicy === RemovalPolicy.RETAIN ? RemovalMode.RETAIN : RemovalMode.DESTROY,
-        [Prop.BUILDER_AFTER_BAKE]: builderMode(builderAfterBake),
-        [Prop.BAKE_TIMEOUT_SECONDS]: String(bakeTimeout.toSeconds()),
-        [Prop.SHARE_ACCOUNTS]: props.shareWith?.accounts ?? [],
-        [Prop.SHARE_ORGANIZATIONS]: props.shareWith?.organizationArns ?? [],
-        [Prop.SHARE_ORGANIZATIONAL_UNITS]: props.shareWith?.organizationalUnitArns ?? [],
-        ...(props.deprecateAfter ? { [Prop.DEPRECATE_AFTER_SECONDS]: String(props.deprecateAfter.toSeconds()) } : {}),
-        [Prop.DEREGISTRATION_PROTECTION]: String(props.deregistrationProtection ?? false),
-        [Prop.KEEP_SUPERSEDED]: String(props.keepSupersededImages ?? 0),
-        ...(props.validation ? {
-          [Prop.VALIDATION_USER_DATA]: validationUserData(props.validation.script, props.validation.timeout.toSeconds()),
-          [Prop.VALIDATION_TIMEOUT_SECONDS]: String(props.validation.timeout.toSeconds()),
-          [Prop.VALIDATION_INSTANCE_TYPE]: (props.validation.instanceType ?? instanceType).toString(),
-          [Prop.VALIDATION_SUBNET_ID]: this.builder.instance.subnetId,
-          [Prop.VALIDATION_SECURITY_GROUP_IDS]: this.builder.connections.securityGroups.map((group) => group.securityGroupId),
-        } : {}),
-        ...(this.copyRegions.length > 0 ? {
-          [Prop.COPY_TO_REGIONS]: this.copyRegions,
-          [Prop.COPY_KMS_KEYS]: Object.fromEntries(Object.entries(props.copyEncryptionKeys ?? {}).map(([region, key]) => [region, key.keyArn])),
-        } : {}),
-        ...(copyParameterName !== undefined ? { [Prop.COPY_IMAGE_ID_PARAMETER_NAME]: copyParameterName } : {}),
-        [Prop.BASE_IMAGE_ID]: manifest.baseImageId,
-        [Prop.CONFIG_SETS]: manifest.configSets,
-        [Prop.INIT_FINGERPRINT]: manifest.initFingerprint,
-        [Prop.LIBRARY_VERSION]: manifest.libraryVersion,
-      },
+      properties: encodeProperties({
+        instanceId: this.builder.instanceId,
+        ...shaping,
+        // RemovalPolicy.DESTROY and RETAIN (the only ones accepted above) are the contract's values.
+        removal: removalPolicy as string as Removal,
+        builderAfterBake,
+        bakeTimeoutSeconds: bakeTimeout.toSeconds(),
+        sharing: {
+          accounts: props.shareWith?.accounts ?? [],
+          organizationArns: props.shareWith?.organizationArns ?? [],
+          organizationalUnitArns: props.shareWith?.organizationalUnitArns ?? [],
+        },
+        deprecateAfterSeconds: props.deprecateAfter?.toSeconds(),
+        deregistrationProtection: props.deregistrationProtection ?? false,
+        keepSuperseded: props.keepSupersededImages ?? 0,
+        validation: props.validation ? {
+          userData: validationUserData(props.validation.script, props.validation.timeout.toSeconds()),
+          timeoutSeconds: props.validation.timeout.toSeconds(),
+          instanceType: (props.validation.instanceType ?? instanceType).toString(),
+          subnetId: this.builder.instance.subnetId ?? '',
+          securityGroupIds: this.builder.connections.securityGroups.map((group) => group.securityGroupId),
+        } : undefined,
+        copyToRegions: this.copyRegions,
+        copyKmsKeyIds: Object.fromEntries(Object.entries(props.copyEncryptionKeys ?? {}).map(([region, key]) => [region, key.keyArn])),
+        copyParameterName,
+        manifest,
+      }),
     });
     const imageLogicalId = Stack.of(this).getLogicalId(image.node.defaultChild as CfnResource);
     // The handlers may image, stop and terminate only instances with these tags: this builder.
@@ -604,8 +599,7 @@ export class BakedImage extends Construct implements ec2.IMachineImage, iam.IGra
     if (props.shareWith && props.volumeEncryptionKey) {
       shareKey(this, props.shareWith, props.volumeEncryptionKey);
     }
-    const shared = [...props.shareWith?.accounts ?? [], ...props.shareWith?.organizationArns ?? [], ...props.shareWith?.organizationalUnitArns ?? []];
-    if (shared.length > 0 && Object.keys(props.copyEncryptionKeys ?? {}).length > 0) {
+    if (sharesWithAnyone(props.shareWith) && Object.keys(props.copyEncryptionKeys ?? {}).length > 0) {
       Annotations.of(this).addWarningV2('cdk-baked-image:shareCopyKeys',
         'shareWith with copyEncryptionKeys: the key policy of each copy\'s key must let the listed accounts use it (kms:Decrypt, kms:DescribeKey, kms:ReEncrypt*, kms:GenerateDataKeyWithoutPlaintext, kms:CreateGrant), or they cannot launch the copies.');
     }
@@ -732,17 +726,6 @@ export class BakedImage extends Construct implements ec2.IMachineImage, iam.IGra
   }
 }
 
-function builderMode(afterBake: BuilderAfterBake): string {
-  switch (afterBake) {
-    case BuilderAfterBake.STOP:
-      return BuilderMode.STOP;
-    case BuilderAfterBake.TERMINATE:
-      return BuilderMode.TERMINATE;
-    case BuilderAfterBake.KEEP_RUNNING:
-      return BuilderMode.KEEP_RUNNING;
-  }
-}
-
 /** A readable, valid AMI name prefix from the construct path: letters, digits and dashes. */
 function defaultNamePrefix(scope: Construct): string {
   return Names.uniqueResourceName(scope, { maxLength: 64, separator: '-' });
@@ -777,17 +760,17 @@ function inputProblems(scope: Construct, inputs: ValidatedInputs): string[] {
   }
   if (inputs.parameterName !== undefined && !Token.isUnresolved(inputs.parameterName)) {
     const name = inputs.parameterName;
-    if (!/^[a-zA-Z0-9_.\-/]+$/.test(name) || name.length > 1011 || /^\/?(aws|ssm)/i.test(name)) {
+    if (!PARAMETER_NAME_PATTERN.test(name)) {
       problems.push(`imageIdParameterName must be an SSM parameter name of at most 1011 letters, digits and _ . - /, not starting with aws or ssm, got '${name}'`);
     }
   }
-  if (!Token.isUnresolved(description) && description.length > 255) {
-    problems.push(`imageDescription must be at most 255 characters (EC2's limit), got ${description.length}`);
+  if (!Token.isUnresolved(description) && description.length > MAX_DESCRIPTION_LENGTH) {
+    problems.push(`imageDescription must be at most ${MAX_DESCRIPTION_LENGTH} characters (EC2's limit), got ${description.length}`);
   }
   if (!bakeTimeout.isUnresolved()) {
     const seconds = bakeTimeout.toSeconds();
-    if (seconds < 60 || seconds > MAX_BAKE_TIMEOUT.toSeconds()) {
-      problems.push(`bakeTimeout must be between 1 and ${MAX_BAKE_TIMEOUT.toMinutes()} minutes (a CloudFormation custom resource waits at most one hour), got ${bakeTimeout.toHumanString()}`);
+    if (seconds < MIN_TIMEOUT_SECONDS || seconds > MAX_BAKE_TIMEOUT_SECONDS) {
+      problems.push(`bakeTimeout must be between 1 and ${MAX_BAKE_TIMEOUT_SECONDS / 60} minutes (a CloudFormation custom resource waits at most one hour), got ${bakeTimeout.toHumanString()}`);
     }
   }
   if (removalPolicy !== RemovalPolicy.DESTROY && removalPolicy !== RemovalPolicy.RETAIN) {
@@ -804,11 +787,11 @@ function inputProblems(scope: Construct, inputs: ValidatedInputs): string[] {
   }
   if (inputs.deprecateAfter && !inputs.deprecateAfter.isUnresolved()) {
     const seconds = inputs.deprecateAfter.toSeconds();
-    if (seconds < 60 || seconds > 10 * 365 * 24 * 3600) {
+    if (seconds < MIN_DEPRECATE_AFTER_SECONDS || seconds > MAX_DEPRECATE_AFTER_SECONDS) {
       problems.push(`deprecateAfter must be between 1 minute and 10 years (EC2's range), got ${inputs.deprecateAfter.toHumanString()}`);
     }
   }
-  if (inputs.initTimeout && !inputs.initTimeout.isUnresolved() && inputs.initTimeout.toSeconds() > MAX_SIGNAL_TIMEOUT.toSeconds()) {
+  if (inputs.initTimeout && !inputs.initTimeout.isUnresolved() && inputs.initTimeout.toSeconds() > MAX_SIGNAL_TIMEOUT_SECONDS) {
     problems.push(`initOptions.timeout must be at most 12 hours (CloudFormation's limit for a CreationPolicy signal), got ${inputs.initTimeout.toHumanString()}`);
   }
   problems.push(...subnetProblems(scope, inputs.vpc, inputs.vpcSubnets));
@@ -941,12 +924,10 @@ function sharingProblems(sharing: ImageSharing | undefined, key: kms.IKey | unde
       problems.push(`shareWith.${name} must list ${what}, got '${bad.join("', '")}'`);
     }
   };
-  check('accounts', sharing.accounts, ACCOUNT_ID_PATTERN, '12-digit account ids');
-  check('organizationArns', sharing.organizationArns, ORGANIZATION_ARN_PATTERN, 'organization ARNs (arn:aws:organizations::111122223333:organization/o-...)');
-  check('organizationalUnitArns', sharing.organizationalUnitArns, ORGANIZATIONAL_UNIT_ARN_PATTERN,
-    'organizational unit ARNs (arn:aws:organizations::111122223333:ou/o-.../ou-...)');
-  const listed = (sharing.accounts?.length ?? 0) + (sharing.organizationArns?.length ?? 0) + (sharing.organizationalUnitArns?.length ?? 0);
-  if (listed > 0 && !key) {
+  for (const list of ['accounts', 'organizationArns', 'organizationalUnitArns'] as const) {
+    check(list, sharing[list], SHARING_LISTS[list].pattern, SHARING_LISTS[list].what);
+  }
+  if (sharesWithAnyone(sharing) && !key) {
     problems.push('shareWith needs volumeEncryptionKey: an image encrypted with the AWS managed key aws/ebs cannot be shared. Pass a customer managed kms.Key');
   }
   return problems;
@@ -964,7 +945,7 @@ function validationProblems(validation: ImageValidation | undefined, bakeTimeout
   }
   if (!validation.timeout.isUnresolved()) {
     const seconds = validation.timeout.toSeconds();
-    if (seconds < 60 || (!bakeTimeout.isUnresolved() && seconds > bakeTimeout.toSeconds())) {
+    if (seconds < MIN_TIMEOUT_SECONDS || (!bakeTimeout.isUnresolved() && seconds > bakeTimeout.toSeconds())) {
       problems.push(`validation timeout must be between 1 minute and bakeTimeout (${bakeTimeout.toHumanString()}), got ${validation.timeout.toHumanString()}`);
     }
   }
@@ -1018,9 +999,8 @@ function copyProblems(
       problems.push(`copyEncryptionKeys['${region}'] is a key of '${key.env.region}': a copy is encrypted with a key of its own region`);
     }
   }
-  const shared = (sharing?.accounts?.length ?? 0) + (sharing?.organizationArns?.length ?? 0) + (sharing?.organizationalUnitArns?.length ?? 0) > 0;
   const unkeyed = listed.filter((region) => !keys?.[region]);
-  if (shared && unkeyed.length > 0) {
+  if (sharesWithAnyone(sharing) && unkeyed.length > 0) {
     problems.push(`shareWith with copies in ${unkeyed.map((r) => `'${r}'`).join(', ')} needs copyEncryptionKeys for them: a copy encrypted with the region's aws/ebs key cannot be shared`);
   }
   return problems;
@@ -1051,8 +1031,7 @@ const LAUNCH_KEY_ACTIONS = ['kms:Decrypt', 'kms:DescribeKey', 'kms:ReEncrypt*', 
  * in this app. Organizational units cannot be named in a key policy by their ARN: they get a warning.
  */
 function shareKey(scope: Construct, sharing: ImageSharing, key: kms.IKey): void {
-  const listed = [...sharing.accounts ?? [], ...sharing.organizationArns ?? [], ...sharing.organizationalUnitArns ?? []];
-  if (listed.length === 0) {
+  if (!sharesWithAnyone(sharing)) {
     return;
   }
   if (!(key instanceof kms.Key)) {

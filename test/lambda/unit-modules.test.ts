@@ -1,13 +1,14 @@
 import { EC2ServiceException } from '@aws-sdk/client-ec2';
 import { fitReason, forCloudFormation, MAX_REASON_BYTES } from '../../lambda/bake-image/errors';
 import { bakeProgress } from '../../lambda/bake-image/image-state';
-import { stackName } from '../../lambda/bake-image/index';
 import { imageName } from '../../lambda/bake-image/naming';
 import { type BakeProperties, imageInputsChanged, InvalidPropertiesError, parseProperties } from '../../lambda/bake-image/properties';
 import { NOT_VISIBLE_GRACE_SECONDS, secondsSinceStart, SNAPSHOT_RELEASE_SECONDS, startData } from '../../lambda/bake-image/request-clock';
+import { stackName } from '../../lambda/bake-image/tags';
+import { BuilderAfterBake } from '../../src/builder-after-bake';
 import {
   IMAGE_NAME_PATTERN,
-  IMAGE_SHAPING_PROPS,
+  IMAGE_INPUTS,
   MAX_IMAGE_NAME_LENGTH,
   MAX_NAME_PREFIX_LENGTH,
   NAME_FINGERPRINT_LENGTH,
@@ -22,7 +23,7 @@ function props(overrides: Partial<BakeProperties> = {}): BakeProperties {
     namePrefix: 'web',
     noReboot: false,
     removal: 'destroy',
-    builderAfterBake: 'stop',
+    builderAfterBake: BuilderAfterBake.STOP,
     sharing: { accounts: [], organizationArns: [], organizationalUnitArns: [] },
     manifest: {},
     deregistrationProtection: false,
@@ -52,7 +53,7 @@ describe('parseProperties', () => {
       noReboot: false,
       rebakeTrigger: undefined,
       removal: 'destroy',
-      builderAfterBake: 'stop',
+      builderAfterBake: BuilderAfterBake.STOP,
       bakeTimeoutSeconds: undefined,
       sharing: { accounts: [], organizationArns: [], organizationalUnitArns: [] },
       manifest: { baseImageId: undefined, configSets: undefined, initFingerprint: undefined, libraryVersion: undefined },
@@ -197,7 +198,7 @@ describe('imageInputsChanged', () => {
   const base = { ServiceToken: 'token', InstanceId: BUILDER, NamePrefix: 'web', Description: 'd', NoReboot: 'false', RebakeTrigger: 'v1' };
 
   test('lists exactly the properties that shape the image', () => {
-    expect([...IMAGE_SHAPING_PROPS].sort()).toEqual(['Description', 'InstanceId', 'NamePrefix', 'NoReboot', 'RebakeTrigger']);
+    expect(Object.values(IMAGE_INPUTS).sort()).toEqual(['Description', 'InstanceId', 'NamePrefix', 'NoReboot', 'RebakeTrigger']);
   });
 
   test('reports no change for identical properties', () => {
@@ -272,7 +273,7 @@ describe('imageName', () => {
 
   test.each<[string, Partial<BakeProperties>]>([
     ['removal', { removal: 'retain' }],
-    ['builderAfterBake', { builderAfterBake: 'terminate' }],
+    ['builderAfterBake', { builderAfterBake: BuilderAfterBake.TERMINATE }],
     ['bakeTimeoutSeconds', { bakeTimeoutSeconds: 60 }],
   ])('does not change when %s changes', (_name, change) => {
     expect(imageName(props(change))).toBe(imageName(props()));

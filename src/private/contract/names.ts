@@ -1,10 +1,9 @@
 /**
- * The contract between the BakedImage construct and its provider's handlers (lambda/bake-image).
+ * The names on the wire between the BakedImage construct and its handlers: the custom resource's
+ * properties and attributes, the tags the handlers set, and the markers of the scripts they run.
  *
- * One place for each fact: the construct writes these property names into the custom resource,
- * the handlers read them back. CloudFormation turns every value into a string on the way.
- *
- * This module must stay free of aws-cdk-lib and AWS SDK imports: the handler bundle includes it.
+ * Property names are a contract with every deployed stack (CloudFormation hands the old properties back on
+ * an Update): rename one only with a decoder that still reads the old name.
  */
 
 /** Names of the custom resource's properties (ResourceProperties). */
@@ -19,9 +18,9 @@ export const Prop = {
   NO_REBOOT: 'NoReboot',
   /** Free-form value; a change bakes a new image from a fresh builder. */
   REBAKE_TRIGGER: 'RebakeTrigger',
-  /** What happens to the image and its snapshots on Delete: one of RemovalMode. */
+  /** What happens to the image and its snapshots on Delete: one of RemovalMode (spec.ts). */
   REMOVAL: 'Removal',
-  /** What happens to the builder once the image is available: one of BuilderMode. */
+  /** What happens to the builder once the image is available: one of BuilderAfterBake. */
   BUILDER_AFTER_BAKE: 'BuilderAfterBake',
   /** Seconds an image may stay pending before the bake is failed. */
   BAKE_TIMEOUT_SECONDS: 'BakeTimeoutSeconds',
@@ -66,43 +65,6 @@ export const Prop = {
   LIBRARY_VERSION: 'LibraryVersion',
 } as const;
 
-/**
- * The properties whose change means a different image. Anything else (removal, builder handling,
- * timeout) is applied to the existing image without a rebake.
- */
-export const IMAGE_SHAPING_PROPS: readonly string[] = [
-  Prop.INSTANCE_ID,
-  Prop.NAME_PREFIX,
-  Prop.DESCRIPTION,
-  Prop.NO_REBOOT,
-  Prop.REBAKE_TRIGGER,
-];
-
-/** The most superseded images a BakedImage may keep. */
-export const MAX_KEEP_SUPERSEDED = 50;
-
-/** An AWS account id. */
-export const ACCOUNT_ID_PATTERN = /^\d{12}$/;
-
-/** arn:PARTITION:organizations::MANAGEMENT_ACCOUNT:organization/o-xxxxxxxxxx */
-export const ORGANIZATION_ARN_PATTERN = /^arn:aws[a-z-]*:organizations::\d{12}:organization\/o-[a-z0-9]{10,32}$/;
-
-/** arn:PARTITION:organizations::MANAGEMENT_ACCOUNT:ou/o-xxxxxxxxxx/ou-xxxx-xxxxxxxx */
-export const ORGANIZATIONAL_UNIT_ARN_PATTERN = /^arn:aws[a-z-]*:organizations::\d{12}:ou\/o-[a-z0-9]{10,32}\/ou-[a-z0-9]{4,32}-[a-z0-9]{8,32}$/;
-
-/** Values of Prop.REMOVAL. */
-export const RemovalMode = {
-  DESTROY: 'destroy',
-  RETAIN: 'retain',
-} as const;
-
-/** Values of Prop.BUILDER_AFTER_BAKE. */
-export const BuilderMode = {
-  STOP: 'stop',
-  TERMINATE: 'terminate',
-  KEEP_RUNNING: 'keep-running',
-} as const;
-
 /** Attributes the custom resource returns (Fn::GetAtt). */
 export const Attr = {
   IMAGE_ID: 'ImageId',
@@ -120,12 +82,6 @@ export const Attr = {
 export function copyImageIdAttribute(region: string): string {
   return `${Attr.IMAGE_ID}.${region}`;
 }
-
-/** An AWS Region name: `us-east-1`, `eu-central-2`, `us-gov-west-1`, `ap-southeast-5`. */
-export const REGION_PATTERN = /^[a-z]{2}(-[a-z]+)+-\d{1,2}$/;
-
-/** A KMS key ARN (copies name their key by ARN: a key id or alias means nothing in another region). */
-export const KMS_KEY_ARN_PATTERN = /^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key\/[A-Za-z0-9-]+$/;
 
 /** Tag keys set on every image and snapshot the handlers create. */
 export const Tag = {
@@ -168,23 +124,8 @@ export const VALIDATION_HEREDOC_END = 'CDK_BAKED_IMAGE_VALIDATION_EOF';
 /** Where the builder writes the manifest, inside the image. */
 export const MANIFEST_DIRECTORY = '/etc/baked-image';
 
-/** An SSM parameter name the handler writes: letters, digits and _ . - /, not starting with aws or ssm. */
-export const PARAMETER_NAME_PATTERN = /^(?!\/?(aws|ssm))[a-zA-Z0-9_.\-/]{1,1011}$/i;
-
-/** EC2 accepts tag values of at most 256 characters. */
-export const MAX_TAG_VALUE_LENGTH = 256;
-
 /** Value of Tag.MANAGED_BY. */
 export const MANAGED_BY_VALUE = 'cdk-baked-image';
 
-/** Length of the fingerprint the handler appends to the name prefix (plus one '-' separator). */
-export const NAME_FINGERPRINT_LENGTH = 16;
-
-/** EC2 accepts AMI names of 3 to 128 characters. */
-export const MAX_IMAGE_NAME_LENGTH = 128;
-
-/** The longest name prefix that still leaves room for '-' and the fingerprint. */
-export const MAX_NAME_PREFIX_LENGTH = MAX_IMAGE_NAME_LENGTH - NAME_FINGERPRINT_LENGTH - 1;
-
-/** Characters EC2 accepts in an AMI name: letters, digits, ( ) [ ] . / - ' @ _ and space. */
-export const IMAGE_NAME_PATTERN = /^[A-Za-z0-9()[\]./\-'@_ ]+$/;
+/** @deprecated the handlers' name of BuilderAfterBake, until they use it directly. */
+export { BuilderAfterBake as BuilderMode } from '../../builder-after-bake';
