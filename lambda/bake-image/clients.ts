@@ -1,3 +1,4 @@
+import type { CloudFormationClient } from '@aws-sdk/client-cloudformation';
 import { EC2Client } from '@aws-sdk/client-ec2';
 import type { SSMClient } from '@aws-sdk/client-ssm';
 
@@ -49,4 +50,21 @@ export function ssmIn(region: string): { readonly client: SSMClient; readonly sd
     ssmClients.set(region, client);
   }
   return { client, sdk: ssmSdk };
+}
+
+type CloudFormationSdk = typeof import('@aws-sdk/client-cloudformation');
+
+let cloudFormationClient: { readonly client: CloudFormationClient; readonly sdk: CloudFormationSdk } | undefined;
+
+/**
+ * CloudFormation in the stack's region. Its SDK is loaded on first use: only a Delete that keeps superseded images
+ * needs it, and loading it costs every cold start about 60 ms.
+ */
+export function cloudFormation(): { readonly client: CloudFormationClient; readonly sdk: CloudFormationSdk } {
+  if (!cloudFormationClient) {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const sdk = require('@aws-sdk/client-cloudformation') as CloudFormationSdk;
+    cloudFormationClient = { client: new sdk.CloudFormationClient({ maxAttempts: MAX_ATTEMPTS }), sdk };
+  }
+  return cloudFormationClient;
 }
