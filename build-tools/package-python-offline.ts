@@ -11,6 +11,7 @@ import { spawnSync, SpawnSyncReturns } from 'child_process';
 import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
+import { unshippable } from './shippable';
 
 const ROOT = path.resolve(__dirname, '..');
 const PYTHON = process.env.PYTHON_OFFLINE ?? '/usr/bin/python3';
@@ -21,17 +22,6 @@ const BUNDLE = 'assets/lambda/bake-image/index/index.js';
 const MODULE = 'cdk_baked_image';
 /** Exported names the Python package must define (class and struct of the public API). */
 const PUBLIC_NAMES = ['BakedImage', 'BakedImageProps', 'BuilderAfterBake'];
-/**
- * What the npm package (and so the jsii tarball in the wheel) may hold: the assembly, the compiled
- * library, the handler bundles, the docs and the rosetta fixtures. Sources, tests, examples,
- * benchmarks and tooling must not ship.
- */
-const SHIPPABLE = [
-  /^package\/(\.jsii|package\.json|README\.md|LICENSE|API\.md)$/,
-  /^package\/lib\/.+\.(js|d\.ts)$/,
-  /^package\/assets\/.+$/,
-  /^package\/rosetta\/[^/]+\.ts-fixture$/,
-];
 
 function fail(message: string): never {
   console.error(`package:python-offline: ${message}`);
@@ -159,7 +149,7 @@ const bundleHash = crypto.createHash('sha256').update(fs.readFileSync(path.join(
 if (tarball[`package/${BUNDLE}`] && tarball[`package/${BUNDLE}`] !== bundleHash) {
   problems.push(`the jsii tarball carries a different ${BUNDLE} than the one just bundled`);
 }
-const unexpected = Object.keys(tarball).filter((entry) => !SHIPPABLE.some((pattern) => pattern.test(entry)));
+const unexpected = unshippable(Object.keys(tarball));
 if (unexpected.length > 0) {
   problems.push(`the jsii tarball (the npm package) ships files that should stay out of it (add them to the package ignores in .projenrc.ts):\n    ${unexpected.join('\n    ')}`);
 }

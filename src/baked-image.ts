@@ -7,7 +7,8 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as ssm from 'aws-cdk-lib/aws-ssm';
 import { Construct } from 'constructs';
-import { acknowledge } from './private/acknowledge';
+import { acknowledge, acknowledgeEncryptedVolumes } from './private/acknowledge';
+import { validationError } from './private/errors';
 import { BakeProvider } from './private/bake-provider';
 import { BuilderAfterBake } from './builder-after-bake';
 import {
@@ -138,7 +139,8 @@ export interface BakedImageProps {
    * proactive control CT.EC2.PR.13 asks for. CloudWatch bills its seven metrics by the hour while the
    * builder runs: well under a cent per bake hour, about USD 2 a month for a builder left running
    * (`BuilderAfterBake.KEEP_RUNNING`), at us-east-1 prices. Changing it updates the builder in place,
-   * without a new image.
+   * without a new image; a builder already terminated (`BuilderAfterBake.TERMINATE`) cannot be updated:
+   * change `rebakeTrigger` with it.
    *
    * @default true
    */
@@ -408,6 +410,14 @@ export class BakedImage extends Construct implements ec2.IMachineImage, iam.IGra
 
   constructor(scope: Construct, id: string, props: BakedImageProps) {
     super(scope, id);
+    // From JavaScript nothing enforces the required props, and a missing vpc would surface as a subnet error.
+    const missing = (['vpc', 'machineImage', 'init'] as const).filter((name) => props?.[name] === undefined);
+    if (missing.length > 0) {
+      throw validationError('BakedImageMissingProps', `${missing.map((name) => `${name} is required`).join(', ')} (BakedImage ${this.node.path})`, this);
+    }
+    if (props.imageIdParameterName !== undefined) {
+      PARAMETER_NAMES.set(this, props.imageIdParameterName);
+    }
 
     const namePrefix = props.imageName ?? defaultNamePrefix(this);
     const description = props.imageDescription ?? `Baked by cdk-baked-image from ${this.node.path}`;
@@ -444,6 +454,11 @@ export class BakedImage extends Construct implements ec2.IMachineImage, iam.IGra
 
     const base = props.machineImage.getImage(this);
     this.osType = base.osType;
+    if (base.osType === ec2.OperatingSystemType.WINDOWS) {
+      Annotations.of(this).addWarningV2('cdk-baked-image:windows',
+        'The base image is Windows. The builder is captured as it is, without Sysprep and with no default clean-up, so every instance launched from the image starts with the builder\'s computer name, security identifier and EC2Launch state. Windows images are not supported for production yet: bake on Linux, or add a last config set that resets EC2Launch and generalizes the builder yourself (see Windows in the README).');
+    }
+    problems.push(...parameterNameProblems(this, props.imageIdParameterName));
     if (props.validation && base.osType !== ec2.OperatingSystemType.LINUX) {
       problems.push('validation runs its test from cloud-init user data, on Linux images only: remove validation for a Windows image');
     }
@@ -513,8 +528,11 @@ export class BakedImage extends Construct implements ec2.IMachineImage, iam.IGra
       addSanitizeConfig(this.builder, sanitizeCommands);
     }
 
-    acknowledge(this.builder.instance, 'AwsSolutions-EC28',
-      'The builder lives for one bake and is then stopped or terminated: detailed monitoring would bill for metrics nobody reads.');
+    acknowledgeEncryptedVolumes(this.builder.instance);
+    if (props.detailedMonitoring === false) {
+      acknowledge(this.builder.instance, 'AwsSolutions-EC28',
+        'detailedMonitoring is off on request: the builder lives for one bake and is then stopped or terminated, so its one-minute metrics would bill for data nobody reads.');
+    }
     acknowledge(this.builder.instance, 'AwsSolutions-EC29',
       'CloudFormation replaces the builder whenever the image inputs change, and the bake handler stops or terminates it: termination protection would block both.');
     this.role = this.builder.role;
@@ -544,7 +562,7 @@ export class BakedImage extends Construct implements ec2.IMachineImage, iam.IGra
           userData: validationUserData(props.validation.script, props.validation.timeout.toSeconds()),
           timeoutSeconds: props.validation.timeout.toSeconds(),
           instanceType: (props.validation.instanceType ?? instanceType).toString(),
-          subnetId: this.builder.instance.subnetId ?? '',
+          subnetId: builderSubnetId(this.builder),
           securityGroupIds: this.builder.connections.securityGroups.map((group) => group.securityGroupId),
         } : undefined,
         copyToRegions: this.copyRegions,
@@ -558,7 +576,7 @@ export class BakedImage extends Construct implements ec2.IMachineImage, iam.IGra
     Tags.of(this.builder).add(Tag.STACK_ID, Aws.STACK_ID, { includeResourceTypes: ['AWS::EC2::Instance'] });
     Tags.of(this.builder).add(Tag.LOGICAL_ID, imageLogicalId, { includeResourceTypes: ['AWS::EC2::Instance'] });
     if (props.validation) {
-      provider.grantValidation(this.builder.instance.subnetId ?? '', this.builder.connections.securityGroups.map((group) => group.securityGroupId));
+      provider.grantValidation(builderSubnetId(this.builder), this.builder.connections.securityGroups.map((group) => group.securityGroupId));
       // The test instance's volumes are made from the image's encrypted snapshots, with the provider's permissions.
       if (props.volumeEncryptionKey) {
         grantKeyUse(props.volumeEncryptionKey, provider.role, COPY_KEY_ACTIONS);
@@ -709,7 +727,7 @@ export class BakedImage extends Construct implements ec2.IMachineImage, iam.IGra
       return this.imageId;
     }
     if (!this.copyRegions.includes(region)) {
-      throw new Error(`${this.node.path} has no copy in '${region}': copyToRegions lists ${this.copyRegions.length > 0 ? this.copyRegions.map((r) => `'${r}'`).join(', ') : 'no region'}`);
+      throw validationError('BakedImageNoCopy', `${this.node.path} has no copy in '${region}': copyToRegions lists ${this.copyRegions.length > 0 ? this.copyRegions.map((r) => `'${r}'`).join(', ') : 'no region'}`);
     }
     return this.imageResource.getAttString(copyImageIdAttribute(region));
   }
@@ -798,10 +816,31 @@ function inputProblems(scope: Construct, inputs: ValidatedInputs): string[] {
   return problems;
 }
 
+/** The `imageIdParameterName` of each BakedImage that sets one. */
+const PARAMETER_NAMES = new WeakMap<BakedImage, string>();
+
+/**
+ * Two BakedImages that write one SSM parameter name in the same account and region fail at deploy (the second
+ * parameter already exists): name the other one. Stacks whose environment is not known at synth are left alone.
+ */
+function parameterNameProblems(image: BakedImage, name: string | undefined): string[] {
+  if (name === undefined || Token.isUnresolved(name)) {
+    return [];
+  }
+  const env = (scope: Construct) => `${Stack.of(scope).account}/${Stack.of(scope).region}`;
+  const twin = image.node.root.node.findAll().find((other): other is BakedImage =>
+    other instanceof BakedImage && other !== image && PARAMETER_NAMES.get(other) === name
+    && (Stack.of(other) === Stack.of(image) || (!Token.isUnresolved(env(other)) && env(other) === env(image))));
+  if (!twin) {
+    return [];
+  }
+  return [`imageIdParameterName '${name}' is already the parameter of ${twin.node.path} in the same account and region: SSM parameter names are unique there, so the second one fails at deploy. Give each BakedImage its own name`];
+}
+
 /** Throws one error that lists every problem, if there is any. */
 function throwIfInvalid(scope: Construct, problems: string[]): void {
   if (problems.length > 0) {
-    throw new Error(`Invalid BakedImage ${scope.node.path}:\n  - ${problems.join('\n  - ')}`);
+    throw validationError('BakedImageInvalidProps', `Invalid BakedImage ${scope.node.path}:\n  - ${problems.join('\n  - ')}`, scope);
   }
 }
 
@@ -1067,4 +1106,15 @@ function shareKey(scope: Construct, sharing: ImageSharing, key: kms.IKey): void 
     Annotations.of(scope).addWarningV2('cdk-baked-image:shareOuKey',
       'shareWith.organizationalUnitArns: a key policy cannot name organizational units by ARN. Let them use volumeEncryptionKey with an aws:PrincipalOrgPaths condition, or they cannot launch the image.');
   }
+}
+
+/** The builder's subnet: on its network interface, where `associatePublicIpAddress: false` puts it instead of SubnetId. */
+function builderSubnetId(builder: ec2.Instance): string {
+  const interfaces = builder.instance.networkInterfaces;
+  const first = Array.isArray(interfaces) ? interfaces[0] as ec2.CfnInstance.NetworkInterfaceProperty : undefined;
+  const subnetId = builder.instance.subnetId ?? first?.subnetId;
+  if (subnetId === undefined) {
+    throw validationError('BakedImageBuilderSubnet', `Cannot find the subnet of ${builder.node.path}`, builder);
+  }
+  return subnetId;
 }

@@ -1,5 +1,6 @@
 import { Duration } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import { validationError } from './private/errors';
 
 /**
  * Options of an image validation.
@@ -44,7 +45,7 @@ export class ImageValidation {
    */
   public static fromCommands(commands: string[], options: ImageValidationOptions = {}): ImageValidation {
     if (commands.length === 0) {
-      throw new Error('ImageValidation.fromCommands needs at least one command');
+      throw validationError('ImageValidationNoCommands', 'ImageValidation.fromCommands needs at least one command');
     }
     return new ImageValidation(['set -e', ...commands].join('\n'), options);
   }
@@ -54,7 +55,7 @@ export class ImageValidation {
    */
   public static fromScript(script: string, options: ImageValidationOptions = {}): ImageValidation {
     if (script.trim() === '') {
-      throw new Error('ImageValidation.fromScript needs a script');
+      throw validationError('ImageValidationNoScript', 'ImageValidation.fromScript needs a script');
     }
     return new ImageValidation(script, options);
   }

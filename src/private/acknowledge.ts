@@ -1,4 +1,5 @@
-import { Validations } from 'aws-cdk-lib';
+import { Aspects, Token, Validations } from 'aws-cdk-lib';
+import { CfnInstance } from 'aws-cdk-lib/aws-ec2';
 import { IConstruct } from 'constructs';
 
 /**
@@ -18,4 +19,30 @@ export function acknowledge(scope: IConstruct, id: string, reason: string): void
   const key = Validations.ACKNOWLEDGED_RULES_METADATA_KEY;
   const previous = scope.node.metadata.filter((entry) => entry.type === key).pop()?.data ?? {};
   scope.node.addMetadata(key, { ...previous, [id]: reason });
+}
+
+/**
+ * cdk-nag 3.0's EC26 rule (EBS volumes encrypted) throws, instead of evaluating, for every instance without a
+ * launch template once its stack holds any launch template (an Auto Scaling group's, for one): a rule error that
+ * blocks a user who runs `AwsSolutionsChecks`. At synth, once every volume of the instance is known, this
+ * acknowledges EC26 on it if and only if every block device maps an encrypted EBS volume: a volume made
+ * unencrypted later still fails the rule.
+ */
+export function acknowledgeEncryptedVolumes(instance: CfnInstance): void {
+  Aspects.of(instance).add({
+    visit(node: IConstruct) {
+      if (node !== instance || Token.isUnresolved(instance.blockDeviceMappings)) {
+        return;
+      }
+      const mappings = (instance.blockDeviceMappings ?? []) as CfnInstance.BlockDeviceMappingProperty[];
+      const encrypted = mappings.length > 0 && mappings.every((mapping) => {
+        const ebs = mapping.ebs as CfnInstance.EbsProperty | undefined;
+        return ebs !== undefined && !Token.isUnresolved(ebs) && ebs.encrypted === true;
+      });
+      if (encrypted) {
+        acknowledge(instance, 'AwsSolutions-EC26',
+          'Every EBS volume of the builder is encrypted (checked at synth). cdk-nag 3.0 cannot evaluate EC26 on an instance without a launch template once the stack holds one, and reports a rule error instead.');
+      }
+    },
+  });
 }

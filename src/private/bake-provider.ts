@@ -1,10 +1,14 @@
 import * as path from 'path';
-import { Aws, CfnResource, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import { Annotations, Aws, CfnResource, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
+import * as kms from 'aws-cdk-lib/aws-kms';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
+import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as cr from 'aws-cdk-lib/custom-resources';
 import { Construct } from 'constructs';
+import type { BakedImageProviderProps } from '../provider-settings';
 import { acknowledge } from './acknowledge';
 import { Tag } from './contract';
 
@@ -20,6 +24,12 @@ export const TOTAL_TIMEOUT = Duration.minutes(55);
 /** The longest bakeTimeout: isComplete must fail with its own message before the framework times out. */
 export const MAX_BAKE_TIMEOUT = Duration.minutes(50);
 
+/** The provider's log retention unless BakedImageProvider.configure sets another: CT.CLOUDWATCH.PR.2 asks for a year. */
+export const DEFAULT_LOG_RETENTION = logs.RetentionDays.ONE_YEAR;
+
+/** The settings each stack's provider is to be created with (BakedImageProvider.configure), until it is. */
+const CONFIGURED = new WeakMap<Stack, BakedImageProviderProps>();
+
 /** Where the build puts the handler bundle (lambda/bake-image, bundled by esbuild). */
 const HANDLER_ASSET = path.join(__dirname, '..', '..', 'assets', 'lambda', 'bake-image', 'index');
 
@@ -31,17 +41,49 @@ const HANDLER_ASSET = path.join(__dirname, '..', '..', 'assets', 'lambda', 'bake
  * the creating permissions they need (grantCopies, grantValidation).
  */
 export class BakeProvider extends Construct {
-  /** Returns the stack's provider, creating it on first use. */
+  /** Returns the stack's provider, creating it on first use with the settings configure() recorded. */
   public static getOrCreate(scope: Construct): BakeProvider {
     const stack = Stack.of(scope);
     const existing = stack.node.tryFindChild(BakeProvider.ID);
-    return existing instanceof BakeProvider ? existing : new BakeProvider(stack, BakeProvider.ID);
+    return existing instanceof BakeProvider ? existing : new BakeProvider(stack, BakeProvider.ID, CONFIGURED.get(stack) ?? {}, scope.node.path);
+  }
+
+  /**
+   * Records the settings the stack's provider is to be created with (BakedImageProvider.configure). The same
+   * settings again change nothing; other settings throw, once configured or once the provider exists.
+   */
+  public static configure(scope: Construct, settings: BakedImageProviderProps): void {
+    const stack = Stack.of(scope);
+    const problems = settingsProblems(settings);
+    if (problems.length > 0) {
+      throw new Error(`Invalid BakedImageProvider settings for stack ${stack.node.path}:\n  - ${problems.join('\n  - ')}`);
+    }
+    const existing = stack.node.tryFindChild(BakeProvider.ID);
+    if (existing instanceof BakeProvider) {
+      if (!sameSettings(effectiveSettings(existing.settings), effectiveSettings(settings))) {
+        throw new Error(`BakedImageProvider.configure() came too late for stack ${stack.node.path}: its provider was already created, `
+          + `with other settings, for ${existing.createdFor}. Call it before the stack's first BakedImage.`);
+      }
+      return;
+    }
+    const previous = CONFIGURED.get(stack);
+    if (previous && !sameSettings(effectiveSettings(previous), effectiveSettings(settings))) {
+      throw new Error(`BakedImageProvider.configure() was already called for stack ${stack.node.path} with other settings: `
+        + 'the stack has one provider, configure it once.');
+    }
+    CONFIGURED.set(stack, settings);
   }
 
   private static readonly ID = 'CdkBakedImageProvider';
 
   /** The service token of the custom resources. */
   public readonly serviceToken: string;
+
+  /** The settings the provider was created with. */
+  public readonly settings: BakedImageProviderProps;
+
+  /** The construct whose BakedImage created the provider. */
+  private readonly createdFor: string;
 
   /** The role both handlers run with. */
   public readonly role: iam.Role;
@@ -61,11 +103,17 @@ export class BakeProvider extends Construct {
   /** The statement that lets the handlers launch test instances into the validated images' subnets and groups. */
   private validationNetwork?: iam.PolicyStatement;
 
-  private constructor(scope: Construct, id: string) {
+  private constructor(scope: Construct, id: string, settings: BakedImageProviderProps, createdFor: string) {
     super(scope, id);
+    this.settings = settings;
+    this.createdFor = createdFor;
 
+    if (settings.logEncryptionKey) {
+      allowLogsToUse(settings.logEncryptionKey, this);
+    }
     const logGroup = new logs.LogGroup(this, 'Logs', {
-      retention: logs.RetentionDays.ONE_MONTH,
+      retention: settings.logRetention ?? DEFAULT_LOG_RETENTION,
+      encryptionKey: settings.logEncryptionKey,
       removalPolicy: RemovalPolicy.DESTROY,
     });
 
@@ -75,6 +123,21 @@ export class BakeProvider extends Construct {
     });
     logGroup.grantWrite(this.role);
     this.grantHandlerBase();
+
+    // In a VPC: the five functions share one security group unless the settings give some.
+    const network = settings.vpc ? {
+      vpc: settings.vpc,
+      vpcSubnets: settings.vpcSubnets,
+      securityGroups: settings.securityGroups ?? [new ec2.SecurityGroup(this, 'SecurityGroup', {
+        vpc: settings.vpc,
+        description: 'cdk-baked-image provider functions: no inbound, outbound to the AWS APIs they call',
+        allowAllOutbound: true,
+      })],
+    } : {};
+    if (settings.vpc) {
+      // What lambda.Function gives the roles it creates itself: Lambda manages the functions' network interfaces with it.
+      this.role.addManagedPolicy(iam.ManagedPolicy.fromAwsManagedPolicyName('service-role/AWSLambdaVPCAccessExecutionRole'));
+    }
 
     const code = lambda.Code.fromAsset(HANDLER_ASSET);
     const handler = (handlerId: string, entry: string, description: string, timeout: Duration) => new lambda.Function(this, handlerId, {
@@ -88,23 +151,33 @@ export class BakeProvider extends Construct {
       logGroup,
       loggingFormat: lambda.LoggingFormat.JSON,
       description,
+      ...network,
     });
     // Timeouts cover the SDK's worst-case backoff under throttling (up to about 30 s a call, 6 attempts):
     // isComplete makes up to two calls, a Delete four and more.
     const onEvent = handler('OnEvent', 'onEvent', 'cdk-baked-image: starts image creation and deletes images with their snapshots', Duration.minutes(5));
     const isComplete = handler('IsComplete', 'isComplete', 'cdk-baked-image: polls an image until it is available', Duration.minutes(3));
 
+    const waiterLogLevel = settings.waiterLogLevel ?? sfn.LogLevel.OFF;
     const provider = new cr.Provider(this, 'Provider', {
       onEventHandler: onEvent,
       isCompleteHandler: isComplete,
       queryInterval: QUERY_INTERVAL,
       totalTimeout: TOTAL_TIMEOUT,
       logGroup,
+      ...network,
+      disableWaiterStateMachineLogging: waiterLogLevel === sfn.LogLevel.OFF,
+      // Never the execution data: the events carry CloudFormation's pre-signed response URL.
+      waiterStateMachineLogOptions: waiterLogLevel === sfn.LogLevel.OFF
+        ? undefined
+        : { destination: logGroup, level: waiterLogLevel, includeExecutionData: false },
     });
     this.serviceToken = provider.serviceToken;
+    const waiterTracing = settings.waiterTracing ?? true;
+    const waiterRole = waiterTracing ? traceWaiter(provider) : undefined;
 
-    acknowledgeHandlerRole(this.role);
-    acknowledgeFramework(provider, this);
+    acknowledgeHandlerRole(this.role, settings.vpc !== undefined);
+    acknowledgeFramework(provider, this, { vpc: settings.vpc !== undefined, waiterLogLevel, waiterTracing, waiterRole });
   }
 
   /**
@@ -313,7 +386,7 @@ const OWN_IMAGE_ACTIONS = [
  * cdk-nag (AwsSolutions) findings on the handlers' role, each acknowledged with its reason. The README
  * lists them.
  */
-function acknowledgeHandlerRole(role: iam.Role): void {
+function acknowledgeHandlerRole(role: iam.Role, inVpc: boolean): void {
   const acknowledgements: Array<[string, string]> = [
     ['AwsSolutions-IAM5[Resource::*]',
       'Only ec2:DescribeImages, ec2:DescribeSnapshots, ec2:DescribeImageAttribute and ec2:DescribeInstances are granted on *: EC2 Describe calls support no resource-level permissions.'],
@@ -330,13 +403,26 @@ function acknowledgeHandlerRole(role: iam.Role): void {
     ['AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ssm:*:<AWS::AccountId>:parameter/*]',
       'Reading and deleting only SSM parameters tagged with this stack\'s id (the copies\' id parameters), in any region: a cleanup Delete runs under the new template\'s policy and must still remove a parameter in a region or of a name it no longer lists.'],
   ];
+  if (inVpc) {
+    acknowledgements.push(['AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole]',
+      'The handlers run in the VPC the provider settings name: Lambda manages their network interfaces with the AWS managed policy it gives every function in a VPC.']);
+  }
   for (const [id, reason] of acknowledgements) {
     acknowledge(role, id, reason);
   }
 }
 
+/** What of the framework's resources the settings changed. */
+interface FrameworkSettings {
+  readonly vpc: boolean;
+  readonly waiterLogLevel: sfn.LogLevel;
+  readonly waiterTracing: boolean;
+  /** The waiter state machine's role, when tracing added X-Ray actions to it. */
+  readonly waiterRole?: iam.Role;
+}
+
 /** cdk-nag findings on the resources the CDK provider framework creates, which it does not let us configure. */
-function acknowledgeFramework(provider: cr.Provider, scope: Construct): void {
+function acknowledgeFramework(provider: cr.Provider, scope: Construct, settings: FrameworkSettings): void {
   const stack = Stack.of(scope);
   // Every function but the framework's entry point is invoked through a role that may call its versions.
   const functions = scope.node.findAll()
@@ -350,14 +436,120 @@ function acknowledgeFramework(provider: cr.Provider, scope: Construct): void {
       'The provider framework may invoke any version of its own functions (function-arn:*); the wildcard covers versions of one function only.']),
     ['AwsSolutions-L1',
       'The provider framework chooses the runtime of its own functions; the bake handlers run on the newest Node.js runtime aws-cdk-lib knows.'],
-    ['AwsSolutions-SF1',
-      'The waiter state machine only retries isComplete; each poll is logged as JSON by the handlers, and executions are kept in Step Functions history.'],
-    ['AwsSolutions-SF2',
-      'X-Ray tracing of the waiter would trace one DescribeImages call per poll, at a cost, for no insight the handler logs do not give.'],
   ];
+  if (settings.vpc) {
+    acknowledgements.push(['AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole]',
+      'The provider framework\'s own functions run in the VPC the provider settings name, with the AWS managed policy the framework gives them for their network interfaces.']);
+  }
+  if (settings.waiterLogLevel === sfn.LogLevel.OFF) {
+    acknowledgements.push(['AwsSolutions-SF1',
+      'The waiter state machine only retries isComplete; each poll is logged as JSON by the handlers, and executions are kept in Step Functions history. BakedImageProvider.configure({ waiterLogLevel }) logs them.']);
+  } else if (settings.waiterLogLevel !== sfn.LogLevel.ALL) {
+    acknowledgements.push(['AwsSolutions-SF1',
+      `The waiter state machine logs at the level the provider settings ask for (${settings.waiterLogLevel}); ALL would add every state transition of every poll, which the handlers' own logs already show.`]);
+  }
+  if (!settings.waiterTracing) {
+    acknowledgements.push(['AwsSolutions-SF2',
+      'X-Ray tracing of the waiter was turned off in the provider settings (BakedImageProvider.configure({ waiterTracing: false })).']);
+  }
   for (const [id, reason] of acknowledgements) {
     acknowledge(provider, id, reason);
   }
+  if (settings.waiterTracing || settings.waiterLogLevel !== sfn.LogLevel.OFF) {
+    const waiterRole = settings.waiterRole ?? waiterStateMachine(provider).role;
+    acknowledge(waiterRole, 'AwsSolutions-IAM5[Resource::*]',
+      'The waiter state machine\'s role may only send traces to X-Ray (with waiterTracing) and manage Step Functions log deliveries (with waiterLogLevel, granted by the provider framework): these actions support no resource-level permissions.');
+  }
+}
+
+/** The waiter state machine the provider framework makes for an isComplete handler, and its role. */
+function waiterStateMachine(provider: cr.Provider): { readonly resource: sfn.CfnStateMachine; readonly role: iam.Role } {
+  const machines = provider.node.findAll().filter((c): c is sfn.CfnStateMachine => c instanceof sfn.CfnStateMachine);
+  const role = machines.length === 1 ? machines[0].node.scope?.node.children.find((c): c is iam.Role => c instanceof iam.Role) : undefined;
+  if (!role) {
+    throw new Error(`cdk-baked-image cannot find the waiter state machine and its role under ${provider.node.path} (found ${machines.length} state machines): `
+      + 'this aws-cdk-lib version builds the provider framework differently. Set BakedImageProvider.configure({ waiterTracing: false }) and report it.');
+  }
+  return { resource: machines[0], role };
+}
+
+/**
+ * Turns on X-Ray tracing of the framework's waiter state machine (CT.STEPFUNCTIONS.PR.2): cr.Provider has no
+ * setting for it. Its role gets the actions Step Functions needs to trace, as sfn.StateMachine grants them for
+ * `tracingEnabled`; the state machine already depends on the role and its policy.
+ */
+function traceWaiter(provider: cr.Provider): iam.Role {
+  const { resource, role } = waiterStateMachine(provider);
+  resource.tracingConfiguration = { enabled: true };
+  role.addToPrincipalPolicy(new iam.PolicyStatement({
+    actions: ['xray:PutTraceSegments', 'xray:PutTelemetryRecords', 'xray:GetSamplingRules', 'xray:GetSamplingTargets'],
+    resources: ['*'],
+  }));
+  return role;
+}
+
+/**
+ * Lets CloudWatch Logs of the stack's region use a key of this app for the account's log groups (the log group's
+ * own ARN would make the key and the log group depend on each other). An imported key gets a warning.
+ */
+function allowLogsToUse(key: kms.IKey, scope: Construct): void {
+  if (!(key instanceof kms.Key)) {
+    Annotations.of(scope).addWarningV2('cdk-baked-image:importedLogKey',
+      'logEncryptionKey is an imported key: its key policy must let the CloudWatch Logs service principal of this region (logs.REGION.amazonaws.com) use it (kms:Encrypt*, kms:Decrypt*, kms:ReEncrypt*, kms:GenerateDataKey*, kms:Describe*), or the provider\'s log group cannot be created.');
+    return;
+  }
+  key.addToResourcePolicy(new iam.PolicyStatement({
+    sid: 'CloudWatchLogsEncryptsCdkBakedImageLogs',
+    principals: [new iam.ServicePrincipal(`logs.${Aws.REGION}.amazonaws.com`)],
+    actions: ['kms:Encrypt*', 'kms:Decrypt*', 'kms:ReEncrypt*', 'kms:GenerateDataKey*', 'kms:Describe*'],
+    resources: ['*'],
+    conditions: { ArnLike: { 'kms:EncryptionContext:aws:logs:arn': `arn:${Aws.PARTITION}:logs:${Aws.REGION}:${Aws.ACCOUNT_ID}:log-group:*` } },
+  }));
+}
+
+/** What BakedImageProvider.configure refuses. */
+function settingsProblems(settings: BakedImageProviderProps): string[] {
+  const problems: string[] = [];
+  if (!settings.vpc && settings.vpcSubnets) {
+    problems.push('vpcSubnets needs vpc');
+  }
+  if (!settings.vpc && settings.securityGroups) {
+    problems.push('securityGroups needs vpc');
+  }
+  if (settings.securityGroups && settings.securityGroups.length === 0) {
+    problems.push('securityGroups must list at least one group; leave it out for a new one');
+  }
+  return problems;
+}
+
+/** The settings with their defaults filled in: leaving a setting out is the same as asking for its default. */
+function effectiveSettings(settings: BakedImageProviderProps): BakedImageProviderProps {
+  return {
+    ...settings,
+    logRetention: settings.logRetention ?? DEFAULT_LOG_RETENTION,
+    waiterLogLevel: settings.waiterLogLevel ?? sfn.LogLevel.OFF,
+    waiterTracing: settings.waiterTracing ?? true,
+  };
+}
+
+/**
+ * Whether two settings are the same: the same constructs and keys (by identity), the same values, subnet selections
+ * and lists element by element.
+ */
+function sameSettings(a: unknown, b: unknown): boolean {
+  if (a === b) {
+    return true;
+  }
+  if (Array.isArray(a) && Array.isArray(b)) {
+    return a.length === b.length && a.every((item, index) => sameSettings(item, b[index]));
+  }
+  const plain = (value: unknown): value is Record<string, unknown> =>
+    typeof value === 'object' && value !== null && Object.getPrototypeOf(value) === Object.prototype;
+  if (plain(a) && plain(b)) {
+    const keys = new Set([...Object.keys(a), ...Object.keys(b)].filter((key) => a[key] !== undefined || b[key] !== undefined));
+    return [...keys].every((key) => sameSettings(a[key], b[key]));
+  }
+  return false;
 }
 
 function volumeArn(volumeId: string): string {
