@@ -83,7 +83,7 @@ function addFleet(stack: Stack, vpc: ec2.IVpc, kind: AppKind, i: number): void {
     machineImage = new BakedImage(stack, `Image${i}`, {
       vpc,
       machineImage: BASE_IMAGE,
-      imageName: `bench-image-${i}`,
+      imageNamePrefix: `bench-image-${i}`,
       init: ec2.CloudFormationInit.fromElements(
         ec2.InitPackage.yum('nginx'),
         ec2.InitFile.fromString('/usr/share/nginx/html/index.html', `<h1>fleet ${i}</h1>\n`),

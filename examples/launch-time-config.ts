@@ -45,7 +45,7 @@ export class LaunchTimeConfigStack extends Stack {
     const image = new BakedImage(this, 'AppImage', {
       vpc,
       machineImage: ec2.MachineImage.latestAmazonLinux2023(),
-      imageName: 'launch-time-config-app',
+      imageNamePrefix: 'launch-time-config-app',
       init: ec2.CloudFormationInit.fromConfigSets({
         configSets: { bake: ['nginx', 'app'] },
         configs: {

@@ -37,7 +37,7 @@ export class LayeredBakeryStack extends Stack {
     const foundation = new BakedImage(this, 'Foundation', {
       vpc,
       machineImage: ec2.MachineImage.latestAmazonLinux2023(),
-      imageName: 'bakery-foundation',
+      imageNamePrefix: 'bakery-foundation',
       init: ec2.CloudFormationInit.fromConfigSets({
         configSets: { foundation: ['update', 'agents', 'record'] },
         configs: {
@@ -63,7 +63,7 @@ export class LayeredBakeryStack extends Stack {
     const app = new BakedImage(this, 'App', {
       vpc,
       machineImage: foundation,
-      imageName: 'bakery-app',
+      imageNamePrefix: 'bakery-app',
       init: ec2.CloudFormationInit.fromConfigSets({
         configSets: { app: ['web', 'record'] },
         configs: {

@@ -42,19 +42,18 @@ export class MultiRegionBakeryStack extends Stack {
     this.image = new BakedImage(this, 'AppImage', {
       vpc,
       machineImage: ec2.MachineImage.latestAmazonLinux2023(),
-      imageName: 'multi-region-app',
+      imageNamePrefix: 'multi-region-app',
       init: ec2.CloudFormationInit.fromElements(
         ec2.InitPackage.yum('nginx'),
         ec2.InitService.enable('nginx', { serviceManager: ec2.ServiceManager.SYSTEMD }),
       ),
       volumeEncryptionKey: new kms.Key(this, 'ImageKey', { enableKeyRotation: true, description: 'Encrypts the baked image' }),
-      copyToRegions: [FLEET_REGION, EUROPE],
+      copies: [
+        { region: FLEET_REGION, encryptionKey: kms.Key.fromKeyArn(this, 'WestKey', keyArn('westKeyArn', FLEET_REGION)) },
+        { region: EUROPE, encryptionKey: kms.Key.fromKeyArn(this, 'EuropeKey', keyArn('europeKeyArn', EUROPE)) },
+      ],
       // Each copy's id, published in its region: what the regional fleets read.
       imageIdParameterName: IMAGE_PARAMETER,
-      copyEncryptionKeys: {
-        [FLEET_REGION]: kms.Key.fromKeyArn(this, 'WestKey', keyArn('westKeyArn', FLEET_REGION)),
-        [EUROPE]: kms.Key.fromKeyArn(this, 'EuropeKey', keyArn('europeKeyArn', EUROPE)),
-      },
       shareWith: { accounts: [String(this.node.tryGetContext('shareWithAccount') ?? '444455556666')] },
       deprecateAfter: Duration.days(90),
       // Other accounts launch these images: nobody deregisters one by hand while they do. The stack's own

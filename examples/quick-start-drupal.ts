@@ -100,7 +100,7 @@ export class QuickStartDrupalStack extends Stack {
     const image = new BakedImage(this, 'DrupalImage', {
       vpc,
       machineImage: ec2.MachineImage.latestAmazonLinux2023(),
-      imageName: `quick-start-drupal${choices.drupalVersion}-php${choices.phpVersion}`,
+      imageNamePrefix: `quick-start-drupal${choices.drupalVersion}-php${choices.phpVersion}`,
       init: ec2.CloudFormationInit.fromConfigSets({
         configSets: Object.fromEntries(names.map((name) => [name, [name]])),
         configs,

@@ -22,7 +22,7 @@ export class WebFleetStack extends Stack {
     const image = new BakedImage(this, 'WebImage', {
       vpc,
       machineImage: ec2.MachineImage.latestAmazonLinux2023(),
-      imageName: 'web-fleet',
+      imageNamePrefix: 'web-fleet',
       init: ec2.CloudFormationInit.fromConfigSets({
         configSets: { bake: ['packages', 'content'] },
         configs: {

@@ -19,7 +19,7 @@ export interface BakedImageProviderProps {
    *
    * They then need a route to the AWS APIs they call: EC2, SSM, CloudFormation, Lambda and Step Functions
    * of the stack's region, and S3 (CloudFormation's pre-signed response URL), through a NAT gateway or
-   * through interface endpoints plus an S3 gateway endpoint. Images copied to other regions (`copyToRegions`)
+   * through interface endpoints plus an S3 gateway endpoint. Images copied to other regions (`copies`)
    * need a NAT gateway: the EC2 and SSM APIs of other regions are not reachable through this region's endpoints.
    * On stack deletion, Lambda releases the functions' network interfaces only after some minutes.
    *

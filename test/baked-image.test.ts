@@ -102,7 +102,7 @@ describe('the builder', () => {
 
   test.each<[string, Partial<BakedImageProps>]>([
     ['rebakeTrigger', { rebakeTrigger: 'v2' }],
-    ['imageName', { imageName: 'other-name' }],
+    ['imageName', { imageNamePrefix: 'other-name' }],
     ['imageDescription', { imageDescription: 'another description' }],
     ['noReboot', { noReboot: true }],
     ['instanceType', { instanceType: new ec2.InstanceType('m5.large') }],
@@ -135,7 +135,7 @@ describe('the builder', () => {
 describe('the bake custom resource', () => {
   test('receives the builder instance id and depends on the builder', () => {
     const { stack, vpc } = newStack();
-    bake(stack, vpc, 'Image', { imageName: 'web', imageDescription: 'web servers', rebakeTrigger: '7' });
+    bake(stack, vpc, 'Image', { imageNamePrefix: 'web', imageDescription: 'web servers', rebakeTrigger: '7' });
     const template = Template.fromStack(stack);
     const builder = builderOf(template);
     const { resource } = bakeResourceOf(template);
@@ -220,7 +220,7 @@ describe('one provider per stack', () => {
   test('two images share one provider, each with its own builder', () => {
     const { stack, vpc } = newStack();
     bake(stack, vpc, 'First');
-    bake(stack, vpc, 'Second', { imageName: 'second' });
+    bake(stack, vpc, 'Second', { imageNamePrefix: 'second' });
     const template = Template.fromStack(stack);
 
     template.resourceCountIs('Custom::BakedImage', 2);
@@ -234,7 +234,7 @@ describe('one provider per stack', () => {
   test('the images of a stack may image, stop and delete only what carries the stack\'s id, and each builder carries it', () => {
     const { stack, vpc } = newStack();
     const first = bake(stack, vpc, 'First');
-    const second = bake(stack, vpc, 'Second', { imageName: 'second' });
+    const second = bake(stack, vpc, 'Second', { imageNamePrefix: 'second' });
     const template = Template.fromStack(stack);
     const statements = handlerStatements(template);
     const granting = (action: string) => statements
@@ -283,10 +283,10 @@ describe('one provider per stack', () => {
     // CloudFormation applies the new template's policy before the cleanup Deletes of replaced and removed images run.
     const older = newStack();
     bake(older.stack, older.vpc, 'First', {
-      copyToRegions: ['us-west-2', 'eu-west-1'], validation: ImageValidation.fromScript('true'), keepSupersededImages: 2, deregistrationProtection: true,
+      copies: [{ region: 'us-west-2' }, { region: 'eu-west-1' }], validation: ImageValidation.fromScript('true'), keepSupersededImages: 2, deregistrationProtection: true,
     });
     const newer = newStack();
-    bake(newer.stack, newer.vpc, 'Other', { imageName: 'other' });
+    bake(newer.stack, newer.vpc, 'Other', { imageNamePrefix: 'other' });
     const readAndDelete = (stack: Stack) => handlerStatements(Template.fromStack(stack))
       .filter((st) => [st.Action].flat().some((action: string) => READ_AND_DELETE.includes(action)));
 
@@ -298,7 +298,7 @@ describe('one provider per stack', () => {
   test('no IAM statement grants ec2:* or a destructive action on every resource', () => {
     const { stack, vpc } = newStack();
     bake(stack, vpc, 'First');
-    bake(stack, vpc, 'Second', { imageName: 'second' });
+    bake(stack, vpc, 'Second', { imageNamePrefix: 'second' });
     const template = Template.fromStack(stack);
 
     const all = Object.values(template.findResources('AWS::IAM::Policy'))
@@ -322,7 +322,7 @@ describe('one provider per stack', () => {
 
   test('every destructive action of the handlers requires the stack\'s id on the resource, with copies and validation too', () => {
     const { stack, vpc } = newStack();
-    bake(stack, vpc, 'First', { copyToRegions: ['us-west-2'], validation: ImageValidation.fromScript('true') });
+    bake(stack, vpc, 'First', { copies: [{ region: 'us-west-2' }], validation: ImageValidation.fromScript('true') });
     const statements = handlerStatements(Template.fromStack(stack));
     const destructive = [...OWN_IMAGE_ACTIONS, 'ec2:StopInstances', 'ec2:TerminateInstances'];
 
@@ -434,7 +434,7 @@ describe('least privilege', () => {
   test('every wildcard in every IAM policy of the template is one of the allowed kinds', () => {
     const { stack, vpc } = newStack();
     bake(stack, vpc, 'First');
-    bake(stack, vpc, 'Second', { imageName: 'second', builderAfterBake: BuilderAfterBake.TERMINATE });
+    bake(stack, vpc, 'Second', { imageNamePrefix: 'second', builderAfterBake: BuilderAfterBake.TERMINATE });
     const template = Template.fromStack(stack);
 
     const { kinds, offenders } = wildcardsOf(template);
@@ -447,8 +447,8 @@ describe('least privilege', () => {
 
   test('with copies and validation, every wildcard is still one of the allowed kinds, and copying reaches only the listed regions', () => {
     const { stack, vpc } = newStack();
-    bake(stack, vpc, 'First', { copyToRegions: ['us-west-2'], validation: ImageValidation.fromScript('true') });
-    bake(stack, vpc, 'Second', { imageName: 'second', copyToRegions: ['eu-west-1', 'us-west-2'] });
+    bake(stack, vpc, 'First', { copies: [{ region: 'us-west-2' }], validation: ImageValidation.fromScript('true') });
+    bake(stack, vpc, 'Second', { imageNamePrefix: 'second', copies: [{ region: 'eu-west-1' }, { region: 'us-west-2' }] });
     const template = Template.fromStack(stack);
 
     const { kinds, offenders } = wildcardsOf(template);
@@ -536,7 +536,7 @@ describe('secure builder', () => {
     expect(JSON.stringify(Template.fromStack(withoutAccess.stack).toJSON())).not.toContain('AmazonSSMManagedInstanceCore');
 
     const withAccess = newStack();
-    const image = bake(withAccess.stack, withAccess.vpc, 'Image', { ssmSessionAccess: true });
+    const image = bake(withAccess.stack, withAccess.vpc, 'Image', { ssmSessionPermissions: true });
     const roleId = withAccess.stack.getLogicalId(image.builder.role.node.defaultChild as iam.CfnRole);
     const role = Template.fromStack(withAccess.stack).findResources('AWS::IAM::Role')[roleId];
     expect(JSON.stringify(role.Properties.ManagedPolicyArns)).toContain('AmazonSSMManagedInstanceCore');
@@ -820,8 +820,11 @@ describe('launch permissions on the image\'s key', () => {
     const { stack, vpc } = newStack();
     const key = new kms.Key(stack, 'ImageKey');
     const image = bake(stack, vpc, 'Image', { volumeEncryptionKey: key });
-    image.grantLaunchToAutoScaling();
-    image.grantLaunchToAutoScaling();
+    const grant = image.grantLaunchToAutoScaling();
+    expect(image.grantLaunchToAutoScaling()).toBe(grant);
+    expect(grant).toBeInstanceOf(iam.Grant);
+    expect(grant.success).toBe(true);
+    expect(grant.resourceStatements.map((statement) => statement.sid)).toEqual(['AutoScalingLaunchesBakedImage', 'AutoScalingAttachesBakedImageVolumes']);
     const statements: any[] = Template.fromStack(stack).findResources('AWS::KMS::Key')[stack.getLogicalId(key.node.defaultChild as CfnResource)]
       .Properties.KeyPolicy.Statement;
     const use = statements.filter((statement) => statement.Sid === 'AutoScalingLaunchesBakedImage');
@@ -876,14 +879,13 @@ describe('copies to other regions', () => {
   test('passes the regions and the copies\' key ARNs to the handler; the regions are not image inputs', () => {
     const { stack, vpc } = newStack();
     bake(stack, vpc, 'Image', {
-      copyToRegions: ['us-west-2', 'eu-west-1'],
-      copyEncryptionKeys: { 'eu-west-1': kms.Key.fromKeyArn(stack, 'EuKey', EU_KEY) },
+      copies: [{ region: 'us-west-2' }, { region: 'eu-west-1', encryptionKey: kms.Key.fromKeyArn(stack, 'EuKey', EU_KEY) }],
     });
     const { resource } = bakeResourceOf(Template.fromStack(stack));
     expect(resource.Properties.CopyToRegions).toEqual(['us-west-2', 'eu-west-1']);
     expect(resource.Properties.CopyKmsKeyIds).toEqual({ 'eu-west-1': EU_KEY });
     // Adding a region copies the existing image: the builder (and so the image) stays.
-    expect(builderLogicalId({ copyToRegions: ['us-west-2'] })).toBe(builderLogicalId({}));
+    expect(builderLogicalId({ copies: [{ region: 'us-west-2' }] })).toBe(builderLogicalId({}));
   });
 
   test('passes no copy property without copies, and grants no copy permission', () => {
@@ -897,18 +899,18 @@ describe('copies to other regions', () => {
 
   test('imageIdForRegion gives each copy\'s attribute, and the image id for the stack\'s own region', () => {
     const { stack, vpc } = newStack();
-    const image = bake(stack, vpc, 'Image', { copyToRegions: ['us-west-2', 'eu-west-1'] });
+    const image = bake(stack, vpc, 'Image', { copies: [{ region: 'us-west-2' }, { region: 'eu-west-1' }] });
     const logicalId = stack.getLogicalId(image.node.defaultChild as CfnResource);
     expect(stack.resolve(image.imageIdForRegion('us-west-2'))).toEqual({ 'Fn::GetAtt': [logicalId, 'ImageId.us-west-2'] });
     expect(stack.resolve(image.imageIdForRegion('eu-west-1'))).toEqual({ 'Fn::GetAtt': [logicalId, 'ImageId.eu-west-1'] });
     expect(stack.resolve(image.imageIdForRegion('us-east-1'))).toEqual({ 'Fn::GetAtt': [logicalId, 'ImageId'] });
     expect(image.copyRegions).toEqual(['us-west-2', 'eu-west-1']);
-    expect(() => image.imageIdForRegion('ap-south-1')).toThrow(/has no copy in 'ap-south-1': copyToRegions lists 'us-west-2', 'eu-west-1'/);
+    expect(() => image.imageIdForRegion('ap-south-1')).toThrow(/has no copy in 'ap-south-1': its copies are in 'us-west-2', 'eu-west-1'/);
   });
 
   test('lets the handlers copy only this account\'s images of the stack\'s region, only to the listed regions with the stack\'s id, and delete copies only by that id', () => {
     const { stack, vpc } = newStack();
-    bake(stack, vpc, 'Image', { copyToRegions: ['us-west-2', 'eu-west-1'] });
+    bake(stack, vpc, 'Image', { copies: [{ region: 'us-west-2' }, { region: 'eu-west-1' }] });
     const statements = handlerStatements(Template.fromStack(stack));
     const region = (name: string, kind: string) => ({ 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, `:ec2:${name}::${kind}/*`]] });
     const listed = [region('us-west-2', 'image'), region('us-west-2', 'snapshot'), region('eu-west-1', 'image'), region('eu-west-1', 'snapshot')];
@@ -948,8 +950,7 @@ describe('copies to other regions', () => {
     const key = new kms.Key(stack, 'ImageKey');
     bake(stack, vpc, 'Image', {
       volumeEncryptionKey: key,
-      copyToRegions: ['eu-west-1'],
-      copyEncryptionKeys: { 'eu-west-1': kms.Key.fromKeyArn(stack, 'EuKey', EU_KEY) },
+      copies: [{ region: 'eu-west-1', encryptionKey: kms.Key.fromKeyArn(stack, 'EuKey', EU_KEY) }],
     });
     const kmsStatements = handlerStatements(Template.fromStack(stack))
       .filter((statement) => [statement.Action].flat().some((action: string) => action.startsWith('kms:')));
@@ -974,8 +975,7 @@ describe('copies to other regions', () => {
     bake(stack, vpc, 'Image', {
       volumeEncryptionKey: new kms.Key(stack, 'Key'),
       shareWith: { accounts: ['444455556666'] },
-      copyToRegions: ['eu-west-1'],
-      copyEncryptionKeys: { 'eu-west-1': kms.Key.fromKeyArn(stack, 'EuKey', EU_KEY) },
+      copies: [{ region: 'eu-west-1', encryptionKey: kms.Key.fromKeyArn(stack, 'EuKey', EU_KEY) }],
     });
     Annotations.fromStack(stack).hasWarning('/TestStack/Image', Match.stringLikeRegexp('key policy of each copy\'s key'));
   });
@@ -1017,7 +1017,7 @@ describe('as a machine image', () => {
   test('is a base image for another BakedImage, whose builder then starts from the parent\'s image', () => {
     const { stack, vpc } = newStack();
     const foundation = bake(stack, vpc, 'Foundation');
-    const app = bake(stack, vpc, 'App', { machineImage: foundation, imageName: 'app' });
+    const app = bake(stack, vpc, 'App', { machineImage: foundation, imageNamePrefix: 'app' });
     const template = Template.fromStack(stack);
     const foundationBake = stack.getLogicalId(foundation.node.findChild('Image').node.defaultChild as CfnResource);
 
@@ -1135,7 +1135,7 @@ describe('copies\' ids published in their regions', () => {
 
   test('the parameter name goes to the handler with the copy regions; the home region keeps its AWS::SSM::Parameter', () => {
     const { stack, vpc } = newStack();
-    bake(stack, vpc, 'Image', { copyToRegions: ['us-west-2', 'eu-west-1'], imageIdParameterName: PARAMETER });
+    bake(stack, vpc, 'Image', { copies: [{ region: 'us-west-2' }, { region: 'eu-west-1' }], imageIdParameterName: PARAMETER });
     const template = Template.fromStack(stack);
 
     expect(bakeResourceOf(template).resource.Properties.CopyImageIdParameterName).toBe(PARAMETER);
@@ -1144,7 +1144,7 @@ describe('copies\' ids published in their regions', () => {
   });
 
   test('without copies, or without a name, the handler gets no parameter name and the role no ssm:PutParameter', () => {
-    for (const props of [{ imageIdParameterName: PARAMETER }, { copyToRegions: ['us-west-2'] }]) {
+    for (const props of [{ imageIdParameterName: PARAMETER }, { copies: [{ region: 'us-west-2' }] }]) {
       const { stack, vpc } = newStack();
       bake(stack, vpc, 'Image', props);
       const template = Template.fromStack(stack);
@@ -1155,7 +1155,7 @@ describe('copies\' ids published in their regions', () => {
 
   test('writing is granted on the exact parameter of each copy region: creating only tagged with the stack\'s id', () => {
     const { stack, vpc } = newStack();
-    bake(stack, vpc, 'Image', { copyToRegions: ['us-west-2', 'eu-west-1'], imageIdParameterName: PARAMETER });
+    bake(stack, vpc, 'Image', { copies: [{ region: 'us-west-2' }, { region: 'eu-west-1' }], imageIdParameterName: PARAMETER });
     const statements = handlerStatements(Template.fromStack(stack));
 
     const create = statements.find((st) => st.Sid === 'CreateCopyParametersTagged');
@@ -1195,8 +1195,8 @@ describe('copies\' ids published in their regions', () => {
 
   test('two images publishing to different names in shared regions: one statement each, every ARN once', () => {
     const { stack, vpc } = newStack();
-    bake(stack, vpc, 'First', { copyToRegions: ['us-west-2'], imageIdParameterName: PARAMETER });
-    bake(stack, vpc, 'Second', { imageName: 'second', copyToRegions: ['us-west-2', 'eu-west-1'], imageIdParameterName: '/bakery/worker/ami' });
+    bake(stack, vpc, 'First', { copies: [{ region: 'us-west-2' }], imageIdParameterName: PARAMETER });
+    bake(stack, vpc, 'Second', { imageNamePrefix: 'second', copies: [{ region: 'us-west-2' }, { region: 'eu-west-1' }], imageIdParameterName: '/bakery/worker/ami' });
     const statements = handlerStatements(Template.fromStack(stack));
     const create = statements.filter((st) => st.Sid === 'CreateCopyParametersTagged');
     expect(create).toHaveLength(1);
@@ -1206,7 +1206,7 @@ describe('copies\' ids published in their regions', () => {
 
   test('a token name with copies is refused at synth time', () => {
     const { stack, vpc } = newStack();
-    expect(() => bake(stack, vpc, 'Image', { copyToRegions: ['us-west-2'], imageIdParameterName: stack.stackId }))
-      .toThrow(/imageIdParameterName must be a literal string with copyToRegions/);
+    expect(() => bake(stack, vpc, 'Image', { copies: [{ region: 'us-west-2' }], imageIdParameterName: stack.stackId }))
+      .toThrow(/imageIdParameterName must be a literal string with copies/);
   });
 });

@@ -10,7 +10,10 @@ import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import { parseProperties } from '../lambda/bake-image/properties';
 import { BakedImage, BakedImageProps, BuilderAfterBake, ImageValidation, Sanitize } from '../src';
+import { removeTemporaryAssembliesAfterAll } from './support/temporary-assemblies';
 import { encodeProperties, IMAGE_INPUTS, Prop, type BakeProperties } from '../src/private/contract';
+
+removeTemporaryAssembliesAfterAll();
 
 const ACCOUNT = '111122223333';
 const REGION = 'us-east-1';
@@ -80,8 +83,8 @@ const EVERY_PROP: Partial<BakedImageProps> = {
   instanceType: new ec2.InstanceType('m6i.large'),
   rootDeviceName: '/dev/xvda',
   rootVolumeSize: Size.gibibytes(30),
-  ssmSessionAccess: true,
-  imageName: 'web-fleet',
+  ssmSessionPermissions: true,
+  imageNamePrefix: 'web-fleet',
   imageDescription: 'The web fleet',
   rebakeTrigger: '2026-W48',
   builderAfterBake: BuilderAfterBake.TERMINATE,
@@ -93,7 +96,7 @@ const EVERY_PROP: Partial<BakedImageProps> = {
   deregistrationProtection: true,
   imageIdParameterName: '/web/ami',
   validation: ImageValidation.fromCommands(['curl -sf localhost'], { timeout: Duration.minutes(5), instanceType: new ec2.InstanceType('t3.small') }),
-  copyToRegions: ['us-west-2', 'eu-west-1'],
+  copies: [{ region: 'us-west-2' }, { region: 'eu-west-1' }],
   bakeTimeout: Duration.minutes(40),
 };
 
@@ -101,10 +104,10 @@ describe('the custom resource properties a BakedImage synthesizes', () => {
   test('decode, with every prop set, to exactly what the props ask for', () => {
     const decoded = parseProperties(synthesizedProperties(EVERY_PROP, (stack) => ({
       volumeEncryptionKey: new kms.Key(stack, 'Key'),
-      copyEncryptionKeys: {
-        'us-west-2': kms.Key.fromKeyArn(stack, 'West', WEST_KEY),
-        'eu-west-1': kms.Key.fromKeyArn(stack, 'Eu', EU_KEY),
-      },
+      copies: [
+        { region: 'us-west-2', encryptionKey: kms.Key.fromKeyArn(stack, 'West', WEST_KEY) },
+        { region: 'eu-west-1', encryptionKey: kms.Key.fromKeyArn(stack, 'Eu', EU_KEY) },
+      ],
     })));
 
     expect(decoded).toEqual<BakeProperties>({
@@ -206,7 +209,7 @@ describe('the custom resource properties a BakedImage synthesizes', () => {
       return Object.keys(Template.fromStack(stack).findResources('AWS::EC2::Instance'));
     };
     const changes: Record<Exclude<keyof typeof IMAGE_INPUTS, 'instanceId'>, Partial<BakedImageProps>> = {
-      namePrefix: { imageName: 'other' },
+      namePrefix: { imageNamePrefix: 'other' },
       description: { imageDescription: 'other' },
       noReboot: { noReboot: true },
       rebakeTrigger: { rebakeTrigger: 'other' },

@@ -7,6 +7,9 @@ import * as launchTimeConfig from '../examples/launch-time-config';
 import * as layeredBakery from '../examples/layered-bakery';
 import * as multiRegion from '../examples/multi-region';
 import * as quickStartDrupal from '../examples/quick-start-drupal';
+import { removeTemporaryAssembliesAfterAll } from './support/temporary-assemblies';
+
+removeTemporaryAssembliesAfterAll();
 
 type CreateApp = (outdir?: string, context?: Record<string, string>) => App;
 

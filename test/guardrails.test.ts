@@ -11,6 +11,9 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { BakedImage, BakedImageProps, BakedImageProvider, BakedImageProviderProps, ImageValidation } from '../src';
+import { removeTemporaryAssembliesAfterAll } from './support/temporary-assemblies';
+
+removeTemporaryAssembliesAfterAll();
 
 /**
  * AWS Control Tower's proactive controls (the cfn-guard rules bundled with @cdklabs/cdk-validator-cfnguard, run

@@ -35,7 +35,7 @@ const vpc = new ec2.Vpc(stack, 'Vpc', { maxAzs: 2, natGateways: 1 });
 const image = new BakedImage(stack, 'WebImage', {
   vpc,
   machineImage: ec2.MachineImage.latestAmazonLinux2023(),
-  imageName: 'integ-web-fleet',
+  imageNamePrefix: 'integ-web-fleet',
   init: ec2.CloudFormationInit.fromElements(
     ec2.InitPackage.yum('nginx'),
     ec2.InitService.enable('nginx'),

@@ -103,8 +103,10 @@ describe('cdk-nag AwsSolutions', () => {
       machineImage: ec2.MachineImage.latestAmazonLinux2023(),
       init: ec2.CloudFormationInit.fromElements(ec2.InitPackage.yum('nginx')),
       volumeEncryptionKey: new kms.Key(stack, 'Key', { enableKeyRotation: true }),
-      copyToRegions: ['us-west-2', 'eu-west-1'],
-      copyEncryptionKeys: { 'eu-west-1': kms.Key.fromKeyArn(stack, 'EuKey', 'arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab') },
+      copies: [
+        { region: 'us-west-2' },
+        { region: 'eu-west-1', encryptionKey: kms.Key.fromKeyArn(stack, 'EuKey', 'arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab') },
+      ],
       validation: ImageValidation.fromCommands(['systemctl is-active nginx']),
     });
     expect(check(app)).toEqual({ findings: [], ruleErrors: [] });
@@ -151,7 +153,7 @@ describe('cdk-nag AwsSolutions', () => {
         vpc,
         machineImage: ec2.MachineImage.latestAmazonLinux2023(),
         init: ec2.CloudFormationInit.fromElements(ec2.InitPackage.yum('nginx')),
-        ...(copiesAndValidation ? { copyToRegions: ['us-west-2'], validation: ImageValidation.fromScript('true') } : {}),
+        ...(copiesAndValidation ? { copies: [{ region: 'us-west-2' }], validation: ImageValidation.fromScript('true') } : {}),
       });
       app.synth();
 

@@ -128,6 +128,8 @@ describe("the README's first example", () => {
     const source = `${imports.join('\n')}\nexport function build(this: any, vpc: any) {\n${body}\n}`;
     const js = ts.transpileModule(source, { compilerOptions: { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2020 } }).outputText;
     const exported: { build?: (vpc: ec2.IVpc) => void } = {};
+    // The snippet's own imports: aws-cdk-lib modules, and this library under its package name.
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
     const load = (name: string) => (name === 'cdk-baked-image' ? library : require(name));
     new Function('require', 'exports', js)(load, exported);
     const app = new App({ context: {} });

@@ -4,6 +4,9 @@ import { Template } from 'aws-cdk-lib/assertions';
 import * as autoscaling from 'aws-cdk-lib/aws-autoscaling';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import { BakedImage, BakedImageProps, Sanitize } from '../src';
+import { removeTemporaryAssembliesAfterAll } from './support/temporary-assemblies';
+
+removeTemporaryAssembliesAfterAll();
 
 const SANITIZE = 'cdkBakedImageSanitize';
 const MANIFEST = 'cdkBakedImageManifest';

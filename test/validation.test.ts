@@ -2,6 +2,9 @@ import { App, CfnParameter, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import { BakedImage, BakedImageProps, ImageValidation } from '../src';
+import { removeTemporaryAssembliesAfterAll } from './support/temporary-assemblies';
+
+removeTemporaryAssembliesAfterAll();
 
 function tryBake(props: Partial<BakedImageProps>, configure?: (stack: Stack) => Partial<BakedImageProps>): () => BakedImage {
   const app = new App();
@@ -18,23 +21,23 @@ function tryBake(props: Partial<BakedImageProps>, configure?: (stack: Stack) => 
 
 describe('synth-time validation', () => {
   test('throws when imageName is longer than 111 characters, naming the prop, the length and the limit', () => {
-    expect(tryBake({ imageName: 'a'.repeat(112) })).toThrow(/imageName must be 1 to 111 characters .* got 112/);
+    expect(tryBake({ imageNamePrefix: 'a'.repeat(112) })).toThrow(/imageNamePrefix must be 1 to 111 characters .* got 112/);
   });
 
   test('accepts an imageName of exactly 111 characters', () => {
-    expect(tryBake({ imageName: 'a'.repeat(111) })).not.toThrow();
+    expect(tryBake({ imageNamePrefix: 'a'.repeat(111) })).not.toThrow();
   });
 
   test('throws when imageName has characters EC2 rejects, and shows them', () => {
-    expect(tryBake({ imageName: 'web#image!' })).toThrow(/imageName may contain only .* got 'web#image!' with '#!'/);
+    expect(tryBake({ imageNamePrefix: 'web#image!' })).toThrow(/imageNamePrefix may contain only .* got 'web#image!' with '#!'/);
   });
 
   test('accepts every character EC2 allows in AMI names', () => {
-    expect(tryBake({ imageName: "Web (v1) [x86] 2026.11/a-b'c@d_e" })).not.toThrow();
+    expect(tryBake({ imageNamePrefix: "Web (v1) [x86] 2026.11/a-b'c@d_e" })).not.toThrow();
   });
 
   test('throws when imageName is empty', () => {
-    expect(tryBake({ imageName: '' })).toThrow(/imageName must be 1 to 111 characters/);
+    expect(tryBake({ imageNamePrefix: '' })).toThrow(/imageNamePrefix must be 1 to 111 characters/);
   });
 
   test('throws when imageDescription is longer than 255 characters', () => {
@@ -50,13 +53,13 @@ describe('synth-time validation', () => {
   });
 
   test('reports every problem in one error', () => {
-    const attempt = tryBake({ imageName: 'bad#name', imageDescription: 'd'.repeat(300), bakeTimeout: Duration.hours(3) });
-    expect(attempt).toThrow(/imageName may contain only[\s\S]*imageDescription must be[\s\S]*bakeTimeout must be/);
+    const attempt = tryBake({ imageNamePrefix: 'bad#name', imageDescription: 'd'.repeat(300), bakeTimeout: Duration.hours(3) });
+    expect(attempt).toThrow(/imageNamePrefix may contain only[\s\S]*imageDescription must be[\s\S]*bakeTimeout must be/);
   });
 
   test('leaves token values alone', () => {
     expect(tryBake({}, (stack) => ({
-      imageName: new CfnParameter(stack, 'Name').valueAsString,
+      imageNamePrefix: new CfnParameter(stack, 'Name').valueAsString,
       imageDescription: new CfnParameter(stack, 'Description').valueAsString,
       rebakeTrigger: new CfnParameter(stack, 'Version').valueAsString,
     }))).not.toThrow();
@@ -138,43 +141,45 @@ describe('synth-time validation', () => {
   });
 
   test('names the construct that is misconfigured', () => {
-    expect(tryBake({ imageName: 'x'.repeat(200) })).toThrow(/Invalid BakedImage ValidationStack\/Image/);
+    expect(tryBake({ imageNamePrefix: 'x'.repeat(200) })).toThrow(/Invalid BakedImage ValidationStack\/Image/);
   });
 
-  describe('copyToRegions', () => {
+  describe('copies', () => {
     const EU_KEY = 'arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab';
 
     test('throws for a malformed region, a repeated one and the stack\'s own', () => {
-      const bake = () => tryBake({ copyToRegions: ['us-west-2', 'Europe', 'us-west-2', 'us-east-1'] });
-      expect(bake()).toThrow(/copyToRegions must list region names like 'us-west-2', got 'Europe'/);
-      expect(bake()).toThrow(/copyToRegions lists 'us-west-2' more than once/);
-      expect(bake()).toThrow(/copyToRegions lists 'us-east-1', the stack's own region/);
+      const bake = () => tryBake({ copies: [{ region: 'us-west-2' }, { region: 'Europe' }, { region: 'us-west-2' }, { region: 'us-east-1' }] });
+      expect(bake()).toThrow(/copies must name regions like 'us-west-2', got 'Europe'/);
+      expect(bake()).toThrow(/copies name 'us-west-2' more than once/);
+      expect(bake()).toThrow(/copies name 'us-east-1', the stack's own region/);
     });
 
     test('throws for a region given as a token', () => {
-      expect(tryBake({}, (stack) => ({ copyToRegions: [new CfnParameter(stack, 'Region').valueAsString] })))
-        .toThrow(/copyToRegions must list literal region names/);
+      expect(tryBake({}, (stack) => ({ copies: [{ region: new CfnParameter(stack, 'Region').valueAsString }] })))
+        .toThrow(/copies must name literal regions/);
     });
 
-    test('throws for a key of a region not copied to, or of another region', () => {
-      expect(tryBake({ copyToRegions: ['us-west-2'] }, (stack) => ({
-        copyEncryptionKeys: { 'eu-west-1': kms.Key.fromKeyArn(stack, 'EuKey', EU_KEY) },
-      }))).toThrow(/copyEncryptionKeys names 'eu-west-1', which copyToRegions does not list/);
-      expect(tryBake({ copyToRegions: ['us-west-2'] }, (stack) => ({
-        copyEncryptionKeys: { 'us-west-2': kms.Key.fromKeyArn(stack, 'EuKey', EU_KEY) },
-      }))).toThrow(/copyEncryptionKeys\['us-west-2'\] is a key of 'eu-west-1'/);
+    test('throws for a key of another region', () => {
+      expect(tryBake({}, (stack) => ({
+        copies: [{ region: 'us-west-2', encryptionKey: kms.Key.fromKeyArn(stack, 'EuKey', EU_KEY) }],
+      }))).toThrow(/the encryptionKey of the copy to 'us-west-2' is a key of 'eu-west-1'/);
     });
 
     test('throws when a shared image has copies without a key of their own', () => {
-      expect(tryBake({ copyToRegions: ['us-west-2', 'eu-west-1'], shareWith: { accounts: ['444455556666'] } }, (stack) => ({
+      expect(tryBake({ shareWith: { accounts: ['444455556666'] } }, (stack) => ({
         volumeEncryptionKey: new kms.Key(stack, 'Key'),
-        copyEncryptionKeys: { 'eu-west-1': kms.Key.fromKeyArn(stack, 'EuKey', EU_KEY) },
-      }))).toThrow(/shareWith with copies in 'us-west-2' needs copyEncryptionKeys for them/);
+        copies: [{ region: 'us-west-2' }, { region: 'eu-west-1', encryptionKey: kms.Key.fromKeyArn(stack, 'EuKey', EU_KEY) }],
+      }))).toThrow(/shareWith with copies to 'us-west-2' needs an encryptionKey for each/);
     });
 
     test('accepts copies to other regions, with and without keys', () => {
-      expect(tryBake({ copyToRegions: ['us-west-2', 'eu-west-1', 'us-gov-west-1', 'ap-southeast-5'] }, (stack) => ({
-        copyEncryptionKeys: { 'eu-west-1': kms.Key.fromKeyArn(stack, 'EuKey', EU_KEY) },
+      expect(tryBake({}, (stack) => ({
+        copies: [
+          { region: 'us-west-2' },
+          { region: 'eu-west-1', encryptionKey: kms.Key.fromKeyArn(stack, 'EuKey', EU_KEY) },
+          { region: 'us-gov-west-1' },
+          { region: 'ap-southeast-5' },
+        ],
       }))).not.toThrow();
     });
   });
@@ -233,9 +238,9 @@ describe('synth-time validation', () => {
 
     test('reports a non-Nitro test instance type with the other problems in one error', () => {
       expect(tryBake({
-        imageName: 'bad#name',
+        imageNamePrefix: 'bad#name',
         validation: ImageValidation.fromScript('true', { instanceType: new ec2.InstanceType('t2.micro'), timeout: Duration.seconds(30) }),
-      })).toThrow(/imageName may contain only[\s\S]*t2.micro is not a Nitro type[\s\S]*validation timeout must be between 1 minute and bakeTimeout/);
+      })).toThrow(/imageNamePrefix may contain only[\s\S]*t2.micro is not a Nitro type[\s\S]*validation timeout must be between 1 minute and bakeTimeout/);
     });
 
     test('accepts Nitro test instance types, and leaves a token type alone', () => {

@@ -1,5 +1,4 @@
 import { createHash } from 'crypto';
-import { BuilderAfterBake } from '../../builder-after-bake';
 import {
   KMS_KEY_ARN_PATTERN,
   MAX_KEEP_SUPERSEDED,
@@ -10,6 +9,7 @@ import {
   SHARING_LISTS,
 } from './limits';
 import { Prop } from './names';
+import { BuilderAfterBake } from '../../builder-after-bake';
 
 /**
  * What a BakedImage asks its handlers to do, typed: the construct encodes it into the custom resource's

@@ -6,4 +6,4 @@
  */
 export * from './names';
 export * from './limits';
-export * from './spec';
+export * from './bake-spec';
