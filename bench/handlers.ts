@@ -10,7 +10,7 @@ import * as path from 'path';
 import * as zlib from 'zlib';
 import { buildSync } from 'esbuild';
 import { median } from './stats';
-import { HANDLER_BUNDLE } from '../test/lambda/moto-server';
+import { HANDLER_BUNDLE } from '../test/lambda/moto-handler-bundle';
 
 export const REPO_ROOT = path.resolve(__dirname, '..');
 

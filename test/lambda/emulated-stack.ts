@@ -27,49 +27,18 @@
  * What it does not model: resources other than the builders, their security groups and subnets, KMS keys and the
  * custom resources (their physical ids are stand-ins); CloudFormation's parallelism; the provider framework's Step
  * Functions waiter (isComplete is called in a loop).
+ *
+ * This file is the order of the requests; stack-template.ts synthesizes the templates and orders their custom
+ * resources, stack-resources.ts keeps the stack's builders and network in moto and resolves intrinsics.
  */
-import * as fs from 'fs';
-import * as os from 'os';
-import * as path from 'path';
-import { CreateSecurityGroupCommand, CreateTagsCommand, DescribeSubnetsCommand, TerminateInstancesCommand } from '@aws-sdk/client-ec2';
-import { App, Stack } from 'aws-cdk-lib';
 import { frameworkResponseBytes, MAX_FRAMEWORK_RESPONSE_BYTES } from './framework-response';
-import { onlyHandlerRequests } from './handler-policy';
-import { handlerPolicies, IamSimulator, type PolicyDocument, resolveIntrinsics, type IntrinsicEnv } from './iam-simulator';
+import { handlerRoleSimulator, onlyHandlerRequests } from './handler-policy';
+import type { PolicyDocument } from './iam-simulator';
 import { MOTO_STACK_ID, MOTO_STACK_NAME } from './moto-http';
-import { type BakeImageHandler, type MotoHarness, REGION } from './moto-server';
+import type { BakeImageHandler, MotoHarness } from './moto-server';
+import { type CustomResourceState, type DeployedResources, StackResources } from './stack-resources';
+import { ACCOUNT, customResourcesInOrder, sameProperties, type StackTemplate } from './stack-template';
 import type { IsCompleteRequest, OnEventRequest, RequestType } from '../../lambda/bake-image/types';
-
-export const ACCOUNT = '123456789012';
-
-/** One resource of a template. */
-export interface TemplateResource {
-  readonly Type: string;
-  readonly Properties?: Record<string, unknown>;
-  readonly DependsOn?: string | string[];
-}
-
-/** A synthesized CloudFormation template (the parts the emulation reads). */
-export interface StackTemplate {
-  readonly Resources: Record<string, TemplateResource>;
-}
-
-/**
- * Synthesizes a stack of this account and region, as `define` builds it, and returns its template. The cloud assembly
- * goes to a temporary directory that is removed at once.
- */
-export function synthesize(define: (stack: Stack) => void): StackTemplate {
-  const outdir = fs.mkdtempSync(path.join(os.tmpdir(), 'baked-image-stack-'));
-  try {
-    const app = new App({ outdir });
-    const stack = new Stack(app, MOTO_STACK_NAME, { env: { account: ACCOUNT, region: REGION } });
-    define(stack);
-    const assembly = app.synth();
-    return JSON.parse(fs.readFileSync(path.join(outdir, assembly.getStackByName(stack.stackName).templateFile), 'utf8')) as StackTemplate;
-  } finally {
-    fs.rmSync(outdir, { recursive: true, force: true });
-  }
-}
 
 /** One handler request CloudFormation sent, and how it ended. */
 export interface StackEvent {
@@ -82,19 +51,9 @@ export interface StackEvent {
   readonly reason?: string;
 }
 
-interface CustomResourceState {
-  readonly physicalId: string;
-  readonly properties: Record<string, unknown>;
-  readonly data: Record<string, string>;
-}
-
-interface Deployed {
+interface Deployed extends DeployedResources {
   readonly template: StackTemplate;
   readonly policies: PolicyDocument[];
-  /** Custom::BakedImage logical id -> what CloudFormation holds for it. */
-  readonly images: Map<string, CustomResourceState>;
-  /** AWS::EC2::Instance logical id -> moto instance id. */
-  readonly instances: Map<string, string>;
 }
 
 /** How an update ends: `fail` makes it fail after the custom resources (rollback). */
@@ -108,13 +67,14 @@ export class EmulatedStack {
   /** Cleanup Deletes that failed: CloudFormation skips them, and what they should have deleted leaks. */
   readonly skippedDeletes: StackEvent[] = [];
   private deployed?: Deployed;
-  private readonly securityGroups = new Map<string, string>();
-  private subnetId?: string;
+  private readonly resources: StackResources;
   /** Which policies authorize the handlers now: the new template's, the old one's, or both. */
   private policiesInForce = 'none';
   private status = 'NONE';
 
-  constructor(private readonly harness: MotoHarness, private readonly handler: BakeImageHandler) {}
+  constructor(private readonly harness: MotoHarness, private readonly handler: BakeImageHandler) {
+    this.resources = new StackResources(harness);
+  }
 
   /** The physical id of a custom resource now (the image id). */
   imageId(logicalId: string): string {
@@ -140,15 +100,15 @@ export class EmulatedStack {
     if (this.deployed) {
       throw new Error('the stack exists: update it');
     }
-    await this.prepareNetwork(template);
-    const policies = await this.policiesOf(template);
+    await this.resources.prepareNetwork(template);
+    const policies = await this.resources.policiesOf(template);
     this.authorizeWith('new', policies);
     const deployed: Deployed = { template, policies, images: new Map(), instances: new Map() };
     this.deployed = deployed;
     this.setStatus('CREATE_IN_PROGRESS');
-    await this.launchBuilders(template, deployed.instances);
+    await this.resources.launchBuilders(template, deployed.instances);
     for (const logicalId of customResourcesInOrder(template)) {
-      const properties = this.resolve(template, logicalId, deployed);
+      const properties = this.resources.resolve(template, logicalId, deployed);
       const result = await this.request('create', 'Create', logicalId, properties);
       if (result.outcome === 'FAILED') {
         throw new Error(`Create of ${logicalId} failed: ${result.reason}`);
@@ -165,8 +125,8 @@ export class EmulatedStack {
    */
   async update(template: StackTemplate, options: UpdateOptions = {}): Promise<{ readonly failed: StackEvent[] }> {
     const before = this.required();
-    await this.prepareNetwork(template);
-    const policies = await this.policiesOf(template);
+    await this.resources.prepareNetwork(template);
+    const policies = await this.resources.policiesOf(template);
     const after: Deployed = { template, policies, images: new Map(), instances: new Map() };
     this.setStatus('UPDATE_IN_PROGRESS');
     // The role's policy is updated first: the custom resources depend on it.
@@ -176,13 +136,13 @@ export class EmulatedStack {
         after.instances.set(logicalId, instanceId);
       }
     }
-    await this.launchBuilders(template, after.instances);
+    await this.resources.launchBuilders(template, after.instances);
     this.deployed = after;
 
     const failed: StackEvent[] = [];
     const touched: string[] = [];
     for (const logicalId of customResourcesInOrder(template)) {
-      const properties = this.resolve(template, logicalId, after);
+      const properties = this.resources.resolve(template, logicalId, after);
       const old = before.images.get(logicalId);
       if (old && sameProperties(old.properties, properties)) {
         after.images.set(logicalId, old);
@@ -217,7 +177,7 @@ export class EmulatedStack {
         await this.cleanupDelete('cleanup', logicalId, old);
       }
     }
-    await this.terminateGone(before.instances, after.instances);
+    await this.resources.terminateGone(before.instances, after.instances);
     this.setStatus('UPDATE_COMPLETE');
     return { failed };
   }
@@ -237,7 +197,7 @@ export class EmulatedStack {
         failed.push(this.events[this.events.length - 1]);
       }
     }
-    await this.terminateGone(deployed.instances, new Map());
+    await this.resources.terminateGone(deployed.instances, new Map());
     this.deployed = undefined;
     this.harness.proxy.setAuthorizer(undefined);
     return failed;
@@ -274,7 +234,7 @@ export class EmulatedStack {
     for (const { logicalId, state } of cleanups) {
       await this.cleanupDelete('rollback cleanup', logicalId, state);
     }
-    await this.terminateGone(failedUpdate.instances, before.instances);
+    await this.resources.terminateGone(failedUpdate.instances, before.instances);
     this.setStatus('UPDATE_ROLLBACK_COMPLETE');
   }
 
@@ -342,7 +302,7 @@ export class EmulatedStack {
 
   private authorizeWith(label: string, ...sets: Array<PolicyDocument[] | PolicyDocument[][]>): void {
     const simulators = (sets.length === 1 && isListOfSets(sets[0]) ? sets[0] as PolicyDocument[][] : sets as PolicyDocument[][])
-      .map((policies) => new IamSimulator(policies, { account: ACCOUNT, principalArn: `arn:aws:iam::${ACCOUNT}:role/${MOTO_STACK_NAME}-HandlerRole` }));
+      .map((policies) => handlerRoleSimulator(policies));
     this.policiesInForce = label;
     const lookup = this.harness.proxy.lookup;
     this.harness.proxy.setAuthorizer(onlyHandlerRequests(async (request) => {
@@ -371,96 +331,6 @@ export class EmulatedStack {
     return this.deployed;
   }
 
-  private async policiesOf(template: StackTemplate): Promise<PolicyDocument[]> {
-    return handlerPolicies(template, this.env(template, { template, policies: [], images: new Map(), instances: new Map() }));
-  }
-
-  /** Launches, in moto, each builder of the template not launched yet, with the tags the template gives it. */
-  private async launchBuilders(template: StackTemplate, instances: Map<string, string>): Promise<void> {
-    const deployed: Deployed = { template, policies: [], images: new Map(), instances };
-    for (const [logicalId, resource] of Object.entries(template.Resources)) {
-      if (resource.Type !== 'AWS::EC2::Instance' || instances.has(logicalId)) {
-        continue;
-      }
-      const tags = resolveIntrinsics(resource.Properties?.Tags ?? [], this.env(template, deployed)) as Array<{ Key: string; Value: string }>;
-      const instanceId = await this.harness.launchBuilder();
-      if (tags.length > 0) {
-        await this.harness.ec2.send(new CreateTagsCommand({ Resources: [instanceId], Tags: tags }));
-      }
-      instances.set(logicalId, instanceId);
-    }
-  }
-
-  private async terminateGone(before: Map<string, string>, after: Map<string, string>): Promise<void> {
-    const kept = new Set(after.values());
-    const gone = [...before.values()].filter((instanceId) => !kept.has(instanceId));
-    if (gone.length > 0) {
-      await this.harness.ec2.send(new TerminateInstancesCommand({ InstanceIds: gone }));
-    }
-  }
-
-  /** The custom resource's properties as CloudFormation hands them to the provider: intrinsics resolved. */
-  private resolve(template: StackTemplate, logicalId: string, deployed: Deployed): Record<string, unknown> {
-    return resolveIntrinsics(template.Resources[logicalId].Properties ?? {}, this.env(template, deployed)) as Record<string, unknown>;
-  }
-
-  private env(template: StackTemplate, deployed: Deployed): IntrinsicEnv {
-    return {
-      partition: 'aws',
-      region: REGION,
-      account: ACCOUNT,
-      stackId: MOTO_STACK_ID,
-      stackName: MOTO_STACK_NAME,
-      ref: (logicalId) => this.physicalIdOf(template, deployed, logicalId),
-      getAtt: (logicalId, attribute) => this.attributeOf(template, deployed, logicalId, attribute),
-    };
-  }
-
-  private physicalIdOf(template: StackTemplate, deployed: Deployed, logicalId: string): string {
-    const type = template.Resources[logicalId]?.Type;
-    switch (type) {
-      case 'AWS::EC2::Instance':
-        return deployed.instances.get(logicalId) ?? `i-${logicalId.toLowerCase()}-not-launched`;
-      case 'AWS::EC2::Subnet':
-        return this.subnetIdSync();
-      case 'Custom::BakedImage':
-        return deployed.images.get(logicalId)?.physicalId ?? `${logicalId}-not-created`;
-      default:
-        return `${logicalId}-physical-id`;
-    }
-  }
-
-  private attributeOf(template: StackTemplate, deployed: Deployed, logicalId: string, attribute: string): string {
-    const type = template.Resources[logicalId]?.Type;
-    if (type === 'Custom::BakedImage') {
-      return deployed.images.get(logicalId)?.data[attribute] ?? `${logicalId}.${attribute}-not-created`;
-    }
-    if (type === 'AWS::EC2::SecurityGroup' && attribute === 'GroupId') {
-      return this.securityGroups.get(logicalId) ?? `sg-${logicalId.toLowerCase()}-not-created`;
-    }
-    if (type === 'AWS::KMS::Key' && attribute === 'Arn') {
-      return `arn:aws:kms:${REGION}:${ACCOUNT}:key/${keyIdOf(logicalId)}`;
-    }
-    return `${logicalId}.${attribute}`;
-  }
-
-  private subnetIdSync(): string {
-    return this.subnetId ?? 'subnet-not-prepared';
-  }
-
-  /** Creates in moto the security groups of the template and picks a subnet, once: what validation's properties name. */
-  private async prepareNetwork(template: StackTemplate): Promise<void> {
-    if (!this.subnetId) {
-      const subnets = await this.harness.ec2.send(new DescribeSubnetsCommand({}));
-      this.subnetId = subnets.Subnets?.[0]?.SubnetId;
-    }
-    for (const [logicalId, resource] of Object.entries(template.Resources)) {
-      if (resource.Type === 'AWS::EC2::SecurityGroup' && !this.securityGroups.has(logicalId)) {
-        const group = await this.harness.ec2.send(new CreateSecurityGroupCommand({ GroupName: `${logicalId}-${Date.now()}`, Description: logicalId }));
-        this.securityGroups.set(logicalId, group.GroupId ?? '');
-      }
-    }
-  }
 }
 
 const MAX_POLLS = 200;
@@ -469,59 +339,4 @@ let requestCount = 0;
 
 function isListOfSets(value: unknown): boolean {
   return Array.isArray(value) && value.length > 0 && Array.isArray(value[0]);
-}
-
-/** A stable key id for a key's logical id. */
-function keyIdOf(logicalId: string): string {
-  const hex = Buffer.from(logicalId).toString('hex').padEnd(32, '0').slice(0, 32);
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20, 32)}`;
-}
-
-function sameProperties(a: Record<string, unknown>, b: Record<string, unknown>): boolean {
-  return JSON.stringify(sortKeys(a)) === JSON.stringify(sortKeys(b));
-}
-
-function sortKeys(value: unknown): unknown {
-  if (Array.isArray(value)) {
-    return value.map(sortKeys);
-  }
-  if (value && typeof value === 'object') {
-    return Object.fromEntries(Object.keys(value).sort().map((key) => [key, sortKeys((value as Record<string, unknown>)[key])]));
-  }
-  return value;
-}
-
-/** The template's custom resources, each after those it references (Ref, Fn::GetAtt, DependsOn). */
-export function customResourcesInOrder(template: StackTemplate): string[] {
-  const custom = Object.keys(template.Resources).filter((id) => template.Resources[id].Type === 'Custom::BakedImage');
-  const ordered: string[] = [];
-  const visiting = new Set<string>();
-  const visit = (id: string) => {
-    if (ordered.includes(id) || visiting.has(id)) {
-      return;
-    }
-    visiting.add(id);
-    const resource = template.Resources[id];
-    const dependsOn = [resource.DependsOn ?? []].flat();
-    for (const other of custom) {
-      const referenced = dependsOn.includes(other) || references(resource.Properties, other) || dependsOnThroughBuilder(template, resource, other);
-      if (other !== id && referenced) {
-        visit(other);
-      }
-    }
-    ordered.push(id);
-  };
-  custom.forEach(visit);
-  return ordered;
-}
-
-/** A layered image: its builder's properties reference another image's custom resource. */
-function dependsOnThroughBuilder(template: StackTemplate, resource: TemplateResource, other: string): boolean {
-  const instanceRef = (resource.Properties?.InstanceId as { Ref?: string } | undefined)?.Ref;
-  const builder = instanceRef ? template.Resources[instanceRef] : undefined;
-  return builder ? references(builder.Properties, other) : false;
-}
-
-function references(value: unknown, logicalId: string): boolean {
-  return JSON.stringify(value ?? {}).includes(`"${logicalId}"`);
 }

@@ -12,11 +12,11 @@ import { DescribeSecurityGroupsCommand, DescribeSubnetsCommand } from '@aws-sdk/
 import { Duration } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as kms from 'aws-cdk-lib/aws-kms';
-import { ACCOUNT, synthesize, type StackTemplate } from './emulated-stack';
-import { handlerPolicies, IamSimulator } from './iam-simulator';
+import { type Ec2Lookup, handlerPolicies, IamSimulator, type PolicyDocument } from './iam-simulator';
 import type { Authorization, AuthorizationRequest, Authorizer } from './moto-access';
 import { HANDLER_ACCESS_KEY_ID, MOTO_STACK_ID, MOTO_STACK_NAME } from './moto-http';
 import type { MotoHarness } from './moto-server';
+import { ACCOUNT, synthesize, type StackTemplate } from './stack-template';
 import { BakedImage, ImageValidation } from '../../src';
 
 const HOME = 'us-east-1';
@@ -35,11 +35,10 @@ function fullFeaturedTemplate(): StackTemplate {
       init: ec2.CloudFormationInit.fromElements(ec2.InitCommand.shellCommand('true')),
       volumeEncryptionKey: new kms.Key(stack, 'ImageKey'),
       shareWith: { accounts: ['111122223333'] },
-      copyToRegions: ['us-west-2', 'eu-west-1'],
-      copyEncryptionKeys: {
-        'us-west-2': kms.Key.fromKeyArn(stack, 'WestKey', WEST_KEY),
-        'eu-west-1': kms.Key.fromKeyArn(stack, 'EuropeKey', EUROPE_KEY),
-      },
+      copies: [
+        { region: 'us-west-2', encryptionKey: kms.Key.fromKeyArn(stack, 'WestKey', WEST_KEY) },
+        { region: 'eu-west-1', encryptionKey: kms.Key.fromKeyArn(stack, 'EuropeKey', EUROPE_KEY) },
+      ],
       validation: ImageValidation.fromCommands(['true'], { timeout: Duration.minutes(5) }),
       keepSupersededImages: 2,
       deprecateAfter: Duration.days(180),
@@ -47,6 +46,23 @@ function fullFeaturedTemplate(): StackTemplate {
     });
   });
   return fullFeatured;
+}
+
+/** The IAM simulator of the handler role of the tests' stack, with these policies. */
+export function handlerRoleSimulator(policies: PolicyDocument[]): IamSimulator {
+  return new IamSimulator(policies, { account: ACCOUNT, principalArn: `arn:aws:iam::${ACCOUNT}:role/${MOTO_STACK_NAME}-HandlerRole` });
+}
+
+/**
+ * Decides every request as IAM would for the handler role with these policies, the resources' tags and owners looked
+ * up in moto (`lookup`, the proxy's). Wrap it in {@link onlyHandlerRequests} to let the tests' own requests through.
+ */
+export function policyAuthorizer(policies: PolicyDocument[], lookup: Ec2Lookup): Authorizer {
+  const simulator = handlerRoleSimulator(policies);
+  return async (request) => {
+    const decision = await simulator.authorizeRequest({ ...request, account: ACCOUNT, partition: 'aws' }, lookup);
+    return { allowed: decision.allowed, denials: decision.denials };
+  };
 }
 
 /** Lets through every request but the handler's (the tests' own calls are not the handler role's). */
@@ -83,9 +99,5 @@ export async function handlerPolicyAuthorizer(harness: MotoHarness, stackId: str
       return `${logicalId}.${attribute}`;
     },
   });
-  const simulator = new IamSimulator(policies, { account: ACCOUNT, principalArn: `arn:aws:iam::${ACCOUNT}:role/${MOTO_STACK_NAME}-HandlerRole` });
-  return onlyHandlerRequests(async (request) => {
-    const decision = await simulator.authorizeRequest({ ...request, account: ACCOUNT, partition: 'aws' }, harness.proxy.lookup);
-    return { allowed: decision.allowed, denials: decision.denials };
-  });
+  return onlyHandlerRequests(policyAuthorizer(policies, harness.proxy.lookup));
 }

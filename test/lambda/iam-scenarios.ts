@@ -91,7 +91,7 @@ export function bakedImageFixture(images: Record<string, ImageProps>): Fixture {
     vpc,
     machineImage: ec2.MachineImage.genericLinux({ [REGION]: 'ami-0123456789abcdef0' }),
     init: ec2.CloudFormationInit.fromElements(ec2.InitPackage.yum('nginx')),
-    imageName: id.toLowerCase(),
+    imageNamePrefix: id.toLowerCase(),
     ...props(stack),
   }));
   const template = Template.fromStack(stack).toJSON() as CfnTemplate;
@@ -161,7 +161,7 @@ export function ownTags(logicalId: string): Record<string, string> {
 export interface DefectScenario {
   /** The behaviour, as a test name. */
   readonly name: string;
-  /** What is wrong in the product (src/private/bake-provider.ts, src/baked-image.ts). */
+  /** What is wrong in the product (src/private/handler-permissions.ts, src/private/key-policies.ts). */
   readonly defect: string;
   /** AWS's decision with a correct policy. */
   readonly expected: 'allowed' | 'denied';
@@ -188,7 +188,7 @@ export const DEFECT_SCENARIOS: DefectScenario[] = [
       'Scope it by ec2:Owner (the stack\'s account) and the source region instead.',
     expected: 'allowed',
     decide: async () => {
-      const fixture = bakedImageFixture({ Image: () => ({ copyToRegions: ['us-west-2'] }) });
+      const fixture = bakedImageFixture({ Image: () => ({ copies: [{ region: 'us-west-2' }] }) });
       const tags = ownTags(fixture.imageLogicalIds.Image);
       const lookup = new FakeLookup().add(REGION, 'image', 'ami-0source', { tags, owner: ACCOUNT });
       return fixture.simulator.authorizeRequest(ec2Request('CopyImage', {
@@ -217,13 +217,13 @@ export const DEFECT_SCENARIOS: DefectScenario[] = [
     },
   },
   {
-    name: 'the copies in a region dropped from copyToRegions can still be deleted',
+    name: 'the copies in a region dropped from copies can still be deleted',
     defect: 'ShareAndDeleteOwnImagesAndSnapshots lists the copy regions: an update that drops a region removes it from ' +
       'the policy before the handler\'s Update deletes the copies there (deleteCopies for the dropped regions), which is ' +
       'then denied and leaves them behind. Scope destruction by tags only, in every region.',
     expected: 'allowed',
     decide: async () => {
-      const updated = bakedImageFixture({ Image: () => ({ copyToRegions: ['us-west-2'] }) });
+      const updated = bakedImageFixture({ Image: () => ({ copies: [{ region: 'us-west-2' }] }) });
       return deleteImage(updated, 'eu-west-1', updated.imageLogicalIds.Image);
     },
   },

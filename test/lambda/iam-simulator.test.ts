@@ -14,6 +14,9 @@ import {
 } from './iam-simulator';
 import { ImageValidation } from '../../src';
 import { Tag } from '../../src/private/contract';
+import { removeTemporaryAssembliesAfterAll } from '../support/temporary-assemblies';
+
+removeTemporaryAssembliesAfterAll();
 
 jest.setTimeout(60_000);
 
@@ -396,8 +399,7 @@ describe('the policy synthesized for a BakedImage with a copy, sharing, validati
   beforeAll(() => {
     fixture = bakedImageFixture({
       Image: (stack) => ({
-        copyToRegions: [WEST],
-        copyEncryptionKeys: { [WEST]: kms.Key.fromKeyArn(stack, 'WestKey', WEST_KEY) },
+        copies: [{ region: WEST, encryptionKey: kms.Key.fromKeyArn(stack, 'WestKey', WEST_KEY) }],
         volumeEncryptionKey: new kms.Key(stack, 'Key'),
         shareWith: { accounts: ['444455556666'] },
         validation: ImageValidation.fromScript('true'),

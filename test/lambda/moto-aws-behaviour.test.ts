@@ -6,7 +6,7 @@
  */
 import { DeleteTagsCommand, DescribeImagesCommand, DescribeSecurityGroupsCommand, DescribeSubnetsCommand } from '@aws-sdk/client-ec2';
 import { frameworkResponseBytes, MAX_FRAMEWORK_RESPONSE_BYTES } from './framework-response';
-import { customResourceEvent, useMotoSuite } from './moto-suite';
+import { customResourceEvent, imageProps, useMotoSuite } from './moto-suite';
 import type { IsCompleteRequest, IsCompleteResponse, OnEventRequest } from '../../lambda/bake-image/types';
 import { Attr, copyImageIdAttribute, Prop, Tag } from '../../src/private/contract';
 import { validationUserData } from '../../src/private/validation-script';
@@ -22,15 +22,10 @@ type Props = Record<string, unknown>;
 const suite = useMotoSuite();
 
 function props(instanceId: string, extra: Props = {}): Props {
-  return {
-    ServiceToken: 'arn:aws:lambda:us-east-1:123456789012:function:provider',
-    [Prop.INSTANCE_ID]: instanceId,
-    [Prop.NAME_PREFIX]: 'behaviour',
-    [Prop.REMOVAL]: 'destroy',
-    [Prop.BUILDER_AFTER_BAKE]: 'stop',
+  return imageProps(instanceId, 'behaviour', {
     [Prop.BAKE_TIMEOUT_SECONDS]: '600',
     ...extra,
-  };
+  });
 }
 
 async function validationProps(script: string, timeoutSeconds = 600): Promise<Props> {

@@ -1,5 +1,5 @@
 /**
- * copyToRegions through the shipped handler bundle against moto_server, in three regions: the image is copied
+ * copies to other regions through the shipped handler bundle against moto_server, in three regions: the image is copied
  * once available, isComplete waits for every copy, the copies carry the source's tags, and the Delete removes
  * every copy and its snapshots in every region.
  */
@@ -15,7 +15,7 @@ import {
   type Tag as Ec2Tag,
 } from '@aws-sdk/client-ec2';
 import { EC2_FAULTS, ec2ClientFor } from './moto-server';
-import { customResourceEvent, MOTO_STACK_ID, MOTO_STACK_NAME, useMotoSuite } from './moto-suite';
+import { customResourceEvent, imageProps, MOTO_STACK_ID, MOTO_STACK_NAME, useMotoSuite } from './moto-suite';
 import type { IsCompleteRequest, IsCompleteResponse, OnEventRequest } from '../../lambda/bake-image/types';
 import { copyImageIdAttribute, Prop, Tag } from '../../src/private/contract';
 
@@ -32,17 +32,12 @@ type Props = Record<string, unknown>;
 const suite = useMotoSuite();
 
 function props(instanceId: string, extra: Props = {}): Props {
-  return {
-    ServiceToken: 'arn:aws:lambda:us-east-1:123456789012:function:provider',
-    [Prop.INSTANCE_ID]: instanceId,
-    [Prop.NAME_PREFIX]: 'copied',
+  return imageProps(instanceId, 'copied', {
     [Prop.DESCRIPTION]: 'Copied web image',
-    [Prop.REMOVAL]: 'destroy',
-    [Prop.BUILDER_AFTER_BAKE]: 'stop',
     [Prop.COPY_TO_REGIONS]: [WEST, EUROPE],
     [Prop.COPY_KMS_KEYS]: { [EUROPE]: EUROPE_KEY },
     ...extra,
-  };
+  });
 }
 
 function event(type: 'Create' | 'Update' | 'Delete', resourceProperties: Props, physicalId?: string, oldProps?: Props): OnEventRequest {
@@ -118,7 +113,7 @@ function copyRequests(): Array<{ region: string; source: string | null }> {
     .map((request) => ({ region: request.region, source: request.params.get('SourceImageId') }));
 }
 
-describe('copyToRegions through moto', () => {
+describe('copies to other regions through moto', () => {
   test('copies the available image to every region, waits for the copies and returns their ids', async () => {
     const instanceId = await suite.harness().launchBuilder();
     const { imageId, answers, data } = await bake(event('Create', props(instanceId)));

@@ -1,5 +1,5 @@
 /**
- * imageIdParameterName with copyToRegions, through the shipped handler bundle against moto_server in three regions: each
+ * imageIdParameterName with copies, through the shipped handler bundle against moto_server in three regions: each
  * copy's id is published to an SSM parameter of the same name in the copy's region (data type aws:ec2:image, tagged with
  * the stack's id), follows rebakes, and goes with the image; a parameter of that name another stack (or a person) made is
  * never overwritten. Every handler request is authorized, by the IAM simulator, against the handler policy the construct
@@ -10,12 +10,12 @@
  */
 import { DescribeImagesCommand } from '@aws-sdk/client-ec2';
 import { GetParameterCommand, ListTagsForResourceCommand, PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
-import * as ec2 from 'aws-cdk-lib/aws-ec2';
-import { ACCOUNT, EmulatedStack, synthesize, type StackTemplate } from './emulated-stack';
-import { handlerPolicies, IamSimulator } from './iam-simulator';
-import { customResourceEvent, MOTO_STACK_ID, MOTO_STACK_NAME, useMotoSuite } from './moto-suite';
+import { EmulatedStack } from './emulated-stack';
+import { policyAuthorizer } from './handler-policy';
+import { handlerPolicies } from './iam-simulator';
+import { customResourceEvent, imageProps, MOTO_STACK_ID, MOTO_STACK_NAME, useMotoSuite } from './moto-suite';
+import { ACCOUNT, imagesTemplate as template } from './stack-template';
 import type { IsCompleteRequest, OnEventRequest } from '../../lambda/bake-image/types';
-import { BakedImage, type BakedImageProps } from '../../src';
 import { copyImageIdAttribute, Prop, Tag } from '../../src/private/contract';
 
 jest.setTimeout(120_000);
@@ -31,22 +31,7 @@ type Props = Record<string, unknown>;
 
 const suite = useMotoSuite();
 
-/** A stack of one BakedImage with these props, copied to us-west-2 and eu-west-1 and publishing PARAMETER. */
-function template(images: Record<string, Partial<BakedImageProps>>): StackTemplate {
-  return synthesize((stack) => {
-    const vpc = new ec2.Vpc(stack, 'Vpc', { maxAzs: 1, natGateways: 1 });
-    for (const [id, imageProps] of Object.entries(images)) {
-      new BakedImage(stack, id, {
-        vpc,
-        machineImage: ec2.MachineImage.genericLinux({ [HOME]: 'ami-0123456789abcdef0' }),
-        init: ec2.CloudFormationInit.fromElements(ec2.InitCommand.shellCommand(`echo ${id}`)),
-        ...imageProps,
-      });
-    }
-  });
-}
-
-const PUBLISHING = { copyToRegions: [WEST, EUROPE], imageIdParameterName: PARAMETER, keepSupersededImages: 1 };
+const PUBLISHING = { copies: [{ region: WEST }, { region: EUROPE }], imageIdParameterName: PARAMETER, keepSupersededImages: 1 };
 
 // Each test is held to the policy the construct synthesizes for an image that publishes its copies' ids (the suite's
 // own authorizer, set before this, knows no such image). The tests' own calls go straight to moto.
@@ -62,26 +47,16 @@ beforeEach(() => {
     ref: (logicalId) => `${logicalId}-physical-id`,
     getAtt: (logicalId, attribute) => `${logicalId}.${attribute}`,
   });
-  const simulator = new IamSimulator(policy, { account: ACCOUNT, principalArn: `arn:aws:iam::${ACCOUNT}:role/${MOTO_STACK_NAME}-HandlerRole` });
-  const lookup = suite.harness().proxy.lookup;
-  suite.harness().proxy.setAuthorizer(async (request) => {
-    const decision = await simulator.authorizeRequest({ ...request, account: ACCOUNT, partition: 'aws' }, lookup);
-    return { allowed: decision.allowed, denials: decision.denials };
-  });
+  suite.harness().proxy.setAuthorizer(policyAuthorizer(policy, suite.harness().proxy.lookup));
 });
 
 function props(instanceId: string, extra: Props = {}): Props {
-  return {
-    ServiceToken: 'arn:aws:lambda:us-east-1:123456789012:function:provider',
-    [Prop.INSTANCE_ID]: instanceId,
-    [Prop.NAME_PREFIX]: 'published',
+  return imageProps(instanceId, 'published', {
     [Prop.DESCRIPTION]: 'Published web image',
-    [Prop.REMOVAL]: 'destroy',
-    [Prop.BUILDER_AFTER_BAKE]: 'stop',
     [Prop.COPY_TO_REGIONS]: [WEST, EUROPE],
     [Prop.COPY_IMAGE_ID_PARAMETER_NAME]: PARAMETER,
     ...extra,
-  };
+  });
 }
 
 function event(type: 'Create' | 'Update' | 'Delete', resourceProperties: Props, physicalId?: string, oldProps?: Props): OnEventRequest {
@@ -274,13 +249,13 @@ describe('in CloudFormation\'s order, under the policy in force', () => {
     const stack = new EmulatedStack(suite.harness(), suite.handler());
     // A second image stays in the stack (and so does the provider): the removed image's cleanup Delete runs under the
     // policy of a template that publishes no parameter and copies to no region.
-    await stack.create(template({ Web: { copyToRegions: [WEST, EUROPE], imageIdParameterName: PARAMETER }, Other: {} }));
+    await stack.create(template({ Web: { copies: [{ region: WEST }, { region: EUROPE }], imageIdParameterName: PARAMETER }, Other: {} }));
     const logicalId = stack.imageLogicalIds().find((id) => id.startsWith('Web'))!;
     const other = stack.imageId(stack.imageLogicalIds().find((id) => id.startsWith('Other'))!);
     const first = stack.attributes(logicalId);
     expect((await parameter(WEST))?.value).toBe(first[copyImageIdAttribute(WEST)]);
 
-    await stack.update(template({ Web: { copyToRegions: [WEST, EUROPE], imageIdParameterName: PARAMETER, rebakeTrigger: '2' }, Other: {} }));
+    await stack.update(template({ Web: { copies: [{ region: WEST }, { region: EUROPE }], imageIdParameterName: PARAMETER, rebakeTrigger: '2' }, Other: {} }));
     const second = stack.attributes(logicalId);
     expect(second[copyImageIdAttribute(WEST)]).not.toBe(first[copyImageIdAttribute(WEST)]);
     expect(await values()).toEqual({ [HOME]: undefined, [WEST]: second[copyImageIdAttribute(WEST)], [EUROPE]: second[copyImageIdAttribute(EUROPE)] });

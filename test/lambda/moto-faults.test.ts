@@ -18,7 +18,6 @@
  * the proxy: a client without retries fails the attempt counts, one without backoff fails the timing checks.
  */
 import { DescribeImageAttributeCommand, DescribeImagesCommand, DescribeInstancesCommand, DescribeSnapshotsCommand, type Image } from '@aws-sdk/client-ec2';
-import { handlerPolicyAuthorizer } from './handler-policy';
 import {
   type BakeImageHandler,
   describeImagesById,
@@ -26,11 +25,12 @@ import {
   EC2_FAULTS,
   type Ec2Fault,
   type LostResponse,
-  MotoHarness,
+  type MotoHarness,
   type ProxiedRequest,
   type RequestMatcher,
   REGION,
 } from './moto-server';
+import { customResourceEvent, imageProps, useMotoSuite } from './moto-suite';
 import { imageName } from '../../lambda/bake-image/naming';
 import { parseProperties } from '../../lambda/bake-image/properties';
 import type { IsCompleteRequest, OnEventRequest, OnEventResponse } from '../../lambda/bake-image/types';
@@ -91,13 +91,13 @@ function optionProps(options: BakeOptions): Props {
   };
 }
 
+const suite = useMotoSuite({ stackId: STACK_ID });
 let harness: MotoHarness;
 let handler: BakeImageHandler;
-let requestNumber = 0;
 
-beforeAll(async () => {
-  harness = await MotoHarness.start();
-  handler = harness.loadHandler();
+beforeAll(() => {
+  harness = suite.harness();
+  handler = suite.handler();
 });
 
 /**
@@ -111,26 +111,6 @@ function loadFreshHandler(): void {
   });
 }
 
-afterAll(async () => {
-  await harness?.stop();
-});
-
-beforeEach(async () => {
-  if (!harness) {
-    throw new Error('The moto harness did not start: see the error of beforeAll');
-  }
-  await harness.reset();
-  // Every request the handler makes is held to the policy the construct synthesizes (handler-policy.ts).
-  harness.proxy.setAuthorizer(await handlerPolicyAuthorizer(harness, STACK_ID));
-  jest.spyOn(console, 'log').mockImplementation(() => undefined);
-  jest.spyOn(console, 'warn').mockImplementation(() => undefined);
-});
-
-afterEach(() => {
-  jest.restoreAllMocks();
-  expect({ errors: harness?.proxy.takeErrors() ?? [], denials: harness?.proxy.takeDenials() ?? [] }).toEqual({ errors: [], denials: [] });
-});
-
 /** Pins the SDK's backoff jitter: every wait becomes `fraction` of its upper bound. */
 function pinJitter(fraction: number): void {
   jest.spyOn(Math, 'random').mockReturnValue(fraction);
@@ -141,29 +121,16 @@ function pinJitter(fraction: number): void {
 // -------------------------------------------------------------------------------------------------------
 
 function bakeProps(instanceId: string, overrides: Props = {}): Props {
-  return {
+  return imageProps(instanceId, 'fault-baked', {
     ServiceToken: 'arn:aws:lambda:us-east-1:123456789012:function:FaultStack-BakeProviderOnEvent',
-    [Prop.INSTANCE_ID]: instanceId,
-    [Prop.NAME_PREFIX]: 'fault-baked',
     [Prop.DESCRIPTION]: 'Baked by the moto fault test',
     [Prop.NO_REBOOT]: 'false',
-    [Prop.REMOVAL]: 'destroy',
-    [Prop.BUILDER_AFTER_BAKE]: 'stop',
     ...overrides,
-  };
+  });
 }
 
 function event(requestType: 'Create' | 'Delete', props: Props, physicalId?: string): OnEventRequest {
-  requestNumber += 1;
-  return {
-    RequestType: requestType,
-    RequestId: `00000000-0000-0000-0000-${String(requestNumber).padStart(12, '0')}`,
-    StackId: STACK_ID,
-    LogicalResourceId: LOGICAL_ID,
-    ResourceType: 'Custom::BakedImage',
-    ResourceProperties: props,
-    ...(physicalId !== undefined ? { PhysicalResourceId: physicalId } : {}),
-  };
+  return customResourceEvent(requestType, LOGICAL_ID, props, { physicalId, stackId: STACK_ID });
 }
 
 function completeEvent(onEvent: OnEventRequest, response: OnEventResponse): IsCompleteRequest {

@@ -1,6 +1,7 @@
 /**
- * The low-level pieces of the moto test harness (see moto-server.ts): HTTP, the AWS query and JSON protocols as the
- * SDK sends them, and EC2's XML answers as the proxy reads and rewrites them.
+ * The low-level pieces of the moto test harness (see moto-server.ts): the test constants, EC2 clients, HTTP, what the
+ * proxy's emulations need of it (MotoBackend), the AWS query and JSON protocols as the SDK sends them, and EC2's XML
+ * answers as the proxy reads and rewrites them.
  */
 import * as http from 'http';
 import * as net from 'net';
@@ -38,6 +39,31 @@ export function ec2ClientFor(endpoint: string, region: string = REGION): EC2Clie
     credentials: { accessKeyId: ACCESS_KEY_ID, secretAccessKey: SECRET_ACCESS_KEY },
     maxAttempts: 1,
   });
+}
+
+/** EC2 clients for one endpoint, one per region, made when first asked for (see {@link ec2ClientFor}). */
+export class RegionalEc2Clients {
+  private readonly clients = new Map<string, EC2Client>();
+
+  constructor(private readonly endpoint: string) {}
+
+  /** The client of this region. */
+  in(region: string): EC2Client {
+    let client = this.clients.get(region);
+    if (!client) {
+      client = ec2ClientFor(this.endpoint, region);
+      this.clients.set(region, client);
+    }
+    return client;
+  }
+
+  /** Destroys every client made so far (later calls of {@link in} make new ones). */
+  destroy(): void {
+    for (const client of this.clients.values()) {
+      client.destroy();
+    }
+    this.clients.clear();
+  }
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -100,6 +126,19 @@ export function parseSdkRequestHeader(value: string | string[] | undefined): { a
   const attempt = /attempt=(\d+)/.exec(text ?? '')?.[1];
   const max = /max=(\d+)/.exec(text ?? '')?.[1];
   return { attempt: attempt ? Number(attempt) : undefined, max: max ? Number(max) : undefined };
+}
+
+/**
+ * What the proxy's emulation of an AWS API needs of the proxy: moto behind it, and the proxy's clock. Side calls go
+ * straight to moto: they are neither recorded nor authorized, and see no injected fault.
+ */
+export interface MotoBackend {
+  /** Forwards a request to moto with this body (the request's own, or a rewritten one): moto's answer. */
+  forward(request: http.IncomingMessage, body: Buffer): Promise<HttpResult>;
+  /** Direct client to moto's backend of this region, for side calls. */
+  motoIn(region: string): EC2Client;
+  /** The proxy's clock (epoch milliseconds), which tests can move forward. */
+  now(): number;
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -166,36 +205,55 @@ export function filterValues(params: URLSearchParams, name: string): string[] {
   return values;
 }
 
-/** The parameters without the `Filter.N` groups named `name`, the other filters renumbered. */
-export function withoutFilter(params: URLSearchParams, name: string): URLSearchParams {
-  const dropped = new Set<number>();
-  const indexes = new Set<number>();
+/**
+ * The parameters without the numbered groups `prefix.N.field` that `drop` picks (it gets each group's fields: `field` ->
+ * value), the other groups renumbered 1, 2, ... in their order. Returns the dropped groups' fields too, in their order.
+ */
+export function withoutGroups(
+  params: URLSearchParams,
+  prefix: string,
+  drop: (fields: Map<string, string>) => boolean,
+): { params: URLSearchParams; dropped: Array<Map<string, string>> } {
+  const pattern = new RegExp(`^${prefix.replace(/\./g, '\\.')}\\.(\\d+)\\.(.+)$`);
+  const groups = new Map<number, Map<string, string>>();
   for (const [key, value] of params) {
-    const match = /^Filter\.(\d+)\./.exec(key);
+    const match = pattern.exec(key);
     if (match) {
-      indexes.add(Number(match[1]));
-      if (key === `Filter.${match[1]}.Name` && value === name) {
-        dropped.add(Number(match[1]));
-      }
+      const index = Number(match[1]);
+      groups.set(index, (groups.get(index) ?? new Map<string, string>()).set(match[2], value));
     }
   }
+  const dropped: Array<Map<string, string>> = [];
   const renumbered = new Map<number, number>();
   let next = 1;
-  for (const index of [...indexes].sort((a, b) => a - b)) {
-    if (!dropped.has(index)) {
+  for (const index of [...groups.keys()].sort((a, b) => a - b)) {
+    const fields = groups.get(index)!;
+    if (drop(fields)) {
+      dropped.push(fields);
+    } else {
       renumbered.set(index, next++);
     }
   }
   const result = new URLSearchParams();
   for (const [key, value] of params) {
-    const match = /^Filter\.(\d+)\.(.+)$/.exec(key);
+    const match = pattern.exec(key);
     if (!match) {
       result.append(key, value);
     } else if (renumbered.has(Number(match[1]))) {
-      result.append(`Filter.${renumbered.get(Number(match[1]))}.${match[2]}`, value);
+      result.append(`${prefix}.${renumbered.get(Number(match[1]))}.${match[2]}`, value);
     }
   }
-  return result;
+  return { params: result, dropped };
+}
+
+/** The parameters without the `Filter.N` groups named `name`, the other filters renumbered. */
+export function withoutFilter(params: URLSearchParams, name: string): URLSearchParams {
+  return withoutGroups(params, 'Filter', (fields) => fields.get('Name') === name).params;
+}
+
+/** The parameters of a request, as one comparable string (for EC2's ClientToken idempotency), without its ClientToken. */
+export function requestKeyOf(params: URLSearchParams): string {
+  return [...params].filter(([key]) => key !== 'ClientToken').map(([key, value]) => `${key}=${value}`).sort().join('&');
 }
 
 /** EC2's filter value matching: `*` matches any run of characters and `?` any one character. */

@@ -3,7 +3,7 @@
  * 5.2.1 lacks both calls: the harness proxy emulates them (and EC2's refusal to deregister a protected image).
  */
 import { DescribeImagesCommand } from '@aws-sdk/client-ec2';
-import { customResourceEvent, runToCompletion, useMotoSuite } from './moto-suite';
+import { customResourceEvent, imageProps, runToCompletion, useMotoSuite } from './moto-suite';
 import { Attr, Prop } from '../../src/private/contract';
 
 jest.setTimeout(60_000);
@@ -13,14 +13,7 @@ const NINETY_DAYS = 90 * 24 * 3600;
 const suite = useMotoSuite();
 
 function props(instanceId: string, extra: Record<string, string> = {}): Record<string, string> {
-  return {
-    ServiceToken: 'arn:aws:lambda:us-east-1:123456789012:function:provider',
-    [Prop.INSTANCE_ID]: instanceId,
-    [Prop.NAME_PREFIX]: 'lifecycle',
-    [Prop.REMOVAL]: 'destroy',
-    [Prop.BUILDER_AFTER_BAKE]: 'stop',
-    ...extra,
-  };
+  return imageProps(instanceId, 'lifecycle', extra);
 }
 
 function event(type: 'Create' | 'Update' | 'Delete', resourceProperties: Record<string, string>, physicalId?: string, oldProps?: Record<string, string>) {

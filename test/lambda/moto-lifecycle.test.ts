@@ -17,8 +17,8 @@ import {
   type Snapshot,
   type Tag as Ec2Tag,
 } from '@aws-sdk/client-ec2';
-import { handlerPolicyAuthorizer } from './handler-policy';
-import { type BakeImageHandler, MotoHarness } from './moto-server';
+import type { BakeImageHandler, MotoHarness } from './moto-server';
+import { useMotoSuite } from './moto-suite';
 import type { IsCompleteRequest, OnEventRequest, OnEventResponse } from '../../lambda/bake-image/types';
 import { Attr, MANAGED_BY_VALUE, Prop, Tag } from '../../src/private/contract';
 
@@ -34,34 +34,19 @@ const NOT_AN_IMAGE = 'AWSCDK::CustomResourceProviderFramework::CREATE_FAILED';
 
 type Props = Record<string, string>;
 
+const suite = useMotoSuite({ stackId: STACK_ID });
 let harness: MotoHarness;
 let handler: BakeImageHandler;
 let warnSpy: jest.SpyInstance;
 let requestNumber = 0;
 
-beforeAll(async () => {
-  harness = await MotoHarness.start();
-  handler = harness.loadHandler();
+beforeAll(() => {
+  harness = suite.harness();
+  handler = suite.handler();
 });
 
-afterAll(async () => {
-  await harness?.stop();
-});
-
-beforeEach(async () => {
-  if (!harness || !handler) {
-    throw new Error('The moto harness did not start: see the error of beforeAll');
-  }
-  await harness.reset();
-  // Every request the handler makes is held to the policy the construct synthesizes (handler-policy.ts).
-  harness.proxy.setAuthorizer(await handlerPolicyAuthorizer(harness, STACK_ID));
-  jest.spyOn(console, 'log').mockImplementation(() => undefined);
-  warnSpy = jest.spyOn(console, 'warn').mockImplementation(() => undefined);
-});
-
-afterEach(() => {
-  jest.restoreAllMocks();
-  expect({ errors: harness?.proxy.takeErrors() ?? [], denials: harness?.proxy.takeDenials() ?? [] }).toEqual({ errors: [], denials: [] });
+beforeEach(() => {
+  warnSpy = suite.warnings();
 });
 
 // -------------------------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@
  * in each phase (test/lambda/moto-server.ts, setStack).
  */
 import { DescribeImagesCommand, DescribeSnapshotsCommand, type Image } from '@aws-sdk/client-ec2';
-import { customResourceEvent, MOTO_STACK_ID as STACK_ID, MOTO_STACK_NAME as STACK_NAME, useMotoSuite } from './moto-suite';
+import { customResourceEvent, imageProps, MOTO_STACK_ID as STACK_ID, MOTO_STACK_NAME as STACK_NAME, useMotoSuite } from './moto-suite';
 import type { IsCompleteRequest } from '../../lambda/bake-image/types';
 import { Prop } from '../../src/private/contract';
 
@@ -15,14 +15,7 @@ const LOGICAL_ID = 'RetainedImage';
 const suite = useMotoSuite();
 
 function props(instanceId: string, keep: number, logicalSuffix = ''): Record<string, string> {
-  return {
-    ServiceToken: 'arn:aws:lambda:us-east-1:123456789012:function:provider',
-    [Prop.INSTANCE_ID]: instanceId,
-    [Prop.NAME_PREFIX]: `retained${logicalSuffix}`,
-    [Prop.REMOVAL]: 'destroy',
-    [Prop.BUILDER_AFTER_BAKE]: 'stop',
-    [Prop.KEEP_SUPERSEDED]: String(keep),
-  };
+  return imageProps(instanceId, `retained${logicalSuffix}`, { [Prop.KEEP_SUPERSEDED]: String(keep) });
 }
 
 function event(type: 'Create' | 'Update' | 'Delete', resourceProperties: Record<string, string>, physicalId?: string, logicalId = LOGICAL_ID) {

@@ -13,9 +13,14 @@
  * The proxy forwards the query protocol (EC2, CloudFormation: `Action` in the form body) and the JSON protocol
  * (SSM and others: `X-Amz-Target: AmazonSSM.PutParameter` and a JSON body) alike, and records both.
  *
- * The modules: moto-http.ts (HTTP, protocols, EC2's XML), moto-ec2-proxy.ts (the proxy), moto-access.ts (the
- * authorizer hook and resource lookups), moto-consistency.ts (eventual consistency), moto-instances.ts (validation
- * instances), this file (moto_server, the harness, and everything tests import).
+ * The modules, one concern each: this file (the harness, and everything tests import), moto-process.ts (the
+ * moto_server process), moto-handler-bundle.ts (loading the shipped handler bundle), moto-http.ts (HTTP, the AWS
+ * protocols, EC2's XML), moto-ec2-proxy.ts (the proxy: records, authorizes and routes each request), moto-requests.ts
+ * (what it records), moto-injection.ts (faults, lost answers, rewrites, gates), moto-ec2-images.ts (image and
+ * snapshot calls), moto-image-lifecycle.ts (deprecation, deregistration protection), moto-ec2-instances.ts (instance
+ * calls), moto-validation-runs.ts and moto-power-calls.ts (the user-data runner of validation instances),
+ * moto-consistency.ts (eventual consistency), moto-cloudformation.ts (the handler's CloudFormation reads),
+ * moto-access.ts (the authorizer hook and resource lookups).
  *
  * Gaps the proxy emulates (product code is never changed for them):
  * - moto enforces no IAM. {@link Ec2Proxy.setAuthorizer} gives the proxy an authorizer that decides every request
@@ -97,194 +102,34 @@
  * every attempt of one SDK call, and `amz-sdk-request: attempt=N; max=M`), so tests can tell SDK retries from calls.
  * {@link MotoHarness.leftovers} lists what a scenario left behind in moto.
  */
-import { type ChildProcess, spawn } from 'child_process';
-import * as fs from 'fs';
-import * as path from 'path';
 import { DescribeImagesCommand, DescribeInstancesCommand, DescribeSnapshotsCommand, type EC2Client, RunInstancesCommand } from '@aws-sdk/client-ec2';
 import { Ec2Proxy } from './moto-ec2-proxy';
-import {
-  ec2ClientFor,
-  freePort,
-  HANDLER_ACCESS_KEY_ID,
-  httpRequest,
-  MOTO_ACCOUNT_ID,
-  MOTO_STACK_ID,
-  REGION,
-  SECRET_ACCESS_KEY,
-  sleep,
-  STACK_ID_TAG,
-} from './moto-http';
-import type { IsCompleteRequest, IsCompleteResponse, OnEventRequest, OnEventResponse } from '../../lambda/bake-image/types';
+import { type BakeImageHandler, checkHandlerBundle, loadHandlerBundle, restoreEnvironment, type SavedEnvironment, saveEnvironment } from './moto-handler-bundle';
+import { ec2ClientFor, MOTO_ACCOUNT_ID, MOTO_STACK_ID, REGION, RegionalEc2Clients, STACK_ID_TAG } from './moto-http';
+import { MotoServer } from './moto-process';
 
 export type { Authorization, AuthorizationRequest, Authorizer, Ec2Lookup, Ec2ResourceFacts, Ec2ResourceType } from './moto-access';
 export { MotoEc2Lookup } from './moto-access';
 export type { ConsistencyOptions } from './moto-consistency';
+export { type CopyRequest, stripTagSpecifications } from './moto-ec2-images';
+export { Ec2Proxy } from './moto-ec2-proxy';
+export { type BakeImageHandler, HANDLER_BUNDLE } from './moto-handler-bundle';
+export { ec2ClientFor, freePort, MOTO_ACCOUNT_ID, REGION } from './moto-http';
+export { DEREGISTRATION_PROTECTION_COOLDOWN_MS, type ImageLifecycle } from './moto-image-lifecycle';
 export {
-  type CopyRequest,
-  DEREGISTRATION_PROTECTION_COOLDOWN_MS,
   describeImagesById,
   describeImagesByName,
   EC2_FAULTS,
   type Ec2Fault,
-  Ec2Proxy,
-  type ImageLifecycle,
   type LostResponse,
-  type ProxiedRequest,
   type RequestMatcher,
-  stripTagSpecifications,
-} from './moto-ec2-proxy';
-export { ec2ClientFor, freePort, MOTO_ACCOUNT_ID, REGION } from './moto-http';
-export { parsePowerCall, type PowerRequest, VALIDATION_MARKER, type ValidationInstance } from './moto-instances';
+} from './moto-injection';
+export { parsePowerCall, type PowerRequest } from './moto-power-calls';
+export { MotoServer } from './moto-process';
+export type { ProxiedRequest } from './moto-requests';
+export { VALIDATION_MARKER, type ValidationInstance } from './moto-validation-runs';
 
-const STARTUP_TIMEOUT_MS = 20_000;
-
-// ---------------------------------------------------------------------------------------------------------
-// moto_server
-// ---------------------------------------------------------------------------------------------------------
-
-function findOnPath(executable: string): string | undefined {
-  for (const dir of (process.env.PATH ?? '').split(path.delimiter)) {
-    if (!dir) {
-      continue;
-    }
-    const candidate = path.join(dir, executable);
-    try {
-      fs.accessSync(candidate, fs.constants.X_OK);
-      return candidate;
-    } catch {
-      // not here
-    }
-  }
-  return undefined;
-}
-
-export class MotoServer {
-  /** Starts moto_server on 127.0.0.1 and waits until it answers HTTP. Throws if it is not installed. */
-  static async start(): Promise<MotoServer> {
-    const executable = findOnPath('moto_server');
-    if (!executable) {
-      throw new Error(
-        'moto_server is required by the moto integration tests but was not found on PATH. ' +
-        "Install it with: pip install 'moto[server]' (tested with moto 5.2.1).",
-      );
-    }
-    const port = await freePort();
-    const child = spawn(executable, ['-H', '127.0.0.1', '-p', String(port)], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    const server = new MotoServer(child, port);
-    await server.waitUntilReady();
-    return server;
-  }
-
-  readonly endpoint: string;
-  private output = '';
-  private exited: { code: number | null; signal: NodeJS.Signals | null } | undefined;
-  private spawnError: Error | undefined;
-
-  private constructor(private readonly child: ChildProcess, readonly port: number) {
-    this.endpoint = `http://127.0.0.1:${port}`;
-    // Keep draining the logs (moto logs every request) and keep the tail for error messages.
-    const keep = (chunk: Buffer) => {
-      this.output = (this.output + chunk.toString()).slice(-4000);
-    };
-    child.stdout?.on('data', keep);
-    child.stderr?.on('data', keep);
-    child.on('exit', (code, signal) => {
-      this.exited = { code, signal };
-    });
-    child.on('error', (error) => {
-      this.spawnError = error;
-    });
-  }
-
-  private async waitUntilReady(): Promise<void> {
-    const deadline = Date.now() + STARTUP_TIMEOUT_MS;
-    while (Date.now() < deadline) {
-      if (this.spawnError) {
-        throw new Error(`moto_server could not be started: ${this.spawnError.message}`);
-      }
-      if (this.exited) {
-        throw new Error(`moto_server exited during startup (code ${this.exited.code}, signal ${this.exited.signal}):\n${this.output}`);
-      }
-      try {
-        const response = await httpRequest({ host: '127.0.0.1', port: this.port, method: 'GET', path: '/moto-api/', timeout: 1000 });
-        if (response.status > 0) {
-          return;
-        }
-      } catch {
-        // not listening yet
-      }
-      await sleep(100);
-    }
-    await this.stop();
-    throw new Error(`moto_server did not answer on ${this.endpoint} within ${STARTUP_TIMEOUT_MS / 1000} s:\n${this.output}`);
-  }
-
-  /** Forgets every resource (POST /moto-api/reset). */
-  async reset(): Promise<void> {
-    const response = await httpRequest({ host: '127.0.0.1', port: this.port, method: 'POST', path: '/moto-api/reset' });
-    if (response.status !== 200) {
-      throw new Error(`moto reset answered HTTP ${response.status}: ${response.body.toString()}`);
-    }
-  }
-
-  async stop(): Promise<void> {
-    if (this.exited || this.child.pid === undefined) {
-      return;
-    }
-    const exit = new Promise<void>((resolve) => this.child.once('exit', () => resolve()));
-    this.child.kill('SIGTERM');
-    let timer: NodeJS.Timeout | undefined;
-    const stopped = await Promise.race([
-      exit.then(() => true),
-      new Promise<boolean>((resolve) => {
-        timer = setTimeout(() => resolve(false), 5000);
-      }),
-    ]);
-    clearTimeout(timer);
-    if (!stopped && !this.exited) {
-      this.child.kill('SIGKILL');
-      await exit;
-    }
-  }
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// The whole harness
-// ---------------------------------------------------------------------------------------------------------
-
-/** The bake-image handler module as bundled (assets/lambda/bake-image/index/index.js). */
-export interface BakeImageHandler {
-  onEvent(event: OnEventRequest): Promise<OnEventResponse>;
-  isComplete(event: IsCompleteRequest): Promise<IsCompleteResponse>;
-}
-
-const REPO_ROOT = path.resolve(__dirname, '..', '..');
-export const HANDLER_BUNDLE = path.join(REPO_ROOT, 'assets', 'lambda', 'bake-image', 'index', 'index.js');
-const HANDLER_SOURCES = [path.join(REPO_ROOT, 'lambda', 'bake-image'), path.join(REPO_ROOT, 'src', 'private', 'contract.ts')];
-
-function newestSource(): { file: string; mtimeMs: number } | undefined {
-  let newest: { file: string; mtimeMs: number } | undefined;
-  const visit = (file: string) => {
-    const stat = fs.statSync(file, { throwIfNoEntry: false });
-    if (stat?.isDirectory()) {
-      fs.readdirSync(file).forEach((entry) => visit(path.join(file, entry)));
-    } else if (stat && file.endsWith('.ts') && (!newest || stat.mtimeMs > newest.mtimeMs)) {
-      newest = { file, mtimeMs: stat.mtimeMs };
-    }
-  };
-  HANDLER_SOURCES.forEach(visit);
-  return newest;
-}
-
-const ENV_KEYS = [
-  'AWS_REGION', 'AWS_DEFAULT_REGION', 'AWS_ENDPOINT_URL', 'AWS_ENDPOINT_URL_EC2', 'AWS_IGNORE_CONFIGURED_ENDPOINT_URLS',
-  'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN', 'AWS_PROFILE', 'AWS_EC2_METADATA_DISABLED',
-  // The handler's retry behaviour is part of what the tests check: a developer's own settings must not change it.
-  'AWS_RETRY_MODE', 'AWS_MAX_ATTEMPTS', 'AWS_CONFIG_FILE', 'AWS_SHARED_CREDENTIALS_FILE',
-] as const;
-
+/** moto_server, the proxy in front of it and the shipped handler bundle, for one test file. */
 export class MotoHarness {
   /** Starts moto_server and the proxy. Throws (never skips) when moto_server is missing. */
   static async start(): Promise<MotoHarness> {
@@ -302,13 +147,14 @@ export class MotoHarness {
   readonly ec2: EC2Client;
   /** Client through the proxy: for setup that needs the emulated EC2 behaviour. */
   readonly ec2ViaProxy: EC2Client;
-  private savedEnv: Partial<Record<(typeof ENV_KEYS)[number], string>> | undefined;
+  private savedEnv: SavedEnvironment | undefined;
   private builderImageId: string | undefined;
-  private readonly regionalClients = new Map<string, EC2Client>();
+  private readonly regionalClients: RegionalEc2Clients;
 
   private constructor(readonly moto: MotoServer, readonly proxy: Ec2Proxy) {
     this.ec2 = ec2ClientFor(moto.endpoint);
     this.ec2ViaProxy = ec2ClientFor(proxy.endpoint);
+    this.regionalClients = new RegionalEc2Clients(moto.endpoint);
   }
 
   /**
@@ -318,52 +164,14 @@ export class MotoHarness {
    * Each call inside `jest.isolateModules` gives a fresh module, and so a fresh EC2Client (with a full retry quota).
    */
   loadHandler(): BakeImageHandler {
-    if (!fs.existsSync(HANDLER_BUNDLE)) {
-      throw new Error(`The handler bundle ${path.relative(REPO_ROOT, HANDLER_BUNDLE)} is missing: run npx projen bundle`);
-    }
-    const source = newestSource();
-    if (source && source.mtimeMs > fs.statSync(HANDLER_BUNDLE).mtimeMs) {
-      throw new Error(
-        `The handler bundle ${path.relative(REPO_ROOT, HANDLER_BUNDLE)} is older than ${path.relative(REPO_ROOT, source.file)}: ` +
-        'run npx projen bundle',
-      );
-    }
-    if (!this.savedEnv) {
-      this.savedEnv = {};
-      for (const key of ENV_KEYS) {
-        this.savedEnv[key] = process.env[key];
-      }
-    }
-    for (const key of ENV_KEYS) {
-      delete process.env[key];
-    }
-    process.env.AWS_REGION = REGION;
-    process.env.AWS_ENDPOINT_URL = this.proxy.endpoint;
-    process.env.AWS_ACCESS_KEY_ID = HANDLER_ACCESS_KEY_ID;
-    process.env.AWS_SECRET_ACCESS_KEY = SECRET_ACCESS_KEY;
-    process.env.AWS_EC2_METADATA_DISABLED = 'true';
-    // No shared config: a developer's ~/.aws/config (retry_mode, max_attempts, region) must not leak into the tests.
-    process.env.AWS_CONFIG_FILE = path.join(REPO_ROOT, 'test', 'lambda', 'no-such-aws-config');
-    process.env.AWS_SHARED_CREDENTIALS_FILE = path.join(REPO_ROOT, 'test', 'lambda', 'no-such-aws-credentials');
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const handler = require(HANDLER_BUNDLE) as Partial<BakeImageHandler>;
-    if (typeof handler.onEvent !== 'function' || typeof handler.isComplete !== 'function') {
-      throw new Error(`${HANDLER_BUNDLE} does not export onEvent and isComplete`);
-    }
-    return handler as BakeImageHandler;
+    checkHandlerBundle();
+    this.savedEnv ??= saveEnvironment();
+    return loadHandlerBundle(this.proxy.endpoint);
   }
 
   /** Client straight to moto's backend of this region (cached): what the tests assert with about another region. */
   ec2In(region: string): EC2Client {
-    if (region === REGION) {
-      return this.ec2;
-    }
-    let client = this.regionalClients.get(region);
-    if (!client) {
-      client = ec2ClientFor(this.moto.endpoint, region);
-      this.regionalClients.set(region, client);
-    }
-    return client;
+    return region === REGION ? this.ec2 : this.regionalClients.in(region);
   }
 
   /** Empties moto and the proxy's counters and emulated state. */
@@ -428,21 +236,11 @@ export class MotoHarness {
 
   async stop(): Promise<void> {
     if (this.savedEnv) {
-      for (const key of ENV_KEYS) {
-        const value = this.savedEnv[key];
-        if (value === undefined) {
-          delete process.env[key];
-        } else {
-          process.env[key] = value;
-        }
-      }
+      restoreEnvironment(this.savedEnv);
     }
     this.ec2.destroy();
     this.ec2ViaProxy.destroy();
-    for (const client of this.regionalClients.values()) {
-      client.destroy();
-    }
-    this.regionalClients.clear();
+    this.regionalClients.destroy();
     await this.proxy.stop();
     await this.moto.stop();
   }

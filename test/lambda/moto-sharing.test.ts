@@ -3,7 +3,7 @@
  * image is available, kept exactly as listed by an Update that rebakes nothing, never public.
  */
 import { DescribeImageAttributeCommand, DescribeImagesCommand, DescribeSnapshotsCommand, type LaunchPermission, ModifyImageAttributeCommand } from '@aws-sdk/client-ec2';
-import { customResourceEvent, runToCompletion, useMotoSuite } from './moto-suite';
+import { customResourceEvent, imageProps, runToCompletion, useMotoSuite } from './moto-suite';
 import { Prop } from '../../src/private/contract';
 
 jest.setTimeout(60_000);
@@ -16,16 +16,11 @@ type Props = Record<string, unknown>;
 const suite = useMotoSuite();
 
 function props(instanceId: string, sharing: { accounts?: string[]; orgs?: string[]; ous?: string[] } = {}): Props {
-  return {
-    ServiceToken: 'arn:aws:lambda:us-east-1:123456789012:function:provider',
-    [Prop.INSTANCE_ID]: instanceId,
-    [Prop.NAME_PREFIX]: 'shared',
-    [Prop.REMOVAL]: 'destroy',
-    [Prop.BUILDER_AFTER_BAKE]: 'stop',
+  return imageProps(instanceId, 'shared', {
     [Prop.SHARE_ACCOUNTS]: sharing.accounts ?? [],
     [Prop.SHARE_ORGANIZATIONS]: sharing.orgs ?? [],
     [Prop.SHARE_ORGANIZATIONAL_UNITS]: sharing.ous ?? [],
-  };
+  });
 }
 
 function event(type: 'Create' | 'Update', resourceProperties: Props, physicalId?: string, oldProps?: Props) {

@@ -4,11 +4,11 @@
  * under the NEW policy (see emulated-stack.ts). Every handler request is authorized by the IAM simulator against the
  * policy in force; after each scenario, nothing may be left in any region but what the stack still holds.
  */
-import { Duration, type Stack } from 'aws-cdk-lib';
-import * as ec2 from 'aws-cdk-lib/aws-ec2';
-import { EmulatedStack, type StackTemplate, synthesize } from './emulated-stack';
+import { Duration } from 'aws-cdk-lib';
+import { EmulatedStack } from './emulated-stack';
 import { useMotoSuite } from './moto-suite';
-import { BakedImage, type BakedImageProps, ImageValidation } from '../../src';
+import { imagesTemplate as template } from './stack-template';
+import { ImageValidation } from '../../src';
 
 jest.setTimeout(120_000);
 
@@ -18,21 +18,6 @@ const EUROPE = 'eu-west-1';
 const REGIONS = [HOME, WEST, EUROPE];
 
 const suite = useMotoSuite();
-
-/** A stack with these BakedImages (construct id -> props), in one VPC. */
-function template(images: Record<string, Partial<BakedImageProps>>): StackTemplate {
-  return synthesize((stack: Stack) => {
-    const vpc = new ec2.Vpc(stack, 'Vpc', { maxAzs: 1, natGateways: 1 });
-    for (const [id, props] of Object.entries(images)) {
-      new BakedImage(stack, id, {
-        vpc,
-        machineImage: ec2.MachineImage.genericLinux({ [HOME]: 'ami-0123456789abcdef0' }),
-        init: ec2.CloudFormationInit.fromElements(ec2.InitCommand.shellCommand(`echo ${id}`)),
-        ...props,
-      });
-    }
-  });
-}
 
 const VALIDATION = ImageValidation.fromCommands(['test -f /etc/os-release'], { timeout: Duration.minutes(5) });
 
@@ -71,9 +56,9 @@ describe('stack updates in CloudFormation\'s order, under the policy in force', 
 
   test('dropping a copy region deletes that region\'s copy under the policy that no longer lists the region', async () => {
     const stack = new EmulatedStack(suite.harness(), suite.handler());
-    await stack.create(template({ Web: { copyToRegions: [WEST, EUROPE] } }));
+    await stack.create(template({ Web: { copies: [{ region: WEST }, { region: EUROPE }] } }));
 
-    await stack.update(template({ Web: { copyToRegions: [WEST] } }));
+    await stack.update(template({ Web: { copies: [{ region: WEST }] } }));
 
     const leftovers = await suite.harness().leftovers([EUROPE]);
     expect(leftovers).toEqual(expect.objectContaining({ images: [], snapshots: [] }));
@@ -83,9 +68,9 @@ describe('stack updates in CloudFormation\'s order, under the policy in force', 
 
   test('a rebake that also drops a copy region deletes the old image and its copies in both regions', async () => {
     const stack = new EmulatedStack(suite.harness(), suite.handler());
-    await stack.create(template({ Web: { copyToRegions: [WEST, EUROPE] } }));
+    await stack.create(template({ Web: { copies: [{ region: WEST }, { region: EUROPE }] } }));
 
-    await stack.update(template({ Web: { copyToRegions: [WEST], rebakeTrigger: '2' } }));
+    await stack.update(template({ Web: { copies: [{ region: WEST }], rebakeTrigger: '2' } }));
 
     expect((await suite.harness().leftovers([EUROPE])).images).toEqual([]);
     await expectNothingLeakedBeyond(stack);
@@ -129,11 +114,11 @@ describe('stack updates in CloudFormation\'s order, under the policy in force', 
 
   test('a failed update rolls back to the old image and deletes the new one', async () => {
     const stack = new EmulatedStack(suite.harness(), suite.handler());
-    await stack.create(template({ Web: { copyToRegions: [WEST] } }));
+    await stack.create(template({ Web: { copies: [{ region: WEST }] } }));
     const logicalId = stack.imageLogicalIds()[0];
     const before = stack.imageId(logicalId);
 
-    await stack.update(template({ Web: { copyToRegions: [WEST, EUROPE], rebakeTrigger: '2', validation: VALIDATION } }), { fail: true });
+    await stack.update(template({ Web: { copies: [{ region: WEST }, { region: EUROPE }], rebakeTrigger: '2', validation: VALIDATION } }), { fail: true });
 
     expect(stack.imageId(logicalId)).toBe(before);
     expect(stack.events.filter((event) => event.phase === 'rollback').map((event) => [event.requestType, event.outcome]))

@@ -14,7 +14,7 @@ import {
   TerminateInstancesCommand,
 } from '@aws-sdk/client-ec2';
 import { EC2_FAULTS } from './moto-server';
-import { customResourceEvent, useMotoSuite } from './moto-suite';
+import { customResourceEvent, imageProps, useMotoSuite } from './moto-suite';
 import type { IsCompleteRequest, IsCompleteResponse, OnEventRequest } from '../../lambda/bake-image/types';
 import { copyImageIdAttribute, Prop, Tag } from '../../src/private/contract';
 import { validationUserData } from '../../src/private/validation-script';
@@ -34,19 +34,14 @@ async function network(): Promise<{ subnetId: string; securityGroupId: string }>
 async function props(instanceId: string, script: string, options: { timeoutSeconds?: number; extra?: Props } = {}): Promise<Props> {
   const { subnetId, securityGroupId } = await network();
   const timeoutSeconds = options.timeoutSeconds ?? 600;
-  return {
-    ServiceToken: 'arn:aws:lambda:us-east-1:123456789012:function:provider',
-    [Prop.INSTANCE_ID]: instanceId,
-    [Prop.NAME_PREFIX]: 'validated',
-    [Prop.REMOVAL]: 'destroy',
-    [Prop.BUILDER_AFTER_BAKE]: 'stop',
+  return imageProps(instanceId, 'validated', {
     [Prop.VALIDATION_USER_DATA]: validationUserData(script, timeoutSeconds),
     [Prop.VALIDATION_TIMEOUT_SECONDS]: String(timeoutSeconds),
     [Prop.VALIDATION_INSTANCE_TYPE]: 't3.micro',
     [Prop.VALIDATION_SUBNET_ID]: subnetId,
     [Prop.VALIDATION_SECURITY_GROUP_IDS]: [securityGroupId],
     ...options.extra,
-  };
+  });
 }
 
 function event(type: 'Create' | 'Update' | 'Delete', resourceProperties: Props, physicalId?: string, oldProps?: Props): OnEventRequest {

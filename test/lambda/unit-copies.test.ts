@@ -6,67 +6,40 @@ import {
   DescribeImagesCommand,
   DescribeSnapshotsCommand,
   EC2Client,
-  EC2ServiceException,
   StopInstancesCommand,
 } from '@aws-sdk/client-ec2';
 import { mockClient } from 'aws-sdk-client-mock';
 import { isComplete, onEvent } from '../../lambda/bake-image';
 import { ec2 as homeClient } from '../../lambda/bake-image/clients';
-import type { IsCompleteRequest, OnEventRequest } from '../../lambda/bake-image/types';
+import { RemovalMode } from '../../src/private/contract';
+import {
+  createEvent,
+  HOME_REGION,
+  IMAGE_ID,
+  isCompleteEvent,
+  ownershipTags,
+  requestStarted,
+  serviceError,
+  setUpHandlerTests,
+  updateEvent,
+  withRawProperties,
+} from '../support/fixtures';
 
 const ec2 = mockClient(EC2Client);
-const IMAGE_ID = 'ami-0123456789abcdef0';
-const STACK_ID = 'arn:aws:cloudformation:us-east-1:123456789012:stack/S/1';
-const TAGS = [
-  { Key: 'cdk-baked-image:managed-by', Value: 'cdk-baked-image' },
-  { Key: 'cdk-baked-image:stack-id', Value: STACK_ID },
-  { Key: 'cdk-baked-image:logical-id', Value: 'Image' },
-];
-const BASE = { InstanceId: 'i-0123456789abcdef0', NamePrefix: 'web' };
+const TAGS = ownershipTags();
 
 const COPY_ID = 'ami-0bbbbbbbbbbbbbbbb';
 const COPY_SNAPSHOT = 'snap-0bbbbbbbbbbbbbbbb';
 
-/** An ISO time this many seconds ago. */
-const secondsAgo = (seconds: number) => new Date(Date.now() - seconds * 1000).toISOString();
-
-/** A request of this type; isComplete gets onEvent's Data, which records when the request started (`data`). */
-function request(
-  type: 'Create' | 'Update',
-  props: Record<string, unknown>,
-  oldProps?: Record<string, unknown>,
-  data: Record<string, string> = { RequestStartedAt: secondsAgo(0) },
-): IsCompleteRequest & OnEventRequest {
-  return {
-    RequestType: type,
-    RequestId: 'r1',
-    StackId: STACK_ID,
-    LogicalResourceId: 'Image',
-    ResourceType: 'Custom::BakedImage',
-    PhysicalResourceId: IMAGE_ID,
-    ResourceProperties: { ...BASE, ...props },
-    OldResourceProperties: oldProps ? { ...BASE, ...oldProps } : undefined,
-    Data: data,
-  };
-}
-
-function serviceError(name: string): EC2ServiceException {
-  return new EC2ServiceException({ name, $fault: 'client', $metadata: {}, message: `${name} (simulated)` });
-}
-
 /** The region a mocked call went to: the handler's own client serves the stack's region. */
 async function regionOf(call: { thisValue: unknown }): Promise<string> {
   const client = call.thisValue as EC2Client;
-  return client === homeClient ? 'us-east-1' : client.config.region();
+  return client === homeClient ? HOME_REGION : client.config.region();
 }
 
-const savedRegion = process.env.AWS_REGION;
+setUpHandlerTests(ec2);
 
 beforeEach(() => {
-  ec2.reset();
-  process.env.AWS_REGION = 'us-east-1';
-  jest.spyOn(console, 'log').mockImplementation(() => undefined);
-  jest.spyOn(console, 'warn').mockImplementation(() => undefined);
   ec2.on(DescribeImagesCommand, { ImageIds: [IMAGE_ID] }).resolves({
     Images: [{ ImageId: IMAGE_ID, Name: 'web-1', State: 'available', CreationDate: new Date().toISOString(), Tags: TAGS }],
   });
@@ -74,28 +47,23 @@ beforeEach(() => {
   ec2.on(CreateTagsCommand).resolves({});
 });
 
-afterEach(() => {
-  jest.restoreAllMocks();
-  process.env.AWS_REGION = savedRegion;
-});
-
 describe('copies', () => {
   test('a refused CopyImage fails naming the image, its name, the region and the EC2 error', async () => {
     ec2.on(DescribeImagesCommand, { Owners: ['self'] }).resolves({ Images: [] });
     ec2.on(CopyImageCommand).rejects(Object.assign(new Error('not authorized to use the key'), { name: 'UnauthorizedOperation' }));
-    await expect(isComplete(request('Create', { CopyToRegions: ['us-west-2'] })))
+    await expect(isComplete(isCompleteEvent(createEvent({ copyToRegions: ['us-west-2'] }))))
       .rejects.toThrow(`CopyImage of image ${IMAGE_ID} (web-1) to us-west-2 failed: UnauthorizedOperation: not authorized to use the key`);
   });
 
   test('a copy another poll started meanwhile (duplicate name) is waited for, not an error', async () => {
     ec2.on(DescribeImagesCommand, { Owners: ['self'] }).resolves({ Images: [] });
     ec2.on(CopyImageCommand).rejects(Object.assign(new Error('AMI name web-1 is already in use'), { name: 'InvalidAMIName.Duplicate' }));
-    await expect(isComplete(request('Create', { CopyToRegions: ['us-west-2'] }))).resolves.toEqual({ IsComplete: false });
+    await expect(isComplete(isCompleteEvent(createEvent({ copyToRegions: ['us-west-2'] })))).resolves.toEqual({ IsComplete: false });
     expect(ec2.commandCalls(StopInstancesCommand)).toHaveLength(0);
   });
 
   test('the stack\'s own region in the list is not copied to; the image answers for it', async () => {
-    const answer = await isComplete(request('Create', { CopyToRegions: ['us-east-1'] }));
+    const answer = await isComplete(isCompleteEvent(createEvent({ copyToRegions: ['us-east-1'] })));
     expect(answer).toEqual({ IsComplete: true, Data: { 'ImageId': IMAGE_ID, 'ImageName': 'web-1', 'ImageId.us-east-1': IMAGE_ID } });
     expect(ec2.commandCalls(CopyImageCommand)).toHaveLength(0);
   });
@@ -103,7 +71,7 @@ describe('copies', () => {
   test('records the copy regions on the image once, before copying, and not again while they are the same', async () => {
     ec2.on(DescribeImagesCommand, { Owners: ['self'] }).resolves({ Images: [] });
     ec2.on(CopyImageCommand).resolves({ ImageId: 'ami-0aaaaaaaaaaaaaaaa' });
-    await isComplete(request('Create', { CopyToRegions: ['us-west-2', 'eu-west-1'] }));
+    await isComplete(isCompleteEvent(createEvent({ copyToRegions: ['us-west-2', 'eu-west-1'] })));
     expect(ec2.commandCalls(CreateTagsCommand).map((call) => call.args[0].input)).toEqual([
       { Resources: [IMAGE_ID], Tags: [{ Key: 'cdk-baked-image:copy-regions', Value: 'eu-west-1 us-west-2' }] },
     ]);
@@ -123,13 +91,13 @@ describe('copies', () => {
     });
     ec2.on(DescribeImagesCommand, { Owners: ['self'] }).resolves({ Images: [] });
     ec2.on(CopyImageCommand).resolves({ ImageId: 'ami-0aaaaaaaaaaaaaaaa' });
-    await isComplete(request('Create', { CopyToRegions: ['us-west-2'] }));
+    await isComplete(isCompleteEvent(createEvent({ copyToRegions: ['us-west-2'] })));
     expect(ec2.commandCalls(CreateTagsCommand)).toHaveLength(0);
   });
 
   test('an Update that drops a region keeps that copy with removalPolicy RETAIN', async () => {
     const before = Date.now();
-    const response = await onEvent(request('Update', { CopyToRegions: [], Removal: 'retain' }, { CopyToRegions: ['us-west-2'], Removal: 'retain' }));
+    const response = await onEvent(updateEvent({ copyToRegions: [], removal: RemovalMode.RETAIN }, { copyToRegions: ['us-west-2'], removal: RemovalMode.RETAIN }));
     expect(response).toEqual({ PhysicalResourceId: IMAGE_ID, Data: { RequestStartedAt: expect.any(String) } });
     expect(Date.parse(response.Data!.RequestStartedAt)).toBeGreaterThanOrEqual(before);
     expect(Date.parse(response.Data!.RequestStartedAt)).toBeLessThanOrEqual(Date.now());
@@ -152,7 +120,7 @@ describe('copies', () => {
     test('deregisters that copy in its region with its snapshots, and keeps the image', async () => {
       ec2.on(DeleteSnapshotCommand).resolves({});
 
-      const response = await onEvent(request('Update', { CopyToRegions: [] }, { CopyToRegions: ['us-west-2'] }));
+      const response = await onEvent(updateEvent({ copyToRegions: [] }, { copyToRegions: ['us-west-2'] }));
 
       expect(response).toEqual({ PhysicalResourceId: IMAGE_ID, Data: { RequestStartedAt: expect.any(String) } });
       const deregistered = ec2.commandCalls(DeregisterImageCommand);
@@ -166,7 +134,7 @@ describe('copies', () => {
     test('hands the copy\'s snapshots still in use to isComplete, named with the copy\'s region', async () => {
       ec2.on(DeleteSnapshotCommand).rejects(serviceError('InvalidSnapshot.InUse'));
 
-      const response = await onEvent(request('Update', { CopyToRegions: [] }, { CopyToRegions: ['us-west-2'] }));
+      const response = await onEvent(updateEvent({ copyToRegions: [] }, { copyToRegions: ['us-west-2'] }));
 
       expect(response).toEqual({ PhysicalResourceId: IMAGE_ID, Data: { RequestStartedAt: expect.any(String), SnapshotsInUse: `us-west-2/${COPY_SNAPSHOT}` } });
     });
@@ -174,8 +142,8 @@ describe('copies', () => {
     test('isComplete deletes those snapshots in the copy\'s region, then finishes the kept image', async () => {
       ec2.on(DeleteSnapshotCommand).resolves({});
 
-      const answer = await isComplete(request('Update', { CopyToRegions: [] }, { CopyToRegions: ['us-west-2'] }, {
-        RequestStartedAt: secondsAgo(30),
+      const answer = await isComplete(isCompleteEvent(updateEvent({ copyToRegions: [] }, { copyToRegions: ['us-west-2'] }), IMAGE_ID, {
+        ...requestStarted(30),
         SnapshotsInUse: `us-west-2/${COPY_SNAPSHOT}`,
       }));
 
@@ -196,22 +164,23 @@ describe('copies', () => {
     });
 
     test('does not fail a copy of an old image that this request just started', async () => {
-      await expect(isComplete(request('Update', { CopyToRegions: ['us-west-2'], BakeTimeoutSeconds: '3000' }, {}, { RequestStartedAt: secondsAgo(60) })))
+      await expect(isComplete(isCompleteEvent(updateEvent({ copyToRegions: ['us-west-2'], bakeTimeoutSeconds: 3000 }, {}), IMAGE_ID, requestStarted(60))))
         .resolves.toEqual({ IsComplete: false });
       expect(ec2.commandCalls(StopInstancesCommand)).toHaveLength(0);
     });
 
     test('fails naming the pending regions once bakeTimeout has passed since the request started', async () => {
-      await expect(isComplete(request('Update', { CopyToRegions: ['us-west-2'], BakeTimeoutSeconds: '3000' }, {}, { RequestStartedAt: secondsAgo(3100) })))
+      await expect(isComplete(isCompleteEvent(updateEvent({ copyToRegions: ['us-west-2'], bakeTimeoutSeconds: 3000 }, {}), IMAGE_ID, requestStarted(3100))))
         .rejects.toThrow(new RegExp(`^The copies of image ${IMAGE_ID} to us-west-2 are still pending after 310\\d s, longer than bakeTimeout \\(3000 s\\)`));
     });
   });
 
   test('rejects copy keys that are not ARNs of a key in their region', async () => {
-    await expect(isComplete(request('Create', {
+    // Malformed properties for the decoder: written by hand, over the encoded ones.
+    await expect(isComplete(withRawProperties(isCompleteEvent(createEvent()), {
       CopyToRegions: ['eu-west-1'],
       CopyKmsKeyIds: { 'eu-west-1': 'arn:aws:kms:us-west-2:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab' },
     }))).rejects.toThrow(/Property CopyKmsKeyIds must map each region to the ARN of a KMS key in that region, got eu-west-1: 'arn:aws:kms:us-west-2:/);
-    await expect(isComplete(request('Create', { CopyToRegions: ['Europe'] }))).rejects.toThrow(/Property CopyToRegions must list region names \(us-west-2\), got 'Europe'/);
+    await expect(isComplete(withRawProperties(isCompleteEvent(createEvent()), { CopyToRegions: ['Europe'] }))).rejects.toThrow(/Property CopyToRegions must list region names \(us-west-2\), got 'Europe'/);
   });
 });

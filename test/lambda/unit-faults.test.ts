@@ -18,36 +18,23 @@ import {
 } from '@aws-sdk/client-ec2';
 import { mockClient } from 'aws-sdk-client-mock';
 import { isComplete, onEvent } from '../../lambda/bake-image';
-import { imageName } from '../../lambda/bake-image/naming';
-import { parseProperties } from '../../lambda/bake-image/properties';
-import type { IsCompleteRequest, OnEventRequest } from '../../lambda/bake-image/types';
-import { MANAGED_BY_VALUE, Tag } from '../../src/private/contract';
+import { BuilderAfterBake } from '../../src/builder-after-bake';
+import {
+  BUILDER_ID,
+  createEvent,
+  deleteEvent,
+  IMAGE_ID,
+  imageNameFor,
+  isCompleteEvent,
+  LOGICAL_ID,
+  ownershipTags,
+  setUpHandlerTests,
+} from '../support/fixtures';
 
 const ec2 = mockClient(EC2Client);
 
-const STACK_ID = 'arn:aws:cloudformation:us-east-1:123456789012:stack/MyStack/11111111-2222-3333-4444-555555555555';
-const LOGICAL_ID = 'ImageBake1234';
-const BUILDER = 'i-0123456789abcdef0';
-const IMAGE_ID = 'ami-0123456789abcdef0';
 const SNAPSHOT_ID = 'snap-0123456789abcdef0';
-const PROPS: Record<string, string> = { InstanceId: BUILDER, NamePrefix: 'web', Description: 'Web server image' };
-const NAME = imageName(parseProperties(PROPS));
-
-function onEventRequest(requestType: 'Create' | 'Delete', props: Record<string, string> = {}): OnEventRequest {
-  return {
-    RequestType: requestType,
-    RequestId: 'request-0001',
-    StackId: STACK_ID,
-    LogicalResourceId: LOGICAL_ID,
-    ResourceType: 'Custom::BakedImage',
-    ResourceProperties: { ...PROPS, ...props },
-    ...(requestType === 'Delete' ? { PhysicalResourceId: IMAGE_ID } : {}),
-  };
-}
-
-function isCompleteRequest(props: Record<string, string> = {}): IsCompleteRequest {
-  return { ...onEventRequest('Create', props), PhysicalResourceId: IMAGE_ID };
-}
+const NAME = imageNameFor();
 
 /** The error the SDK throws when it gives up: the last answer's service error, with the attempts it made. */
 function exhausted(code: string, message: string, attempts = 6, httpStatusCode = 503): EC2ServiceException {
@@ -64,11 +51,7 @@ const ownImage: Image = {
   Name: NAME,
   State: 'available',
   BlockDeviceMappings: [{ DeviceName: '/dev/xvda', Ebs: { SnapshotId: SNAPSHOT_ID } }],
-  Tags: [
-    { Key: Tag.MANAGED_BY, Value: MANAGED_BY_VALUE },
-    { Key: Tag.STACK_ID, Value: STACK_ID },
-    { Key: Tag.LOGICAL_ID, Value: LOGICAL_ID },
-  ],
+  Tags: ownershipTags(),
 };
 
 interface FailingCall {
@@ -87,7 +70,7 @@ interface FailingCall {
 const CALLS: Record<string, FailingCall> = {
   'DescribeImages by name (Create)': {
     arrange: (error) => ec2.on(DescribeImagesCommand).rejects(error),
-    act: () => onEvent(onEventRequest('Create')),
+    act: () => onEvent(createEvent()),
     message: (detail) => `DescribeImages for the image named ${NAME} failed: ${detail}`,
     keepsError: true,
   },
@@ -96,13 +79,13 @@ const CALLS: Record<string, FailingCall> = {
       ec2.on(DescribeImagesCommand).resolves({ Images: [] });
       ec2.on(CreateImageCommand).rejects(error);
     },
-    act: () => onEvent(onEventRequest('Create')),
-    message: (detail) => `CreateImage for builder ${BUILDER} (image name ${NAME}) failed: ${detail}.`,
+    act: () => onEvent(createEvent()),
+    message: (detail) => `CreateImage for builder ${BUILDER_ID} (image name ${NAME}) failed: ${detail}.`,
     keepsError: false,
   },
   'DescribeImages by id (isComplete)': {
     arrange: (error) => ec2.on(DescribeImagesCommand).rejects(error),
-    act: () => isComplete(isCompleteRequest()),
+    act: () => isComplete(isCompleteEvent(createEvent())),
     message: (detail) => `DescribeImages for image ${IMAGE_ID} failed: ${detail}`,
     keepsError: true,
   },
@@ -111,8 +94,8 @@ const CALLS: Record<string, FailingCall> = {
       ec2.on(DescribeImagesCommand).resolves({ Images: [ownImage] });
       ec2.on(StopInstancesCommand).rejects(error);
     },
-    act: () => isComplete(isCompleteRequest({ BuilderAfterBake: 'stop' })),
-    message: (detail) => `Could not stop builder ${BUILDER}: ${detail}`,
+    act: () => isComplete(isCompleteEvent(createEvent({ builderAfterBake: BuilderAfterBake.STOP }))),
+    message: (detail) => `Could not stop builder ${BUILDER_ID}: ${detail}`,
     keepsError: false,
   },
   'TerminateInstances': {
@@ -120,13 +103,13 @@ const CALLS: Record<string, FailingCall> = {
       ec2.on(DescribeImagesCommand).resolves({ Images: [ownImage] });
       ec2.on(TerminateInstancesCommand).rejects(error);
     },
-    act: () => isComplete(isCompleteRequest({ BuilderAfterBake: 'terminate' })),
-    message: (detail) => `Could not terminate builder ${BUILDER}: ${detail}`,
+    act: () => isComplete(isCompleteEvent(createEvent({ builderAfterBake: BuilderAfterBake.TERMINATE }))),
+    message: (detail) => `Could not terminate builder ${BUILDER_ID}: ${detail}`,
     keepsError: false,
   },
   'DescribeImages of the resource\'s images (Delete)': {
     arrange: (error) => ec2.on(DescribeImagesCommand).rejects(error),
-    act: () => onEvent(onEventRequest('Delete')),
+    act: () => onEvent(deleteEvent()),
     message: (detail) => `DescribeImages for the images of ${LOGICAL_ID} failed: ${detail}`,
     keepsError: true,
   },
@@ -135,7 +118,7 @@ const CALLS: Record<string, FailingCall> = {
       ec2.on(DescribeImagesCommand).resolves({ Images: [] });
       ec2.on(DescribeImagesCommand, { ImageIds: [IMAGE_ID] }).rejects(error);
     },
-    act: () => onEvent(onEventRequest('Delete')),
+    act: () => onEvent(deleteEvent()),
     message: (detail) => `DescribeImages for image ${IMAGE_ID} failed: ${detail}`,
     keepsError: true,
   },
@@ -144,7 +127,7 @@ const CALLS: Record<string, FailingCall> = {
       ec2.on(DescribeImagesCommand).resolves({ Images: [ownImage] });
       ec2.on(DescribeSnapshotsCommand).rejects(error);
     },
-    act: () => onEvent(onEventRequest('Delete')),
+    act: () => onEvent(deleteEvent()),
     message: (detail) => `DescribeSnapshots for the snapshots of image ${IMAGE_ID} (${NAME}) failed: ${detail}`,
     keepsError: true,
   },
@@ -154,7 +137,7 @@ const CALLS: Record<string, FailingCall> = {
       ec2.on(DescribeSnapshotsCommand).resolves({ Snapshots: [] });
       ec2.on(DeregisterImageCommand).rejects(error);
     },
-    act: () => onEvent(onEventRequest('Delete')),
+    act: () => onEvent(deleteEvent()),
     message: (detail) => `Could not deregister image ${IMAGE_ID}: ${detail}`,
     keepsError: false,
   },
@@ -165,7 +148,7 @@ const CALLS: Record<string, FailingCall> = {
       ec2.on(DeregisterImageCommand).resolves({});
       ec2.on(DeleteSnapshotCommand).rejects(error);
     },
-    act: () => onEvent(onEventRequest('Delete')),
+    act: () => onEvent(deleteEvent()),
     message: (detail) => `Could not delete snapshot ${SNAPSHOT_ID} of image ${IMAGE_ID}: ${detail}`,
     keepsError: false,
   },
@@ -181,22 +164,7 @@ async function failureOf(call: FailingCall, error: Error): Promise<unknown> {
   );
 }
 
-let logSpy: jest.SpyInstance;
-
-beforeEach(() => {
-  ec2.reset();
-  logSpy = jest.spyOn(console, 'log').mockImplementation(() => {});
-  jest.spyOn(console, 'warn').mockImplementation(() => {});
-});
-
-/** The error lines the handlers logged before answering the framework. */
-function errorLogs(): Array<Record<string, unknown>> {
-  return logSpy.mock.calls.map((args) => JSON.parse(String(args[0]))).filter((line) => line.level === 'error');
-}
-
-afterEach(() => {
-  jest.restoreAllMocks();
-});
+const handlerConsole = setUpHandlerTests(ec2);
 
 describe('after the SDK gave up on a call', () => {
   test.each(Object.entries(CALLS))('%s: the message names the call, its ids, the error code and the attempts', async (_label, call) => {
@@ -219,7 +187,7 @@ describe('after the SDK gave up on a call', () => {
       expect(error.message).toBe('Request limit exceeded.');
     }
     // The whole error went to the log first, once.
-    expect(errorLogs()).toEqual([expect.objectContaining({ message: 'request failed', error: message, stack: expect.any(String) })]);
+    expect(handlerConsole.errorLogs()).toEqual([expect.objectContaining({ message: 'request failed', error: message, stack: expect.any(String) })]);
   });
 
   test.each([

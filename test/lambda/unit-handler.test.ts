@@ -7,7 +7,6 @@ import {
   type DescribeImagesCommandInput,
   DescribeSnapshotsCommand,
   EC2Client,
-  EC2ServiceException,
   type Image,
   StopInstancesCommand,
   TerminateInstancesCommand,
@@ -16,70 +15,35 @@ import { mockClient } from 'aws-sdk-client-mock';
 import 'aws-sdk-client-mock-jest';
 import { isComplete, onEvent } from '../../lambda/bake-image';
 import { ec2 as homeClient } from '../../lambda/bake-image/clients';
-import { imageName } from '../../lambda/bake-image/naming';
-import { parseProperties } from '../../lambda/bake-image/properties';
 import { NOT_VISIBLE_GRACE_SECONDS, SNAPSHOT_RELEASE_SECONDS } from '../../lambda/bake-image/request-clock';
 import type { IsCompleteRequest, OnEventRequest, RequestType } from '../../lambda/bake-image/types';
-import { Attr, MANAGED_BY_VALUE, Tag } from '../../src/private/contract';
+import { BuilderAfterBake } from '../../src/builder-after-bake';
+import { Attr, type BakeSpec, MANAGED_BY_VALUE, Prop, RemovalMode, Tag } from '../../src/private/contract';
+import {
+  BUILDER_ID,
+  createEvent,
+  deleteEvent,
+  eventOfType,
+  IMAGE_ID,
+  imageNameFor,
+  isCompleteEvent,
+  LOGICAL_ID,
+  requestStarted,
+  resourceProperties,
+  secondsAgo,
+  serviceError,
+  setUpHandlerTests,
+  STACK_ID,
+  updateEvent,
+  withoutProperties,
+  withRawProperties,
+} from '../support/fixtures';
 
 const ec2 = mockClient(EC2Client);
 
-const STACK_ID = 'arn:aws:cloudformation:us-east-1:123456789012:stack/MyStack/11111111-2222-3333-4444-555555555555';
 const OTHER_STACK_ID = 'arn:aws:cloudformation:us-east-1:123456789012:stack/OtherStack/99999999-2222-3333-4444-555555555555';
-const LOGICAL_ID = 'ImageBake1234';
-const BUILDER = 'i-0123456789abcdef0';
-const IMAGE_ID = 'ami-0123456789abcdef0';
 const OTHER_IMAGE_ID = 'ami-0fedcba9876543210';
 const NAME_PATTERN = /^web-[0-9a-f]{16}$/;
-
-/** The properties as CloudFormation delivers them: strings only. */
-const BASE_PROPS: Record<string, string> = {
-  InstanceId: BUILDER,
-  NamePrefix: 'web',
-  Description: 'Web server image',
-};
-
-interface EventOptions {
-  readonly physicalId?: string;
-  readonly oldProps?: Record<string, string>;
-  readonly responseUrl?: string;
-  readonly stackId?: string;
-  readonly logicalId?: string;
-}
-
-function makeEvent(requestType: RequestType, props: Record<string, string> = {}, options: EventOptions = {}): OnEventRequest {
-  return {
-    RequestType: requestType,
-    RequestId: `request-${requestType.toLowerCase()}-0001`,
-    StackId: options.stackId ?? STACK_ID,
-    LogicalResourceId: options.logicalId ?? LOGICAL_ID,
-    ResourceType: 'Custom::BakedImage',
-    ResourceProperties: { ServiceToken: 'arn:aws:lambda:us-east-1:123456789012:function:provider', ...BASE_PROPS, ...props },
-    ...(options.physicalId !== undefined ? { PhysicalResourceId: options.physicalId } : {}),
-    ...(options.oldProps !== undefined
-      ? { OldResourceProperties: { ServiceToken: 'arn:aws:lambda:us-east-1:123456789012:function:provider', ...BASE_PROPS, ...options.oldProps } }
-      : {}),
-    ...(options.responseUrl !== undefined ? { ResponseURL: options.responseUrl } : {}),
-  };
-}
-
-/** An ISO time this many seconds ago. */
-function secondsAgo(seconds: number): string {
-  return new Date(Date.now() - seconds * 1000).toISOString();
-}
-
-/**
- * An isComplete event as the provider framework sends it: with onEvent's Data, which records when the request
- * started (just now, unless `data` says otherwise; `data: null` for a request started without the record).
- */
-function completeEvent(
-  requestType: RequestType,
-  props: Record<string, string> = {},
-  physicalId: string = IMAGE_ID,
-  data: Record<string, string> | null = { [Attr.REQUEST_STARTED_AT]: secondsAgo(0) },
-): IsCompleteRequest {
-  return { ...makeEvent(requestType, props), PhysicalResourceId: physicalId, ...(data ? { Data: data } : {}) };
-}
 
 const ISO_TIME = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
 
@@ -99,22 +63,8 @@ async function regionOf(call: { thisValue: unknown }): Promise<string> {
   return client === homeClient ? `home:${process.env.AWS_REGION}` : client.config.region();
 }
 
-/** The error lines the handlers logged (console.log, level error). */
-function errorLogs(): Array<Record<string, unknown>> {
-  return logSpy.mock.calls.map((args) => JSON.parse(String(args[0]))).filter((line) => line.level === 'error');
-}
-
-/** The name the handler derives for a set of (string) properties. */
-function nameFor(props: Record<string, string> = {}): string {
-  return imageName(parseProperties({ ...BASE_PROPS, ...props }));
-}
-
 function awsError(name: string, message = `${name} (simulated)`): Error {
   return Object.assign(new Error(message), { name });
-}
-
-function serviceError(name: string, message = `${name} (simulated)`): EC2ServiceException {
-  return new EC2ServiceException({ name, $fault: 'client', $metadata: {}, message });
 }
 
 function ownTags(name: string, stackId = STACK_ID, logicalId = LOGICAL_ID) {
@@ -161,26 +111,8 @@ function simulateEc2(initial: Image[] = []): Image[] {
   return images;
 }
 
-let logSpy: jest.SpyInstance;
-let warnSpy: jest.SpyInstance;
-const savedRegion = process.env.AWS_REGION;
-
-beforeEach(() => {
-  ec2.reset();
-  // The Lambda runtime always sets it: the snapshots a Delete leaves in use are named with their region.
-  process.env.AWS_REGION = 'us-east-1';
-  logSpy = jest.spyOn(console, 'log').mockImplementation(() => {});
-  warnSpy = jest.spyOn(console, 'warn').mockImplementation(() => {});
-});
-
-afterEach(() => {
-  jest.restoreAllMocks();
-  if (savedRegion === undefined) {
-    delete process.env.AWS_REGION;
-  } else {
-    process.env.AWS_REGION = savedRegion;
-  }
-});
+// The Lambda runtime always sets AWS_REGION: the snapshots a Delete leaves in use are named with their region.
+const handlerConsole = setUpHandlerTests(ec2);
 
 describe('onEvent Create', () => {
   test('creates an image from the builder with a deterministic name and tags on image and snapshots', async () => {
@@ -188,9 +120,9 @@ describe('onEvent Create', () => {
     ec2.on(CreateImageCommand).resolves({ ImageId: IMAGE_ID });
 
     const before = Date.now();
-    const response = await onEvent(makeEvent('Create'));
+    const response = await onEvent(createEvent());
 
-    const name = nameFor();
+    const name = imageNameFor();
     expect(name).toMatch(NAME_PATTERN);
     const expectedTags = [
       { Key: 'Name', Value: name },
@@ -202,7 +134,7 @@ describe('onEvent Create', () => {
       { Key: 'cdk-baked-image:baked-at', Value: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/) },
     ];
     expect(createImageInputs()).toEqual([{
-      InstanceId: BUILDER,
+      InstanceId: BUILDER_ID,
       Name: name,
       Description: 'Web server image',
       NoReboot: false,
@@ -220,11 +152,8 @@ describe('onEvent Create', () => {
     ec2.on(CreateImageCommand).resolves({ ImageId: IMAGE_ID });
     const longSets = Array.from({ length: 40 }, (_, i) => `configset${i}`).join(' ');
 
-    await onEvent(makeEvent('Create', {
-      BaseImageId: 'ami-0aaaaaaaaaaaaaaaa',
-      ConfigSets: longSets,
-      InitFingerprint: '0123456789abcdef',
-      LibraryVersion: '1.2.3',
+    await onEvent(createEvent({
+      manifest: { baseImageId: 'ami-0aaaaaaaaaaaaaaaa', configSets: longSets, initFingerprint: '0123456789abcdef', libraryVersion: '1.2.3' },
     }));
 
     const tags = Object.fromEntries((createImageInputs()[0].TagSpecifications?.[0]?.Tags ?? []).map((t) => [t.Key, t.Value]));
@@ -241,12 +170,12 @@ describe('onEvent Create', () => {
     ec2.on(DescribeImagesCommand).resolves({ Images: [] });
     ec2.on(CreateImageCommand).resolves({ ImageId: IMAGE_ID });
 
-    await onEvent(makeEvent('Create'));
+    await onEvent(createEvent());
 
     expect(ec2).toHaveReceivedCommandTimes(DescribeImagesCommand, 1);
     expect(ec2).toHaveReceivedCommandWith(DescribeImagesCommand, {
       Owners: ['self'],
-      Filters: [{ Name: 'name', Values: [nameFor()] }],
+      Filters: [{ Name: 'name', Values: [imageNameFor()] }],
     });
     expect(sentCommands()).toEqual(['DescribeImagesCommand', 'CreateImageCommand']);
   });
@@ -255,26 +184,26 @@ describe('onEvent Create', () => {
     ec2.on(DescribeImagesCommand).resolves({ Images: [] });
     ec2.on(CreateImageCommand).resolves({ ImageId: IMAGE_ID });
 
-    await onEvent(makeEvent('Create', { NoReboot: 'true' }));
+    await onEvent(createEvent({ noReboot: true }));
 
-    expect(ec2).toHaveReceivedCommandWith(CreateImageCommand, { NoReboot: true, Name: nameFor({ NoReboot: 'true' }) });
+    expect(ec2).toHaveReceivedCommandWith(CreateImageCommand, { NoReboot: true, Name: imageNameFor({ noReboot: true }) });
   });
 
   test('reboots the builder when NoReboot is the string false', async () => {
     ec2.on(DescribeImagesCommand).resolves({ Images: [] });
     ec2.on(CreateImageCommand).resolves({ ImageId: IMAGE_ID });
 
-    await onEvent(makeEvent('Create', { NoReboot: 'false' }));
+    await onEvent(createEvent({ noReboot: false }));
 
     expect(ec2).toHaveReceivedCommandWith(CreateImageCommand, { NoReboot: false });
   });
 
   test('adopts the image a retried create already made instead of creating another', async () => {
-    const name = nameFor();
+    const name = imageNameFor();
     ec2.on(DescribeImagesCommand).resolves({ Images: [{ ImageId: OTHER_IMAGE_ID, Name: name, State: 'pending' }] });
 
     const before = Date.now();
-    const response = await onEvent(makeEvent('Create'));
+    const response = await onEvent(createEvent());
 
     expect(ec2).not.toHaveReceivedCommand(CreateImageCommand);
     expect(response).toEqual({
@@ -288,8 +217,8 @@ describe('onEvent Create', () => {
   test('leaves exactly one image behind when the same create runs twice', async () => {
     const images = simulateEc2();
 
-    const first = await onEvent(makeEvent('Create'));
-    const second = await onEvent(makeEvent('Create'));
+    const first = await onEvent(createEvent());
+    const second = await onEvent(createEvent());
 
     expect(images).toHaveLength(1);
     expect(ec2).toHaveReceivedCommandTimes(CreateImageCommand, 1);
@@ -297,24 +226,24 @@ describe('onEvent Create', () => {
   });
 
   test('ignores a deregistered image of the same name and creates a new one', async () => {
-    ec2.on(DescribeImagesCommand).resolves({ Images: [{ ImageId: OTHER_IMAGE_ID, Name: nameFor(), State: 'deregistered' }] });
+    ec2.on(DescribeImagesCommand).resolves({ Images: [{ ImageId: OTHER_IMAGE_ID, Name: imageNameFor(), State: 'deregistered' }] });
     ec2.on(CreateImageCommand).resolves({ ImageId: IMAGE_ID });
 
-    const response = await onEvent(makeEvent('Create'));
+    const response = await onEvent(createEvent());
 
     expect(ec2).toHaveReceivedCommandTimes(CreateImageCommand, 1);
     expect(response.PhysicalResourceId).toBe(IMAGE_ID);
   });
 
   test('adopts the image a concurrent request created when CreateImage reports a duplicate name', async () => {
-    const name = nameFor();
+    const name = imageNameFor();
     ec2.on(DescribeImagesCommand)
       .resolvesOnce({ Images: [] })
       .resolves({ Images: [{ ImageId: OTHER_IMAGE_ID, Name: name, State: 'pending' }] });
     ec2.on(CreateImageCommand).rejects(serviceError('InvalidAMIName.Duplicate'));
 
     const before = Date.now();
-    const response = await onEvent(makeEvent('Create'));
+    const response = await onEvent(createEvent());
 
     expect(ec2).toHaveReceivedCommandTimes(DescribeImagesCommand, 2);
     expect(response).toEqual({
@@ -328,10 +257,10 @@ describe('onEvent Create', () => {
     ec2.on(DescribeImagesCommand).resolves({ Images: [] });
     ec2.on(CreateImageCommand).rejects(awsError('InvalidAMIName.Duplicate'));
 
-    const failure = onEvent(makeEvent('Create'));
+    const failure = onEvent(createEvent());
 
-    await expect(failure).rejects.toThrow(BUILDER);
-    await expect(failure).rejects.toThrow(nameFor());
+    await expect(failure).rejects.toThrow(BUILDER_ID);
+    await expect(failure).rejects.toThrow(imageNameFor());
     await expect(failure).rejects.toThrow('InvalidAMIName.Duplicate');
     expect(ec2).toHaveReceivedCommandTimes(DescribeImagesCommand, 2);
   });
@@ -342,11 +271,11 @@ describe('onEvent Create', () => {
       ec2.on(DescribeImagesCommand).resolves({ Images: [] });
       ec2.on(CreateImageCommand).rejects(serviceError(code));
 
-      const failure = onEvent(makeEvent('Create'));
+      const failure = onEvent(createEvent());
 
       await expect(failure).rejects.toThrow('rebakeTrigger');
       await expect(failure).rejects.toThrow(code);
-      await expect(failure).rejects.toThrow(BUILDER);
+      await expect(failure).rejects.toThrow(BUILDER_ID);
     },
   );
 
@@ -354,7 +283,7 @@ describe('onEvent Create', () => {
     ec2.on(DescribeImagesCommand).resolves({ Images: [] });
     ec2.on(CreateImageCommand).rejects(serviceError('UnauthorizedOperation', 'You are not authorized'));
 
-    const failure = onEvent(makeEvent('Create'));
+    const failure = onEvent(createEvent());
 
     await expect(failure).rejects.toThrow('UnauthorizedOperation: You are not authorized');
     await expect(failure).rejects.not.toThrow('rebakeTrigger');
@@ -365,16 +294,17 @@ describe('onEvent Create', () => {
     ec2.on(DescribeImagesCommand).resolves({ Images: [] });
     ec2.on(CreateImageCommand).resolves({});
 
-    await expect(onEvent(makeEvent('Create'))).rejects.toThrow('CreateImage returned no ImageId');
+    await expect(onEvent(createEvent())).rejects.toThrow('CreateImage returned no ImageId');
   });
 
   test('rejects properties the construct would never write before calling EC2', async () => {
-    await expect(onEvent(makeEvent('Create', { NoReboot: 'yes' }))).rejects.toThrow(/NoReboot.*'yes'/);
+    // Malformed properties for the decoder: written by hand, over the encoded ones.
+    await expect(onEvent(withRawProperties(createEvent(), { NoReboot: 'yes' }))).rejects.toThrow(/NoReboot.*'yes'/);
     expect(ec2.calls()).toHaveLength(0);
   });
 
   test('rejects an unknown request type', async () => {
-    const event = { ...makeEvent('Create'), RequestType: 'Refresh' } as unknown as OnEventRequest;
+    const event = { ...createEvent(), RequestType: 'Refresh' } as unknown as OnEventRequest;
 
     await expect(onEvent(event)).rejects.toThrow('Unknown request type: Refresh');
     expect(ec2.calls()).toHaveLength(0);
@@ -382,13 +312,13 @@ describe('onEvent Create', () => {
 });
 
 describe('onEvent Update', () => {
-  test.each([
-    ['Removal', { Removal: 'destroy' }, { Removal: 'retain' }],
-    ['BuilderAfterBake', { BuilderAfterBake: 'stop' }, { BuilderAfterBake: 'terminate' }],
-    ['BakeTimeoutSeconds', { BakeTimeoutSeconds: '3600' }, { BakeTimeoutSeconds: '7200' }],
+  test.each<[string, Partial<BakeSpec>, Partial<BakeSpec>]>([
+    ['Removal', { removal: RemovalMode.DESTROY }, { removal: RemovalMode.RETAIN }],
+    ['BuilderAfterBake', { builderAfterBake: BuilderAfterBake.STOP }, { builderAfterBake: BuilderAfterBake.TERMINATE }],
+    ['BakeTimeoutSeconds', { bakeTimeoutSeconds: 3600 }, { bakeTimeoutSeconds: 7200 }],
   ])('keeps the image without calling EC2 when only %s changed, recording when the request started', async (_name, oldProps, newProps) => {
     const before = Date.now();
-    const response = await onEvent(makeEvent('Update', newProps, { physicalId: IMAGE_ID, oldProps }));
+    const response = await onEvent(updateEvent(newProps, oldProps));
 
     // No ImageId here: the image's attributes come from isComplete. The start time is for its deadlines.
     expect(response).toEqual({ PhysicalResourceId: IMAGE_ID, Data: { RequestStartedAt: expect.any(String) } });
@@ -397,21 +327,23 @@ describe('onEvent Update', () => {
   });
 
   test('keeps the image when a shaping property goes from absent to an empty string', async () => {
-    const response = await onEvent(makeEvent('Update', { RebakeTrigger: '' }, { physicalId: IMAGE_ID, oldProps: {} }));
+    // The old properties as an earlier construct wrote them, without RebakeTrigger (the encoder always writes one).
+    const oldProperties = withoutProperties(resourceProperties(), Prop.REBAKE_TRIGGER);
+    const response = await onEvent({ ...updateEvent({ rebakeTrigger: '' }), OldResourceProperties: oldProperties });
 
     expect(response).toEqual({ PhysicalResourceId: IMAGE_ID, Data: { RequestStartedAt: expect.any(String) } });
     expect(ec2.calls()).toHaveLength(0);
   });
 
-  test.each([
-    ['InstanceId', { InstanceId: 'i-0aaaaaaaaaaaaaaaa' }],
-    ['Description', { Description: 'Web server image, version 2' }],
-    ['RebakeTrigger', { RebakeTrigger: 'v2' }],
-    ['NamePrefix', { NamePrefix: 'web2' }],
-    ['NoReboot', { NoReboot: 'true' }],
+  test.each<[string, Partial<BakeSpec>]>([
+    ['InstanceId', { instanceId: 'i-0aaaaaaaaaaaaaaaa' }],
+    ['Description', { description: 'Web server image, version 2' }],
+    ['RebakeTrigger', { rebakeTrigger: 'v2' }],
+    ['NamePrefix', { namePrefix: 'web2' }],
+    ['NoReboot', { noReboot: true }],
   ])('bakes a new image under a new physical id when %s changed', async (prop, newProps) => {
-    const oldName = nameFor();
-    const newName = nameFor(newProps);
+    const oldName = imageNameFor();
+    const newName = imageNameFor(newProps);
     expect(newName).not.toBe(oldName);
     ec2.on(DescribeImagesCommand, { Filters: [{ Name: 'name', Values: [oldName] }] })
       .resolves({ Images: [{ ImageId: IMAGE_ID, Name: oldName, State: 'available' }] });
@@ -419,7 +351,7 @@ describe('onEvent Update', () => {
     ec2.on(CreateImageCommand).resolves({ ImageId: OTHER_IMAGE_ID });
 
     const before = Date.now();
-    const response = await onEvent(makeEvent('Update', newProps, { physicalId: IMAGE_ID, oldProps: {} }));
+    const response = await onEvent(updateEvent(newProps));
 
     expect(response).toEqual({
       PhysicalResourceId: OTHER_IMAGE_ID,
@@ -429,26 +361,26 @@ describe('onEvent Update', () => {
     expect(createImageInputs()).toHaveLength(1);
     expect(createImageInputs()[0]).toMatchObject({
       Name: newName,
-      InstanceId: prop === 'InstanceId' ? 'i-0aaaaaaaaaaaaaaaa' : BUILDER,
+      InstanceId: prop === 'InstanceId' ? 'i-0aaaaaaaaaaaaaaaa' : BUILDER_ID,
       NoReboot: prop === 'NoReboot',
     });
   });
 
   test('adopts the old image again when a rollback asks for the old properties', async () => {
-    const oldProps = {};
-    const newProps = { RebakeTrigger: 'v2' };
+    const oldProps: Partial<BakeSpec> = {};
+    const newProps: Partial<BakeSpec> = { rebakeTrigger: 'v2' };
     const images = simulateEc2();
 
-    const created = await onEvent(makeEvent('Create', oldProps));
-    const updated = await onEvent(makeEvent('Update', newProps, { physicalId: created.PhysicalResourceId, oldProps }));
+    const created = await onEvent(createEvent(oldProps));
+    const updated = await onEvent(updateEvent(newProps, oldProps, created.PhysicalResourceId));
     ec2.resetHistory();
     const before = Date.now();
-    const rolledBack = await onEvent(makeEvent('Update', oldProps, { physicalId: updated.PhysicalResourceId, oldProps: newProps }));
+    const rolledBack = await onEvent(updateEvent(oldProps, newProps, updated.PhysicalResourceId));
 
     expect(updated.PhysicalResourceId).not.toBe(created.PhysicalResourceId);
     expect(rolledBack).toEqual({
       PhysicalResourceId: created.PhysicalResourceId,
-      Data: { RequestStartedAt: expect.any(String), ImageId: created.PhysicalResourceId, ImageName: nameFor(oldProps) },
+      Data: { RequestStartedAt: expect.any(String), ImageId: created.PhysicalResourceId, ImageName: imageNameFor(oldProps) },
     });
     // The rollback's own start, not the original Create's: an old image is not failed for its age.
     expectStartedSince(rolledBack.Data, before);
@@ -460,7 +392,7 @@ describe('onEvent Update', () => {
     ec2.on(DescribeImagesCommand).resolves({ Images: [] });
     ec2.on(CreateImageCommand).resolves({ ImageId: IMAGE_ID });
 
-    const response = await onEvent(makeEvent('Update', {}, { physicalId: 'AWSCDK::CustomResourceProviderFramework::CREATE_FAILED', oldProps: {} }));
+    const response = await onEvent(updateEvent({}, {}, 'AWSCDK::CustomResourceProviderFramework::CREATE_FAILED'));
 
     expect(response.PhysicalResourceId).toBe(IMAGE_ID);
     expect(ec2).toHaveReceivedCommandTimes(CreateImageCommand, 1);
@@ -468,12 +400,12 @@ describe('onEvent Update', () => {
 });
 
 describe('isComplete for Create and Update', () => {
-  const availableImage = (name = nameFor()): Image => ({ ImageId: IMAGE_ID, Name: name, State: 'available' });
+  const availableImage = (name = imageNameFor()): Image => ({ ImageId: IMAGE_ID, Name: name, State: 'available' });
 
   test('answers not complete with exactly one DescribeImages call while the image is pending', async () => {
     ec2.on(DescribeImagesCommand).resolves({ Images: [{ ImageId: IMAGE_ID, State: 'pending', CreationDate: new Date().toISOString() }] });
 
-    const response = await isComplete(completeEvent('Create'));
+    const response = await isComplete(isCompleteEvent(createEvent()));
 
     expect(response).toEqual({ IsComplete: false });
     expect(ec2.calls()).toHaveLength(1);
@@ -484,10 +416,10 @@ describe('isComplete for Create and Update', () => {
     ec2.on(DescribeImagesCommand).resolves({ Images: [availableImage('web-from-ec2')] });
     ec2.on(StopInstancesCommand).resolves({});
 
-    const response = await isComplete(completeEvent('Create'));
+    const response = await isComplete(isCompleteEvent(createEvent()));
 
     expect(response).toEqual({ IsComplete: true, Data: { ImageId: IMAGE_ID, ImageName: 'web-from-ec2' } });
-    expect(ec2).toHaveReceivedCommandWith(StopInstancesCommand, { InstanceIds: [BUILDER] });
+    expect(ec2).toHaveReceivedCommandWith(StopInstancesCommand, { InstanceIds: [BUILDER_ID] });
     expect(ec2).not.toHaveReceivedCommand(TerminateInstancesCommand);
   });
 
@@ -495,10 +427,10 @@ describe('isComplete for Create and Update', () => {
     ec2.on(DescribeImagesCommand).resolves({ Images: [availableImage()] });
     ec2.on(StopInstancesCommand).resolves({});
 
-    await isComplete(completeEvent('Update', { BuilderAfterBake: 'stop' }));
+    await isComplete(isCompleteEvent(updateEvent({ builderAfterBake: BuilderAfterBake.STOP })));
 
     expect(ec2).toHaveReceivedCommandTimes(StopInstancesCommand, 1);
-    expect(ec2).toHaveReceivedCommandWith(StopInstancesCommand, { InstanceIds: [BUILDER] });
+    expect(ec2).toHaveReceivedCommandWith(StopInstancesCommand, { InstanceIds: [BUILDER_ID] });
     expect(ec2).not.toHaveReceivedCommand(TerminateInstancesCommand);
   });
 
@@ -506,17 +438,17 @@ describe('isComplete for Create and Update', () => {
     ec2.on(DescribeImagesCommand).resolves({ Images: [availableImage()] });
     ec2.on(TerminateInstancesCommand).resolves({});
 
-    const response = await isComplete(completeEvent('Create', { BuilderAfterBake: 'terminate' }));
+    const response = await isComplete(isCompleteEvent(createEvent({ builderAfterBake: BuilderAfterBake.TERMINATE })));
 
     expect(response.IsComplete).toBe(true);
-    expect(ec2).toHaveReceivedCommandWith(TerminateInstancesCommand, { InstanceIds: [BUILDER] });
+    expect(ec2).toHaveReceivedCommandWith(TerminateInstancesCommand, { InstanceIds: [BUILDER_ID] });
     expect(ec2).not.toHaveReceivedCommand(StopInstancesCommand);
   });
 
   test('leaves the builder running when BuilderAfterBake is keep-running', async () => {
     ec2.on(DescribeImagesCommand).resolves({ Images: [availableImage()] });
 
-    const response = await isComplete(completeEvent('Create', { BuilderAfterBake: 'keep-running' }));
+    const response = await isComplete(isCompleteEvent(createEvent({ builderAfterBake: BuilderAfterBake.KEEP_RUNNING })));
 
     expect(response.IsComplete).toBe(true);
     expect(ec2).not.toHaveReceivedCommand(StopInstancesCommand);
@@ -527,9 +459,9 @@ describe('isComplete for Create and Update', () => {
   test('falls back to the derived name when EC2 does not report the image name', async () => {
     ec2.on(DescribeImagesCommand).resolves({ Images: [{ ImageId: IMAGE_ID, State: 'available' }] });
 
-    const response = await isComplete(completeEvent('Create', { BuilderAfterBake: 'keep-running' }));
+    const response = await isComplete(isCompleteEvent(createEvent({ builderAfterBake: BuilderAfterBake.KEEP_RUNNING })));
 
-    expect(response.Data).toEqual({ ImageId: IMAGE_ID, ImageName: nameFor() });
+    expect(response.Data).toEqual({ ImageId: IMAGE_ID, ImageName: imageNameFor() });
   });
 
   test.each(['IncorrectInstanceState', 'InvalidInstanceID.NotFound'])(
@@ -538,7 +470,7 @@ describe('isComplete for Create and Update', () => {
       ec2.on(DescribeImagesCommand).resolves({ Images: [availableImage()] });
       ec2.on(StopInstancesCommand).rejects(serviceError(code));
 
-      await expect(isComplete(completeEvent('Create'))).resolves.toMatchObject({ IsComplete: true });
+      await expect(isComplete(isCompleteEvent(createEvent()))).resolves.toMatchObject({ IsComplete: true });
     },
   );
 
@@ -546,16 +478,17 @@ describe('isComplete for Create and Update', () => {
     ec2.on(DescribeImagesCommand).resolves({ Images: [availableImage()] });
     ec2.on(TerminateInstancesCommand).rejects(awsError('InvalidInstanceID.NotFound'));
 
-    await expect(isComplete(completeEvent('Create', { BuilderAfterBake: 'terminate' }))).resolves.toMatchObject({ IsComplete: true });
+    await expect(isComplete(isCompleteEvent(createEvent({ builderAfterBake: BuilderAfterBake.TERMINATE }))))
+      .resolves.toMatchObject({ IsComplete: true });
   });
 
   test('fails naming the builder when stopping it fails for another reason', async () => {
     ec2.on(DescribeImagesCommand).resolves({ Images: [availableImage()] });
     ec2.on(StopInstancesCommand).rejects(serviceError('UnauthorizedOperation', 'not allowed to stop'));
 
-    const failure = isComplete(completeEvent('Create'));
+    const failure = isComplete(isCompleteEvent(createEvent()));
 
-    await expect(failure).rejects.toThrow(`Could not stop builder ${BUILDER}`);
+    await expect(failure).rejects.toThrow(`Could not stop builder ${BUILDER_ID}`);
     await expect(failure).rejects.toThrow('UnauthorizedOperation: not allowed to stop');
   });
 
@@ -568,10 +501,10 @@ describe('isComplete for Create and Update', () => {
       }],
     });
 
-    const failure = isComplete(completeEvent('Create'));
+    const failure = isComplete(isCompleteEvent(createEvent()));
 
     await expect(failure).rejects.toThrow(IMAGE_ID);
-    await expect(failure).rejects.toThrow(BUILDER);
+    await expect(failure).rejects.toThrow(BUILDER_ID);
     await expect(failure).rejects.toThrow('is failed');
     await expect(failure).rejects.toThrow('Server.InternalError: snapshot could not be created');
     await expect(failure).rejects.toThrow('cfn-init');
@@ -591,8 +524,8 @@ describe('isComplete for Create and Update', () => {
     test.each<RequestType>(['Create', 'Update'])('%s keeps waiting within the grace period after the request started (EC2 is eventually consistent)', async (type) => {
       arrange();
 
-      await expect(isComplete(completeEvent(type, {}, IMAGE_ID, { RequestStartedAt: secondsAgo(0) }))).resolves.toEqual({ IsComplete: false });
-      await expect(isComplete(completeEvent(type, {}, IMAGE_ID, { RequestStartedAt: secondsAgo(NOT_VISIBLE_GRACE_SECONDS - 10) })))
+      await expect(isComplete(isCompleteEvent(eventOfType(type), IMAGE_ID, requestStarted(0)))).resolves.toEqual({ IsComplete: false });
+      await expect(isComplete(isCompleteEvent(eventOfType(type), IMAGE_ID, requestStarted(NOT_VISIBLE_GRACE_SECONDS - 10))))
         .resolves.toEqual({ IsComplete: false });
 
       expect(ec2).toHaveReceivedCommandTimes(DescribeImagesCommand, 2);
@@ -603,10 +536,10 @@ describe('isComplete for Create and Update', () => {
     test.each<RequestType>(['Create', 'Update'])('%s fails naming the image, the builder and the seconds once the grace period has passed', async (type) => {
       arrange();
 
-      const failure = isComplete(completeEvent(type, {}, IMAGE_ID, { RequestStartedAt: secondsAgo(NOT_VISIBLE_GRACE_SECONDS + 100) }));
+      const failure = isComplete(isCompleteEvent(eventOfType(type), IMAGE_ID, requestStarted(NOT_VISIBLE_GRACE_SECONDS + 100)));
 
       await expect(failure).rejects.toThrow(
-        new RegExp(`^Image ${IMAGE_ID} from builder ${BUILDER} is not found 40\\d s after this request started \\(deregistered outside this stack\\?\\)\\. Change rebakeTrigger`),
+        new RegExp(`^Image ${IMAGE_ID} from builder ${BUILDER_ID} is not found 40\\d s after this request started \\(deregistered outside this stack\\?\\)\\. Change rebakeTrigger`),
       );
       expect(ec2).not.toHaveReceivedCommand(StopInstancesCommand);
     });
@@ -614,7 +547,7 @@ describe('isComplete for Create and Update', () => {
     test('keeps waiting when the request carries no start time (started by an earlier version of the handler)', async () => {
       arrange();
 
-      await expect(isComplete(completeEvent('Create', {}, IMAGE_ID, null))).resolves.toEqual({ IsComplete: false });
+      await expect(isComplete(isCompleteEvent(createEvent(), IMAGE_ID, null))).resolves.toEqual({ IsComplete: false });
     });
   });
 
@@ -622,7 +555,7 @@ describe('isComplete for Create and Update', () => {
     const error = serviceError('RequestLimitExceeded', 'Rate exceeded');
     ec2.on(DescribeImagesCommand).rejects(error);
 
-    const failure = await isComplete(completeEvent('Create', {}, IMAGE_ID, { RequestStartedAt: secondsAgo(NOT_VISIBLE_GRACE_SECONDS + 100) }))
+    const failure = await isComplete(isCompleteEvent(createEvent(), IMAGE_ID, requestStarted(NOT_VISIBLE_GRACE_SECONDS + 100)))
       .then(() => undefined, (thrown: unknown) => thrown as Error);
 
     const message = `DescribeImages for image ${IMAGE_ID} failed: RequestLimitExceeded: Rate exceeded`;
@@ -630,48 +563,48 @@ describe('isComplete for Create and Update', () => {
     expect(failure).not.toBe(error);
     // The provider framework appends a stack to the reason: there is none to append.
     expect(failure).toMatchObject({ name: 'Error', message, stack: '' });
-    expect(errorLogs()).toEqual([expect.objectContaining({ message: 'request failed', error: message, stack: expect.stringMatching(/\n\s+at /) })]);
+    expect(handlerConsole.errorLogs()).toEqual([expect.objectContaining({ message: 'request failed', error: message, stack: expect.stringMatching(/\n\s+at /) })]);
   });
 
   test('fails naming bakeTimeout and its seconds when the image stays pending too long after the request started', async () => {
     // Created just now, but the request started two hours ago: the request's start is what counts.
     ec2.on(DescribeImagesCommand).resolves({ Images: [{ ImageId: IMAGE_ID, State: 'pending', CreationDate: secondsAgo(0) }] });
 
-    const failure = isComplete(completeEvent('Create', { BakeTimeoutSeconds: '3600' }, IMAGE_ID, { RequestStartedAt: secondsAgo(7200) }));
+    const failure = isComplete(isCompleteEvent(createEvent({ bakeTimeoutSeconds: 3600 }), IMAGE_ID, requestStarted(7200)));
 
     await expect(failure).rejects.toThrow(
-      new RegExp(`^Image ${IMAGE_ID} from builder ${BUILDER} is still pending after 720\\d s, longer than bakeTimeout \\(3600 s\\)\\. Raise bakeTimeout`),
+      new RegExp(`^Image ${IMAGE_ID} from builder ${BUILDER_ID} is still pending after 720\\d s, longer than bakeTimeout \\(3600 s\\)\\. Raise bakeTimeout`),
     );
   });
 
   test('keeps waiting while a pending image is within the bake timeout counted from the request\'s start', async () => {
     ec2.on(DescribeImagesCommand).resolves({ Images: [{ ImageId: IMAGE_ID, State: 'pending', CreationDate: secondsAgo(60) }] });
 
-    await expect(isComplete(completeEvent('Create', { BakeTimeoutSeconds: '3600' }, IMAGE_ID, { RequestStartedAt: secondsAgo(3500) })))
+    await expect(isComplete(isCompleteEvent(createEvent({ bakeTimeoutSeconds: 3600 }), IMAGE_ID, requestStarted(3500))))
       .resolves.toEqual({ IsComplete: false });
   });
 
   test('does not fail an image created long before this request for bakeTimeout (an Update that validates or copies an old image)', async () => {
     ec2.on(DescribeImagesCommand).resolves({ Images: [{ ImageId: IMAGE_ID, State: 'pending', CreationDate: '2020-01-01T00:00:00.000Z' }] });
 
-    await expect(isComplete(completeEvent('Update', { BakeTimeoutSeconds: '3600' }, IMAGE_ID, { RequestStartedAt: secondsAgo(10) })))
+    await expect(isComplete(isCompleteEvent(updateEvent({ bakeTimeoutSeconds: 3600 }), IMAGE_ID, requestStarted(10))))
       .resolves.toEqual({ IsComplete: false });
   });
 
   test('keeps waiting on an old pending image when no bake timeout is set', async () => {
     ec2.on(DescribeImagesCommand).resolves({ Images: [{ ImageId: IMAGE_ID, State: 'pending', CreationDate: '2000-01-01T00:00:00.000Z' }] });
 
-    await expect(isComplete(completeEvent('Create', {}, IMAGE_ID, { RequestStartedAt: '2000-01-01T00:00:00.000Z' }))).resolves.toEqual({ IsComplete: false });
+    await expect(isComplete(isCompleteEvent(createEvent({ bakeTimeoutSeconds: undefined }), IMAGE_ID, { RequestStartedAt: '2000-01-01T00:00:00.000Z' }))).resolves.toEqual({ IsComplete: false });
   });
 
   test('enforces no bakeTimeout for a request without a start time, whatever the image\'s age', async () => {
     ec2.on(DescribeImagesCommand).resolves({ Images: [{ ImageId: IMAGE_ID, State: 'pending', CreationDate: '2000-01-01T00:00:00.000Z' }] });
 
-    await expect(isComplete(completeEvent('Create', { BakeTimeoutSeconds: '3600' }, IMAGE_ID, null))).resolves.toEqual({ IsComplete: false });
+    await expect(isComplete(isCompleteEvent(createEvent({ bakeTimeoutSeconds: 3600 }), IMAGE_ID, null))).resolves.toEqual({ IsComplete: false });
   });
 
   test('rejects an unknown request type', async () => {
-    const event = { ...completeEvent('Create'), RequestType: 'Refresh' } as unknown as IsCompleteRequest;
+    const event = { ...isCompleteEvent(createEvent()), RequestType: 'Refresh' } as unknown as IsCompleteRequest;
 
     await expect(isComplete(event)).rejects.toThrow('Unknown request type: Refresh');
     expect(ec2.calls()).toHaveLength(0);
@@ -691,9 +624,9 @@ describe('snapshots a Delete left in use', () => {
   });
 
   test('isComplete for a Delete that left none is complete without calling EC2', async () => {
-    await expect(isComplete(completeEvent('Delete'))).resolves.toEqual({ IsComplete: true });
-    await expect(isComplete(completeEvent('Delete', {}, IMAGE_ID, null))).resolves.toEqual({ IsComplete: true });
-    await expect(isComplete(completeEvent('Delete', {}, IMAGE_ID, { RequestStartedAt: secondsAgo(0), SnapshotsInUse: '' }))).resolves.toEqual({ IsComplete: true });
+    await expect(isComplete(isCompleteEvent(deleteEvent()))).resolves.toEqual({ IsComplete: true });
+    await expect(isComplete(isCompleteEvent(deleteEvent(), IMAGE_ID, null))).resolves.toEqual({ IsComplete: true });
+    await expect(isComplete(isCompleteEvent(deleteEvent(), IMAGE_ID, { ...requestStarted(0), SnapshotsInUse: '' }))).resolves.toEqual({ IsComplete: true });
     expect(ec2.calls()).toHaveLength(0);
   });
 
@@ -701,7 +634,7 @@ describe('snapshots a Delete left in use', () => {
     ec2.on(DeleteSnapshotCommand, { SnapshotId: SNAP_HOME }).resolves({});
     ec2.on(DeleteSnapshotCommand, { SnapshotId: SNAP_COPY }).rejects(serviceError('InvalidSnapshot.NotFound'));
 
-    await expect(isComplete(completeEvent('Delete', {}, IMAGE_ID, leftInUse(30)))).resolves.toEqual({ IsComplete: true });
+    await expect(isComplete(isCompleteEvent(deleteEvent(), IMAGE_ID, leftInUse(30)))).resolves.toEqual({ IsComplete: true });
 
     expect(await deletions()).toEqual([`home:us-east-1 ${SNAP_HOME}`, `us-west-2 ${SNAP_COPY}`]);
     expect(sentCommands()).toEqual(['DeleteSnapshotCommand', 'DeleteSnapshotCommand']);
@@ -711,21 +644,22 @@ describe('snapshots a Delete left in use', () => {
     ec2.on(DeleteSnapshotCommand, { SnapshotId: SNAP_HOME }).rejects(serviceError('InvalidSnapshot.InUse'));
     ec2.on(DeleteSnapshotCommand, { SnapshotId: SNAP_COPY }).resolves({});
 
-    await expect(isComplete(completeEvent('Delete', {}, IMAGE_ID, leftInUse(30)))).resolves.toEqual({ IsComplete: false });
-    await expect(isComplete(completeEvent('Delete', {}, IMAGE_ID, leftInUse(SNAPSHOT_RELEASE_SECONDS - 10)))).resolves.toEqual({ IsComplete: false });
+    await expect(isComplete(isCompleteEvent(deleteEvent(), IMAGE_ID, leftInUse(30)))).resolves.toEqual({ IsComplete: false });
+    await expect(isComplete(isCompleteEvent(deleteEvent(), IMAGE_ID, leftInUse(SNAPSHOT_RELEASE_SECONDS - 10))))
+      .resolves.toEqual({ IsComplete: false });
 
     expect(await deletions()).toEqual([
       `home:us-east-1 ${SNAP_HOME}`, `us-west-2 ${SNAP_COPY}`,
       `home:us-east-1 ${SNAP_HOME}`, `us-west-2 ${SNAP_COPY}`,
     ]);
-    expect(warnSpy).not.toHaveBeenCalled();
+    expect(handlerConsole.warn).not.toHaveBeenCalled();
   });
 
   test('isComplete fails naming the snapshots still in use, and only those, once the release time has passed', async () => {
     ec2.on(DeleteSnapshotCommand, { SnapshotId: SNAP_HOME }).resolves({});
     ec2.on(DeleteSnapshotCommand, { SnapshotId: SNAP_COPY }).rejects(serviceError('InvalidSnapshot.InUse'));
 
-    const failure = isComplete(completeEvent('Delete', {}, IMAGE_ID, leftInUse(SNAPSHOT_RELEASE_SECONDS + 100)));
+    const failure = isComplete(isCompleteEvent(deleteEvent(), IMAGE_ID, leftInUse(SNAPSHOT_RELEASE_SECONDS + 100)));
 
     await expect(failure).rejects.toThrow(new RegExp(
       `^Snapshots us-west-2/${SNAP_COPY} of image ${IMAGE_ID} are still in use 70\\d s after their image was deregistered: ` +
@@ -738,26 +672,26 @@ describe('snapshots a Delete left in use', () => {
     ec2.on(DeleteSnapshotCommand, { SnapshotId: SNAP_HOME }).resolves({});
     ec2.on(DeleteSnapshotCommand, { SnapshotId: SNAP_COPY }).rejects(serviceError('UnauthorizedOperation', 'not allowed'));
 
-    await expect(isComplete(completeEvent('Delete', {}, IMAGE_ID, leftInUse(30))))
+    await expect(isComplete(isCompleteEvent(deleteEvent(), IMAGE_ID, leftInUse(30))))
       .rejects.toThrow(`Could not delete snapshot ${SNAP_COPY} of image ${IMAGE_ID} in us-west-2: UnauthorizedOperation: not allowed`);
   });
 
   test('an Update\'s isComplete retries them first, and does not poll the image while one is in use', async () => {
     ec2.on(DeleteSnapshotCommand).rejects(serviceError('InvalidSnapshot.InUse'));
-    ec2.on(DescribeImagesCommand).resolves({ Images: [{ ImageId: IMAGE_ID, Name: nameFor(), State: 'available' }] });
+    ec2.on(DescribeImagesCommand).resolves({ Images: [{ ImageId: IMAGE_ID, Name: imageNameFor(), State: 'available' }] });
 
-    await expect(isComplete(completeEvent('Update', {}, IMAGE_ID, leftInUse(30)))).resolves.toEqual({ IsComplete: false });
+    await expect(isComplete(isCompleteEvent(updateEvent(), IMAGE_ID, leftInUse(30)))).resolves.toEqual({ IsComplete: false });
 
     expect(sentCommands()).toEqual(['DeleteSnapshotCommand', 'DeleteSnapshotCommand']);
   });
 
   test('an Update\'s isComplete polls and finishes the image once they are deleted', async () => {
     ec2.on(DeleteSnapshotCommand).resolves({});
-    ec2.on(DescribeImagesCommand).resolves({ Images: [{ ImageId: IMAGE_ID, Name: nameFor(), State: 'available' }] });
+    ec2.on(DescribeImagesCommand).resolves({ Images: [{ ImageId: IMAGE_ID, Name: imageNameFor(), State: 'available' }] });
     ec2.on(StopInstancesCommand).resolves({});
 
-    await expect(isComplete(completeEvent('Update', {}, IMAGE_ID, leftInUse(30))))
-      .resolves.toEqual({ IsComplete: true, Data: { ImageId: IMAGE_ID, ImageName: nameFor() } });
+    await expect(isComplete(isCompleteEvent(updateEvent(), IMAGE_ID, leftInUse(30))))
+      .resolves.toEqual({ IsComplete: true, Data: { ImageId: IMAGE_ID, ImageName: imageNameFor() } });
 
     expect(sentCommands()).toEqual(['DeleteSnapshotCommand', 'DeleteSnapshotCommand', 'DescribeImagesCommand', 'StopInstancesCommand']);
   });
@@ -765,15 +699,14 @@ describe('snapshots a Delete left in use', () => {
   test('an Update\'s isComplete fails naming them once the release time has passed', async () => {
     ec2.on(DeleteSnapshotCommand).rejects(serviceError('InvalidSnapshot.InUse'));
 
-    await expect(isComplete(completeEvent('Update', {}, IMAGE_ID, leftInUse(SNAPSHOT_RELEASE_SECONDS + 100))))
+    await expect(isComplete(isCompleteEvent(updateEvent(), IMAGE_ID, leftInUse(SNAPSHOT_RELEASE_SECONDS + 100))))
       .rejects.toThrow(`Snapshots us-east-1/${SNAP_HOME}, us-west-2/${SNAP_COPY} of image ${IMAGE_ID} are still in use`);
     expect(ec2).not.toHaveReceivedCommand(DescribeImagesCommand);
   });
 });
 
 describe('onEvent Delete', () => {
-  const name = nameFor();
-  const deleteEvent = (props: Record<string, string> = {}, physicalId = IMAGE_ID) => makeEvent('Delete', props, { physicalId });
+  const name = imageNameFor();
   const ownImage = (overrides: Partial<Image> = {}): Image => ({
     ImageId: IMAGE_ID,
     Name: name,
@@ -830,7 +763,7 @@ describe('onEvent Delete', () => {
 
     expect(ec2).not.toHaveReceivedCommand(DeregisterImageCommand);
     expect(ec2).not.toHaveReceivedCommand(DeleteSnapshotCommand);
-    expect(warnSpy).toHaveBeenCalledWith(expect.stringContaining(IMAGE_ID));
+    expect(handlerConsole.warn).toHaveBeenCalledWith(expect.stringContaining(IMAGE_ID));
   });
 
   // The listing of the resource's images (by tag) shows nothing either; DescribeImages by id answers as named.
@@ -910,8 +843,8 @@ describe('onEvent Delete', () => {
     });
     expectStartedSince(response.Data, before);
     expect(deletedSnapshots()).toEqual(['snap-00000000000000001', 'snap-00000000000000002']);
-    expect(warnSpy).not.toHaveBeenCalled();
-    expect(logSpy.mock.calls.map((args) => JSON.parse(String(args[0])))).toContainEqual(expect.objectContaining({
+    expect(handlerConsole.warn).not.toHaveBeenCalled();
+    expect(handlerConsole.log.mock.calls.map((args) => JSON.parse(String(args[0])))).toContainEqual(expect.objectContaining({
       message: 'snapshot still in use: the delete retries it', snapshotId: 'snap-00000000000000001', imageId: IMAGE_ID,
     }));
   });
@@ -964,7 +897,7 @@ describe('onEvent Delete', () => {
   });
 
   test('keeps image and snapshots without any EC2 call when Removal is retain, leaving isComplete nothing to retry', async () => {
-    await expect(onEvent(deleteEvent({ Removal: 'retain' }))).resolves.toEqual({ PhysicalResourceId: IMAGE_ID });
+    await expect(onEvent(deleteEvent({ removal: RemovalMode.RETAIN }))).resolves.toEqual({ PhysicalResourceId: IMAGE_ID });
     expect(ec2.calls()).toHaveLength(0);
   });
 
@@ -1009,7 +942,7 @@ describe('logging', () => {
   const responseUrl = 'https://example.com/presigned?X-Amz-Signature=secret';
 
   function loggedText(): string {
-    return [...logSpy.mock.calls, ...warnSpy.mock.calls].map((args) => args.map(String).join(' ')).join('\n');
+    return [...handlerConsole.log.mock.calls, ...handlerConsole.warn.mock.calls].map((args) => args.map(String).join(' ')).join('\n');
   }
 
   test('never writes the ResponseURL to the logs', async () => {
@@ -1018,27 +951,28 @@ describe('logging', () => {
     ec2.on(DescribeImagesCommand, { ImageIds: [IMAGE_ID] }).resolves({
       Images: [{
         ImageId: IMAGE_ID,
-        Name: nameFor(),
+        Name: imageNameFor(),
         State: 'available',
-        Tags: ownTags(nameFor()),
+        Tags: ownTags(imageNameFor()),
         BlockDeviceMappings: [{ Ebs: { SnapshotId: 'snap-00000000000000001' } }],
       }],
     });
     ec2.on(DescribeSnapshotsCommand).resolves({ Snapshots: [] });
     ec2.on(DeleteSnapshotCommand).rejects(serviceError('InvalidSnapshot.InUse'));
 
-    await onEvent(makeEvent('Create', {}, { responseUrl }));
-    await onEvent(makeEvent('Update', { Removal: 'retain' }, { physicalId: IMAGE_ID, oldProps: {}, responseUrl }));
-    await isComplete({ ...makeEvent('Create', {}, { responseUrl }), PhysicalResourceId: IMAGE_ID });
-    await onEvent(makeEvent('Delete', {}, { physicalId: IMAGE_ID, responseUrl }));
+    await onEvent(createEvent({}, { responseUrl }));
+    await onEvent(updateEvent({ removal: RemovalMode.RETAIN }, {}, IMAGE_ID, { responseUrl }));
+    await isComplete(isCompleteEvent(createEvent({}, { responseUrl }), IMAGE_ID, null));
+    await onEvent(deleteEvent({}, IMAGE_ID, { responseUrl }));
     // Another resource's image is left alone with a warning; a refused request is logged as an error.
-    await onEvent(makeEvent('Delete', {}, { physicalId: IMAGE_ID, responseUrl, logicalId: 'OtherBake5678' }));
-    await expect(onEvent(makeEvent('Create', { NoReboot: 'yes' }, { responseUrl }))).rejects.toThrow('NoReboot');
+    await onEvent(deleteEvent({}, IMAGE_ID, { responseUrl, logicalId: 'OtherBake5678' }));
+    // Malformed properties, written by hand: the decoder refuses them.
+    await expect(onEvent(withRawProperties(createEvent({}, { responseUrl }), { NoReboot: 'yes' }))).rejects.toThrow('NoReboot');
 
     const text = loggedText();
-    expect(logSpy).toHaveBeenCalled();
-    expect(warnSpy).toHaveBeenCalled();
-    expect(errorLogs()).toHaveLength(1);
+    expect(handlerConsole.log).toHaveBeenCalled();
+    expect(handlerConsole.warn).toHaveBeenCalled();
+    expect(handlerConsole.errorLogs()).toHaveLength(1);
     expect(text).toContain('request-create-0001');
     expect(text).not.toContain('X-Amz-Signature');
     expect(text).not.toContain('example.com');
@@ -1048,14 +982,14 @@ describe('logging', () => {
     ec2.on(DescribeImagesCommand).resolves({ Images: [] });
     ec2.on(CreateImageCommand).resolves({ ImageId: IMAGE_ID });
 
-    await onEvent(makeEvent('Create'));
+    await onEvent(createEvent());
 
-    expect(logSpy.mock.calls.length).toBeGreaterThan(0);
-    for (const args of logSpy.mock.calls) {
+    expect(handlerConsole.log.mock.calls.length).toBeGreaterThan(0);
+    for (const args of handlerConsole.log.mock.calls) {
       expect(args).toHaveLength(1);
       expect(JSON.parse(String(args[0]))).toMatchObject({ level: 'info', message: expect.any(String) });
     }
-    expect(logSpy.mock.calls.map((args) => JSON.parse(String(args[0])))).toContainEqual(
+    expect(handlerConsole.log.mock.calls.map((args) => JSON.parse(String(args[0])))).toContainEqual(
       expect.objectContaining({ message: 'onEvent', requestType: 'Create', logicalResourceId: LOGICAL_ID }),
     );
   });

@@ -5,38 +5,16 @@ import {
   DescribeSnapshotsCommand,
   DisableImageDeregistrationProtectionCommand,
   EC2Client,
-  EC2ServiceException,
   EnableImageDeprecationCommand,
   StopInstancesCommand,
 } from '@aws-sdk/client-ec2';
 import { mockClient } from 'aws-sdk-client-mock';
 import { isComplete, onEvent } from '../../lambda/bake-image';
-import type { IsCompleteRequest, OnEventRequest } from '../../lambda/bake-image/types';
+import { createEvent, deleteEvent, IMAGE_ID, isCompleteEvent, ownershipTags, serviceError, setUpHandlerTests } from '../support/fixtures';
 
 const ec2 = mockClient(EC2Client);
-const IMAGE_ID = 'ami-0123456789abcdef0';
-const STACK_ID = 'arn:aws:cloudformation:us-east-1:123456789012:stack/S/1';
-const BASE = { InstanceId: 'i-0123456789abcdef0', NamePrefix: 'web' };
 
-function request(type: 'Create' | 'Delete', props: Record<string, string>): IsCompleteRequest & OnEventRequest {
-  return {
-    RequestType: type,
-    RequestId: 'r1',
-    StackId: STACK_ID,
-    LogicalResourceId: 'Image',
-    ResourceType: 'Custom::BakedImage',
-    PhysicalResourceId: IMAGE_ID,
-    ResourceProperties: { ...BASE, ...props },
-  };
-}
-
-beforeEach(() => {
-  ec2.reset();
-  jest.spyOn(console, 'log').mockImplementation(() => undefined);
-  jest.spyOn(console, 'warn').mockImplementation(() => undefined);
-});
-
-afterEach(() => jest.restoreAllMocks());
+setUpHandlerTests(ec2);
 
 describe('deprecation', () => {
   test('moves a deprecation date already in the past to a minute from now, since EC2 refuses past dates', async () => {
@@ -45,7 +23,7 @@ describe('deprecation', () => {
     ec2.on(EnableImageDeprecationCommand).resolves({ Return: true });
 
     const before = Date.now();
-    await isComplete(request('Create', { DeprecateAfterSeconds: '3600' }));
+    await isComplete(isCompleteEvent(createEvent({ deprecateAfterSeconds: 3600 })));
 
     const at = ec2.commandCalls(EnableImageDeprecationCommand)[0].args[0].input.DeprecateAt!.getTime();
     expect(at).toBeGreaterThanOrEqual(before + 60_000);
@@ -57,7 +35,7 @@ describe('deprecation', () => {
     ec2.on(StopInstancesCommand).resolves({});
     ec2.on(EnableImageDeprecationCommand).rejects(Object.assign(new Error('not authorized'), { name: 'UnauthorizedOperation' }));
 
-    await expect(isComplete(request('Create', { DeprecateAfterSeconds: '3600' })))
+    await expect(isComplete(isCompleteEvent(createEvent({ deprecateAfterSeconds: 3600 }))))
       .rejects.toThrow(`EnableImageDeprecation for image ${IMAGE_ID} failed: UnauthorizedOperation: not authorized`);
   });
 });
@@ -69,24 +47,20 @@ describe('deregistration protection on Delete', () => {
         ImageId: IMAGE_ID,
         State: 'available',
         DeregistrationProtection: 'enabled-with-cooldown',
-        Tags: [
-          { Key: 'cdk-baked-image:managed-by', Value: 'cdk-baked-image' },
-          { Key: 'cdk-baked-image:stack-id', Value: STACK_ID },
-          { Key: 'cdk-baked-image:logical-id', Value: 'Image' },
-        ],
+        Tags: ownershipTags(),
       }],
     });
     ec2.on(DescribeSnapshotsCommand).resolves({ Snapshots: [] });
     ec2.on(DisableImageDeregistrationProtectionCommand).resolves({});
 
-    await expect(onEvent(request('Delete', {}))).rejects.toThrow(/deregistration protection with a cooldown .* after the 24-hour cooldown/);
+    await expect(onEvent(deleteEvent())).rejects.toThrow(/deregistration protection with a cooldown .* after the 24-hour cooldown/);
     expect(ec2.commandCalls(DisableImageDeregistrationProtectionCommand)).toHaveLength(1);
     expect(ec2.commandCalls(DeregisterImageCommand)).toHaveLength(0);
   });
 });
 
 describe('deregistration protection of an image DescribeImages does not show', () => {
-  const notFound = () => new EC2ServiceException({ name: 'InvalidAMIID.NotFound', $fault: 'client', $metadata: {}, message: 'not found' });
+  const notFound = () => serviceError('InvalidAMIID.NotFound', 'not found');
 
   beforeEach(() => {
     // Neither the listing of the resource's images nor DescribeImages by id shows it: it may just not be visible yet.
@@ -100,7 +74,7 @@ describe('deregistration protection of an image DescribeImages does not show', (
     ec2.on(DisableImageDeregistrationProtectionCommand).resolves({});
     ec2.on(DeregisterImageCommand).resolves({});
 
-    await expect(onEvent(request('Delete', { DeregistrationProtection: 'true' }))).resolves.toEqual({
+    await expect(onEvent(deleteEvent({ deregistrationProtection: true }))).resolves.toEqual({
       PhysicalResourceId: IMAGE_ID, Data: { RequestStartedAt: expect.any(String) },
     });
 
@@ -115,7 +89,7 @@ describe('deregistration protection of an image DescribeImages does not show', (
   test('is not lifted when the properties did not ask for it', async () => {
     ec2.on(DeregisterImageCommand).resolves({});
 
-    await onEvent(request('Delete', {}));
+    await onEvent(deleteEvent());
 
     expect(ec2.commandCalls(DisableImageDeregistrationProtectionCommand)).toHaveLength(0);
     expect(ec2.commandCalls(DeregisterImageCommand)).toHaveLength(1);
@@ -125,7 +99,7 @@ describe('deregistration protection of an image DescribeImages does not show', (
     ec2.on(DisableImageDeregistrationProtectionCommand).rejects(notFound());
     ec2.on(DeregisterImageCommand).rejects(notFound());
 
-    await expect(onEvent(request('Delete', { DeregistrationProtection: 'true' }))).resolves.toEqual({
+    await expect(onEvent(deleteEvent({ deregistrationProtection: true }))).resolves.toEqual({
       PhysicalResourceId: IMAGE_ID, Data: { RequestStartedAt: expect.any(String) },
     });
     expect(ec2.commandCalls(DeleteSnapshotCommand).map((call) => call.args[0].input)).toEqual([{ SnapshotId: 'snap-0123456789abcdef0' }]);

@@ -12,26 +12,20 @@ import {
   MAX_IMAGE_NAME_LENGTH,
   MAX_NAME_PREFIX_LENGTH,
   NAME_FINGERPRINT_LENGTH,
+  type BakeSpec,
 } from '../../src/private/contract';
+import { bakeSpec, BUILDER_ID } from '../support/fixtures';
 
-const BUILDER = 'i-0123456789abcdef0';
-const REQUIRED = { InstanceId: BUILDER, NamePrefix: 'web' };
+/**
+ * The decoder's own tests below feed it property objects written by hand, as CloudFormation delivers them: only the
+ * required ones (what an earlier construct may have written), malformed values, and every wire name spelled out,
+ * which pins the names the encoder must keep. The other tests build their properties with test/support/fixtures.ts.
+ */
+const REQUIRED = { InstanceId: BUILDER_ID, NamePrefix: 'web' };
 
-function props(overrides: Partial<BakeProperties> = {}): BakeProperties {
-  return {
-    instanceId: BUILDER,
-    namePrefix: 'web',
-    noReboot: false,
-    removal: 'destroy',
-    builderAfterBake: BuilderAfterBake.STOP,
-    sharing: { accounts: [], organizationArns: [], organizationalUnitArns: [] },
-    manifest: {},
-    deregistrationProtection: false,
-    keepSuperseded: 0,
-    copyToRegions: [],
-    copyKmsKeyIds: {},
-    ...overrides,
-  };
+/** A spec for imageName: the fixture's, without a description unless the test gives one. */
+function props(overrides: Partial<BakeSpec> = {}): BakeSpec {
+  return bakeSpec({ description: undefined, ...overrides });
 }
 
 /** Calls fn and returns what it threw, failing the test if it did not throw. */
@@ -47,7 +41,7 @@ function thrownBy(fn: () => unknown): Error {
 describe('parseProperties', () => {
   test('applies the defaults when only the required properties are given', () => {
     expect(parseProperties({ ...REQUIRED })).toEqual({
-      instanceId: BUILDER,
+      instanceId: BUILDER_ID,
       namePrefix: 'web',
       description: undefined,
       noReboot: false,
@@ -68,7 +62,7 @@ describe('parseProperties', () => {
   test('parses every property from the strings CloudFormation delivers', () => {
     expect(parseProperties({
       ServiceToken: 'arn:aws:lambda:us-east-1:123456789012:function:provider',
-      InstanceId: BUILDER,
+      InstanceId: BUILDER_ID,
       NamePrefix: 'web',
       Description: 'Web server image',
       NoReboot: 'true',
@@ -87,7 +81,7 @@ describe('parseProperties', () => {
       DeregistrationProtection: 'true',
       KeepSupersededImages: '3',
     })).toEqual({
-      instanceId: BUILDER,
+      instanceId: BUILDER_ID,
       namePrefix: 'web',
       description: 'Web server image',
       noReboot: true,
@@ -195,7 +189,7 @@ describe('parseProperties', () => {
 });
 
 describe('imageInputsChanged', () => {
-  const base = { ServiceToken: 'token', InstanceId: BUILDER, NamePrefix: 'web', Description: 'd', NoReboot: 'false', RebakeTrigger: 'v1' };
+  const base = { ServiceToken: 'token', InstanceId: BUILDER_ID, NamePrefix: 'web', Description: 'd', NoReboot: 'false', RebakeTrigger: 'v1' };
 
   test('lists exactly the properties that shape the image', () => {
     expect(Object.values(IMAGE_INPUTS).sort()).toEqual(['Description', 'InstanceId', 'NamePrefix', 'NoReboot', 'RebakeTrigger']);

@@ -5,53 +5,26 @@ import {
   DescribeImagesCommand,
   DescribeSnapshotsCommand,
   EC2Client,
-  EC2ServiceException,
   type Image,
 } from '@aws-sdk/client-ec2';
 import { mockClient } from 'aws-sdk-client-mock';
 import { onEvent } from '../../lambda/bake-image';
 import type { OnEventRequest } from '../../lambda/bake-image/types';
+import { deleteEvent, ownershipTags, serviceError, setUpHandlerTests } from '../support/fixtures';
 
 const ec2 = mockClient(EC2Client);
 const cfn = mockClient(CloudFormationClient);
+/** The stack is named in the failure messages: Shop. */
 const STACK_ID = 'arn:aws:cloudformation:us-east-1:123456789012:stack/Shop/1';
 const OLD = 'ami-0000000000000000a';
-const OWN_TAGS = [
-  { Key: 'cdk-baked-image:managed-by', Value: 'cdk-baked-image' },
-  { Key: 'cdk-baked-image:stack-id', Value: STACK_ID },
-  { Key: 'cdk-baked-image:logical-id', Value: 'Image' },
-];
+const OWN_TAGS = ownershipTags(STACK_ID);
 
-function deleteEvent(physicalId: string, keep = '2'): OnEventRequest {
-  return {
-    RequestType: 'Delete',
-    RequestId: 'r1',
-    StackId: STACK_ID,
-    LogicalResourceId: 'Image',
-    ResourceType: 'Custom::BakedImage',
-    PhysicalResourceId: physicalId,
-    ResourceProperties: { InstanceId: 'i-0123456789abcdef0', NamePrefix: 'web', KeepSupersededImages: keep },
-  };
+/** The Delete of the resource's image `physicalId`, keeping `keep` superseded images. */
+function deleteOf(physicalId: string, keep = 2): OnEventRequest {
+  return deleteEvent({ keepSuperseded: keep }, physicalId, { stackId: STACK_ID });
 }
 
-const savedRegion = process.env.AWS_REGION;
-
-beforeEach(() => {
-  ec2.reset();
-  cfn.reset();
-  process.env.AWS_REGION = 'us-east-1';
-  jest.spyOn(console, 'log').mockImplementation(() => undefined);
-  jest.spyOn(console, 'warn').mockImplementation(() => undefined);
-});
-
-afterEach(() => {
-  jest.restoreAllMocks();
-  if (savedRegion === undefined) {
-    delete process.env.AWS_REGION;
-  } else {
-    process.env.AWS_REGION = savedRegion;
-  }
-});
+setUpHandlerTests(ec2, cfn);
 
 const SUPERSEDED = 'ami-0000000000000000b';
 
@@ -82,7 +55,7 @@ describe('keeping superseded images', () => {
   test('names the stack when CloudFormation cannot say why the image is deleted, and deletes nothing', async () => {
     cfn.on(DescribeStacksCommand).rejects(Object.assign(new Error('not authorized'), { name: 'AccessDenied' }));
 
-    await expect(onEvent(deleteEvent(OLD))).rejects.toThrow('DescribeStacks for Shop (to decide which images to keep) failed: AccessDenied: not authorized');
+    await expect(onEvent(deleteOf(OLD))).rejects.toThrow('DescribeStacks for Shop (to decide which images to keep) failed: AccessDenied: not authorized');
     expect(ec2.commandCalls(DeregisterImageCommand)).toHaveLength(0);
   });
 
@@ -101,7 +74,7 @@ describe('keeping superseded images', () => {
     });
     ec2.on(DescribeSnapshotsCommand).resolves({ Snapshots: [] });
 
-    const response = await onEvent(deleteEvent(OLD));
+    const response = await onEvent(deleteOf(OLD));
 
     expect(response).toEqual({ PhysicalResourceId: OLD, Data: { RequestStartedAt: expect.any(String) } });
     expect(ec2.commandCalls(DeregisterImageCommand)).toHaveLength(0);
@@ -116,9 +89,9 @@ describe('deleting the superseded images kept', () => {
   test('returns the snapshots still in use of every image it deletes when the resource is removed', async () => {
     cfn.on(DescribeStacksCommand).resolves({ Stacks: [{ StackName: 'Shop', StackStatus: 'DELETE_IN_PROGRESS', CreationTime: new Date() }] });
     imagesOfTheResource([ownImage(SUPERSEDED, '2026-03-01T00:00:00.000Z'), ownImage(OLD, '2026-02-01T00:00:00.000Z')]);
-    ec2.on(DeleteSnapshotCommand).rejects(new EC2ServiceException({ name: 'InvalidSnapshot.InUse', $fault: 'client', $metadata: {}, message: 'in use' }));
+    ec2.on(DeleteSnapshotCommand).rejects(serviceError('InvalidSnapshot.InUse', 'in use'));
 
-    const response = await onEvent(deleteEvent(OLD));
+    const response = await onEvent(deleteOf(OLD));
 
     expect(deregistered()).toEqual([SUPERSEDED, OLD]);
     expect(response).toEqual({
@@ -132,7 +105,7 @@ describe('deleting the superseded images kept', () => {
     // The superseded image is older than the one the resource holds.
     imagesOfTheResource([ownImage(OLD, '2026-03-01T00:00:00.000Z'), ownImage(SUPERSEDED, '2026-02-01T00:00:00.000Z')]);
 
-    await onEvent(deleteEvent(OLD, '0'));
+    await onEvent(deleteOf(OLD, 0));
 
     expect(cfn.commandCalls(DescribeStacksCommand)).toHaveLength(1);
     expect(deregistered()).toEqual([SUPERSEDED, OLD]);
@@ -141,7 +114,7 @@ describe('deleting the superseded images kept', () => {
   test('with keepSupersededImages 0, a newer image of the resource is its replacement: deletes this one without asking CloudFormation', async () => {
     imagesOfTheResource([ownImage(SUPERSEDED, '2026-03-01T00:00:00.000Z'), ownImage(OLD, '2026-02-01T00:00:00.000Z')]);
 
-    await onEvent(deleteEvent(OLD, '0'));
+    await onEvent(deleteOf(OLD, 0));
 
     expect(cfn.commandCalls(DescribeStacksCommand)).toHaveLength(0);
     expect(deregistered()).toEqual([OLD]);
@@ -150,7 +123,7 @@ describe('deleting the superseded images kept', () => {
   test('with keepSupersededImages 0 and no other image of the resource, deletes the image without asking CloudFormation', async () => {
     imagesOfTheResource([ownImage(OLD, '2026-02-01T00:00:00.000Z')]);
 
-    await expect(onEvent(deleteEvent(OLD, '0'))).resolves.toEqual({ PhysicalResourceId: OLD, Data: { RequestStartedAt: expect.any(String) } });
+    await expect(onEvent(deleteOf(OLD, 0))).resolves.toEqual({ PhysicalResourceId: OLD, Data: { RequestStartedAt: expect.any(String) } });
 
     expect(cfn.calls()).toHaveLength(0);
     expect(deregistered()).toEqual([OLD]);

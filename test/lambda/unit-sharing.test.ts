@@ -1,4 +1,5 @@
 import { desiredPermissions, launchPermissionChange } from '../../lambda/bake-image/sharing';
+import { createEvent, isCompleteEvent, setUpHandlerTests } from '../support/fixtures';
 
 const NOBODY = { accounts: [], organizationArns: [], organizationalUnitArns: [] };
 const ORG = 'arn:aws:organizations::123456789012:organization/o-abcdef1234';
@@ -39,12 +40,7 @@ describe('isComplete sharing errors', () => {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { isComplete } = require('../../lambda/bake-image') as typeof import('../../lambda/bake-image');
 
-  beforeEach(() => {
-    ec2.reset();
-    jest.spyOn(console, 'log').mockImplementation(() => undefined);
-  });
-
-  afterEach(() => jest.restoreAllMocks());
+  setUpHandlerTests(ec2);
 
   test('names the image and the EC2 error when launch permissions cannot be changed', async () => {
     ec2.on(sdk.DescribeImagesCommand).resolves({ Images: [{ ImageId: 'ami-0123456789abcdef0', State: 'available', Name: 'web-x' }] });
@@ -52,15 +48,7 @@ describe('isComplete sharing errors', () => {
     ec2.on(sdk.DescribeImageAttributeCommand).resolves({ LaunchPermissions: [] });
     ec2.on(sdk.ModifyImageAttributeCommand).rejects(Object.assign(new Error('Images encrypted with aws/ebs cannot be shared'), { name: 'InvalidParameter' }));
 
-    const failure = isComplete({
-      RequestType: 'Create',
-      RequestId: 'r1',
-      StackId: 'arn:aws:cloudformation:us-east-1:123456789012:stack/S/1',
-      LogicalResourceId: 'Image',
-      ResourceType: 'Custom::BakedImage',
-      PhysicalResourceId: 'ami-0123456789abcdef0',
-      ResourceProperties: { InstanceId: 'i-0123456789abcdef0', NamePrefix: 'web', ShareWithAccounts: ['444455556666'] },
-    });
+    const failure = isComplete(isCompleteEvent(createEvent({ sharing: { ...NOBODY, accounts: ['444455556666'] } }), 'ami-0123456789abcdef0'));
 
     await expect(failure).rejects.toThrow('Could not share image ami-0123456789abcdef0 (launch permissions): InvalidParameter: Images encrypted with aws/ebs cannot be shared');
     // The provider framework would append a stack trace to the reason: there is none.

@@ -12,48 +12,36 @@ import { mockClient } from 'aws-sdk-client-mock';
 import { isComplete } from '../../lambda/bake-image';
 import type { IsCompleteRequest } from '../../lambda/bake-image/types';
 import { outputTail, parseValidationReport } from '../../lambda/bake-image/validation';
+import type { BakeSpec, ValidationSpec } from '../../src/private/contract';
+import { createEvent, IMAGE_ID, isCompleteEvent, requestStarted, setUpHandlerTests, STACK_ID, updateEvent } from '../support/fixtures';
 
 const ec2 = mockClient(EC2Client);
-const IMAGE_ID = 'ami-0123456789abcdef0';
 const TEST_INSTANCE = 'i-0fedcba9876543210';
-const STACK_ID = 'arn:aws:cloudformation:us-east-1:123456789012:stack/S/1';
-const PROPS = {
-  InstanceId: 'i-0123456789abcdef0',
-  NamePrefix: 'web',
-  ValidationUserData: '#!/bin/bash\n# cdk-baked-image: image validation\ntrue\n',
-  ValidationTimeoutSeconds: '600',
-  ValidationInstanceType: 't3.micro',
-  ValidationSubnetId: 'subnet-0123',
-  ValidationSecurityGroupIds: ['sg-0123'],
+const VALIDATION: ValidationSpec = {
+  userData: '#!/bin/bash\n# cdk-baked-image: image validation\ntrue\n',
+  timeoutSeconds: 600,
+  instanceType: 't3.micro',
+  subnetId: 'subnet-0123',
+  securityGroupIds: ['sg-0123'],
 };
 
-/** An ISO time this many seconds ago. */
-const secondsAgo = (seconds: number) => new Date(Date.now() - seconds * 1000).toISOString();
-
-/** An isComplete request, with onEvent's Data: the request started `startedSecondsAgo` ago. */
-function request(requestId = 'r1', props: Record<string, unknown> = {}, startedSecondsAgo = 0, type: 'Create' | 'Update' = 'Create'): IsCompleteRequest {
-  return {
-    RequestType: type,
-    RequestId: requestId,
-    StackId: STACK_ID,
-    LogicalResourceId: 'Image',
-    ResourceType: 'Custom::BakedImage',
-    PhysicalResourceId: IMAGE_ID,
-    ResourceProperties: { ...PROPS, ...props },
-    Data: { RequestStartedAt: secondsAgo(startedSecondsAgo) },
-  };
+/**
+ * An isComplete request of a validated bake, with onEvent's Data: the request started `startedSecondsAgo` ago.
+ * An Update adds the validation to an image baked without one.
+ */
+function request(requestId = 'r1', overrides: Partial<BakeSpec> = {}, startedSecondsAgo = 0, type: 'Create' | 'Update' = 'Create'): IsCompleteRequest {
+  const spec = { validation: VALIDATION, ...overrides };
+  const event = type === 'Create' ? createEvent(spec, { requestId }) : updateEvent(spec, overrides, IMAGE_ID, { requestId });
+  return isCompleteEvent(event, IMAGE_ID, requestStarted(startedSecondsAgo));
 }
 
 const console64 = (text: string) => Buffer.from(text, 'utf8').toString('base64');
 
+setUpHandlerTests(ec2);
+
 beforeEach(() => {
-  ec2.reset();
-  jest.spyOn(console, 'log').mockImplementation(() => undefined);
-  jest.spyOn(console, 'warn').mockImplementation(() => undefined);
   ec2.on(DescribeImagesCommand).resolves({ Images: [{ ImageId: IMAGE_ID, Name: 'web-1', State: 'available', CreationDate: new Date().toISOString() }] });
 });
-
-afterEach(() => jest.restoreAllMocks());
 
 describe('parseValidationReport', () => {
   test('reads the report lines between kernel and cloud-init lines, with carriage returns, and the exit code', () => {
@@ -115,7 +103,7 @@ describe('the test instance', () => {
       MaxCount: 1,
       SubnetId: 'subnet-0123',
       SecurityGroupIds: ['sg-0123'],
-      UserData: console64(PROPS.ValidationUserData),
+      UserData: console64(VALIDATION.userData),
       InstanceInitiatedShutdownBehavior: 'terminate',
       MetadataOptions: { HttpTokens: 'required', HttpEndpoint: 'enabled' },
     }));
@@ -180,14 +168,14 @@ describe('bakeTimeout during the validation, counted from the request\'s start',
   });
 
   test('lets the test of an old image run while this request is within bakeTimeout', async () => {
-    await expect(isComplete(request('r1', { BakeTimeoutSeconds: '3000' }, 60, 'Update'))).resolves.toEqual({ IsComplete: false });
+    await expect(isComplete(request('r1', { bakeTimeoutSeconds: 3000 }, 60, 'Update'))).resolves.toEqual({ IsComplete: false });
     expect(ec2.commandCalls(TerminateInstancesCommand)).toHaveLength(0);
   });
 
   test('fails and terminates the test instance once bakeTimeout has passed since the request started', async () => {
     ec2.on(TerminateInstancesCommand).resolves({});
 
-    await expect(isComplete(request('r1', { BakeTimeoutSeconds: '3000' }, 3100, 'Update'))).rejects.toThrow(
+    await expect(isComplete(request('r1', { bakeTimeoutSeconds: 3000 }, 3100, 'Update'))).rejects.toThrow(
       new RegExp(`^The validation of image ${IMAGE_ID} is still running after 310\\d s, longer than bakeTimeout \\(3000 s\\)`),
     );
     expect(ec2.commandCalls(TerminateInstancesCommand).map((call) => call.args[0].input)).toEqual([{ InstanceIds: [TEST_INSTANCE] }]);

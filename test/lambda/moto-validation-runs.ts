@@ -1,5 +1,5 @@
 /**
- * Validation instances for the moto proxy: moto's instances run nothing, so the proxy runs the user data of an
+ * The user-data runner of the moto proxy: moto's instances run nothing, so the proxy runs the user data of an
  * instance launched with the construct's validation script on this machine, as the instance would (see the module
  * comment of moto-server.ts), and makes the instance end in moto as EC2 would end it when the script powers it off.
  */
@@ -9,6 +9,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { type EC2Client, StopInstancesCommand, TerminateInstancesCommand } from '@aws-sdk/client-ec2';
 import { shellQuote } from './moto-http';
+import { parsePowerCall } from './moto-power-calls';
 
 /** The line that makes the user data of a RunInstances an image validation script the proxy runs (see the module comment). */
 export const VALIDATION_MARKER = '# cdk-baked-image: image validation';
@@ -48,90 +49,6 @@ export interface ValidationInstance {
   readonly poweredOff?: { readonly command: string; readonly at: number; readonly outcome: 'terminated' | 'stopped' };
   /** The shutdown the script scheduled (`shutdown -h +N`) that has not come due yet: the command and when it is due. */
   readonly scheduledShutdown?: { readonly command: string; readonly dueAt: number };
-}
-
-/** What a call of a stand-in asks for. */
-export type PowerRequest =
-  | { readonly kind: 'power-off'; readonly delayMs: number }
-  | { readonly kind: 'cancel' }
-  | { readonly kind: 'reboot' }
-  | { readonly kind: 'nothing' };
-
-/** Milliseconds from `now` to the next `hh:mm` (UTC, the clock of an EC2 instance by default). */
-function untilClockTime(hours: number, minutes: number, now: number): number {
-  const at = new Date(now);
-  at.setUTCHours(hours, minutes, 0, 0);
-  if (at.getTime() <= now) {
-    at.setUTCDate(at.getUTCDate() + 1);
-  }
-  return at.getTime() - now;
-}
-
-/**
- * What a `shutdown`, `poweroff`, `halt` or `reboot` call asks of a systemd machine: `shutdown` powers off (`-h`,
- * `-H`, `-P`, or nothing) or reboots (`-r`) at TIME (`now`, `+m`, `hh:mm`; `+1` when none is given), `-c` cancels
- * the pending one, `-k` only warns; `poweroff` and `halt` power off at once (the machine is gone for EC2 either way).
- */
-export function parsePowerCall(command: string, args: string[], now: number): PowerRequest {
-  if (command === 'reboot') {
-    return { kind: 'reboot' };
-  }
-  if (command === 'poweroff' || command === 'halt') {
-    if (args.includes('--reboot')) {
-      return { kind: 'reboot' };
-    }
-    return args.some((arg) => ['--help', '-w', '--wtmp-only'].includes(arg)) ? { kind: 'nothing' } : { kind: 'power-off', delayMs: 0 };
-  }
-  let reboot = false;
-  let time: string | undefined;
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i];
-    if (arg.startsWith('--')) {
-      if (arg === '--reboot') {
-        reboot = true;
-      } else if (arg === '--halt' || arg === '--poweroff') {
-        reboot = false;
-      } else if (arg === '--help' || arg === '--show') {
-        return { kind: 'nothing' };
-      }
-    } else if (arg.startsWith('-') && arg.length > 1) {
-      for (const flag of arg.slice(1)) {
-        if (flag === 'r') {
-          reboot = true;
-        } else if (flag === 'h' || flag === 'H' || flag === 'P') {
-          reboot = false;
-        } else if (flag === 'k') {
-          return { kind: 'nothing' };
-        } else if (flag === 'c') {
-          return { kind: 'cancel' };
-        } else if (flag === 't') {
-          i++;
-        }
-      }
-    } else if (time === undefined) {
-      time = arg;
-    } else {
-      break; // the wall message
-    }
-  }
-  if (reboot) {
-    return { kind: 'reboot' };
-  }
-  if (time === undefined) {
-    return { kind: 'power-off', delayMs: 60_000 };
-  }
-  if (time === 'now') {
-    return { kind: 'power-off', delayMs: 0 };
-  }
-  const minutes = /^\+?(\d+)$/.exec(time);
-  if (minutes) {
-    return { kind: 'power-off', delayMs: Number(minutes[1]) * 60_000 };
-  }
-  const clock = /^(\d{1,2}):(\d{2})$/.exec(time);
-  if (clock && Number(clock[1]) < 24 && Number(clock[2]) < 60) {
-    return { kind: 'power-off', delayMs: untilClockTime(Number(clock[1]), Number(clock[2]), now) };
-  }
-  return { kind: 'nothing' }; // shutdown refuses a time it cannot parse
 }
 
 /** A validation script running (or run) for an instance. */
