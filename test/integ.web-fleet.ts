@@ -56,6 +56,8 @@ const integ = new IntegTest(app, 'BakedImageWebFleetTest', {
   testCases: [stack],
   // Asset hashes (the handler bundle) are left out of the snapshot comparison: the templates must match.
   diffAssets: false,
+  // A change of the image inputs replaces the builder by design (a fresh builder bakes the new image).
+  allowDestroy: ['AWS::EC2::Instance'],
 });
 
 // The custom resource returns the image id only once the image is available; ask EC2 what it holds.
