@@ -20,11 +20,10 @@ import { describeError, errorCode, isImageGone, withContext } from './errors';
 import { log, warn } from './log';
 import type { BakeProperties, Sharing } from './properties';
 import { launchPermissionChange, type LaunchPermission } from './sharing';
-import type { OnEventRequest } from './types';
-import { MANAGED_BY_VALUE, Tag } from '../../src/private/contract';
+import { ownedBy, type Owner } from './tags';
+import { Tag } from '../../src/private/contract';
 
-/** The custom resource an image belongs to: its stack id and logical id, which the image carries as tags. */
-export type Owner = Pick<OnEventRequest, 'StackId' | 'LogicalResourceId'>;
+export type { Owner } from './tags';
 
 /** ` in us-west-2` for a copy's region, nothing for the stack's own: the messages name the region only when it helps. */
 export function inRegion(region: string): string {
@@ -64,10 +63,7 @@ export async function findImageByName(region: string, name: string): Promise<Ima
 
 /** True when the image carries the tags of this custom resource (and so was made by it). */
 export function madeByThisResource(image: Image, owner: Owner): boolean {
-  const tags = new Map((image.Tags ?? []).map((tag) => [tag.Key, tag.Value]));
-  return tags.get(Tag.MANAGED_BY) === MANAGED_BY_VALUE
-    && tags.get(Tag.STACK_ID) === owner.StackId
-    && tags.get(Tag.LOGICAL_ID) === owner.LogicalResourceId;
+  return ownedBy(new Map((image.Tags ?? []).map((tag) => [tag.Key, tag.Value])), owner, true);
 }
 
 /** A snapshot EC2 would not delete yet (`InvalidSnapshot.InUse`), as `region/snap-...`: the Delete retries it. */

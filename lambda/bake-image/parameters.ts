@@ -12,6 +12,7 @@ import { ssmIn } from './clients';
 import { describeError, errorCode } from './errors';
 import { findImageByName, madeByThisResource, type Owner } from './images';
 import { log, warn } from './log';
+import { ownedBy, ownerTags, stackName } from './tags';
 import { MANAGED_BY_VALUE, Tag } from '../../src/private/contract';
 
 /** The data type that makes SSM check the value is an AMI id, and lets EC2 resolve `resolve:ssm:` to it. */
@@ -163,7 +164,7 @@ async function findParameter(owner: Owner, name: string, region: string): Promis
     }
     throw new Error(`ListTagsForResource of parameter ${name} in ${region} failed: ${describeError(error)}`);
   }
-  if (tags[Tag.MANAGED_BY] !== MANAGED_BY_VALUE || tags[Tag.STACK_ID] !== owner.StackId) {
+  if (!ownedBy(new Map(Object.entries(tags)), owner, false)) {
     return { kind: 'foreign', why: `it lacks the tags ${Tag.MANAGED_BY} = ${MANAGED_BY_VALUE} and ${Tag.STACK_ID} = ${owner.StackId}` };
   }
   return { kind: 'own', value, dataType };
@@ -174,14 +175,5 @@ async function findParameter(owner: Owner, name: string, region: string): Promis
  * old one's, as CloudFormation creates the new resource before it deletes the old); the logical id records the creator.
  */
 function parameterTags(owner: Owner): Array<{ Key: string; Value: string }> {
-  return [
-    { Key: Tag.STACK_ID, Value: owner.StackId },
-    { Key: Tag.LOGICAL_ID, Value: owner.LogicalResourceId },
-    { Key: Tag.MANAGED_BY, Value: MANAGED_BY_VALUE },
-  ];
-}
-
-/** arn:aws:cloudformation:region:account:stack/NAME/uuid -> NAME */
-function stackName(stackId: string): string {
-  return stackId.split('/')[1] ?? stackId;
+  return ownerTags(owner).map((tag) => ({ Key: tag.Key!, Value: tag.Value! }));
 }

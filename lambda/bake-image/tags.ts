@@ -7,6 +7,28 @@ import type { BakeProperties } from './properties';
 import type { OnEventRequest } from './types';
 import { MANAGED_BY_VALUE, MAX_TAG_VALUE_LENGTH, Tag } from '../../src/private/contract';
 
+/** Which custom resource a request is for: its stack and logical id. */
+export type Owner = Pick<OnEventRequest, 'StackId' | 'LogicalResourceId'>;
+
+/**
+ * The tags that say which custom resource made an image, snapshot, test instance or parameter: deletion and
+ * retention look for them, and IAM lets the handlers act only on what carries this stack's id.
+ */
+export function ownerTags(owner: Owner): Ec2Tag[] {
+  return [
+    { Key: Tag.MANAGED_BY, Value: MANAGED_BY_VALUE },
+    { Key: Tag.STACK_ID, Value: owner.StackId },
+    { Key: Tag.LOGICAL_ID, Value: owner.LogicalResourceId },
+  ];
+}
+
+/** True when the tags are this stack's ownership tags; with `sameResource`, of this very custom resource too. */
+export function ownedBy(tags: ReadonlyMap<string | undefined, string | undefined>, owner: Owner, sameResource: boolean): boolean {
+  return tags.get(Tag.MANAGED_BY) === MANAGED_BY_VALUE
+    && tags.get(Tag.STACK_ID) === owner.StackId
+    && (!sameResource || tags.get(Tag.LOGICAL_ID) === owner.LogicalResourceId);
+}
+
 /** The tags of a new image and of its snapshots. */
 export function imageTags(event: OnEventRequest, name: string, props: BakeProperties): Ec2Tag[] {
   const manifest: Array<[string, string | undefined]> = [
@@ -18,10 +40,8 @@ export function imageTags(event: OnEventRequest, name: string, props: BakeProper
   ];
   return [
     { Key: 'Name', Value: name },
-    { Key: Tag.MANAGED_BY, Value: MANAGED_BY_VALUE },
+    ...ownerTags(event),
     { Key: Tag.STACK_NAME, Value: stackName(event.StackId) },
-    { Key: Tag.STACK_ID, Value: event.StackId },
-    { Key: Tag.LOGICAL_ID, Value: event.LogicalResourceId },
     { Key: Tag.IMAGE_NAME, Value: name },
     ...manifest.flatMap(([Key, value]) => (value ? [{ Key, Value: tagValue(value) }] : [])),
   ];

@@ -25,8 +25,9 @@ import { describeError, errorCode, withContext } from './errors';
 import { deleteImage, type Owner } from './images';
 import { log, warn } from './log';
 import type { BakeProperties, Validation } from './properties';
+import { ownerTags } from './tags';
 import type { IsCompleteRequest } from './types';
-import { MANAGED_BY_VALUE, Tag, VALIDATION_REPORT_PREFIX } from '../../src/private/contract';
+import { Tag, VALIDATION_REPORT_PREFIX } from '../../src/private/contract';
 
 /** At most this many of the last output lines go into the CloudFormation reason. */
 const TAIL_LINES = 20;
@@ -179,9 +180,7 @@ async function launchTestInstance(event: IsCompleteRequest, image: Image, valida
   const imageId = image.ImageId ?? '';
   const tags: Ec2Tag[] = [
     { Key: 'Name', Value: `${image.Name ?? imageId} validation` },
-    { Key: Tag.MANAGED_BY, Value: MANAGED_BY_VALUE },
-    { Key: Tag.STACK_ID, Value: event.StackId },
-    { Key: Tag.LOGICAL_ID, Value: event.LogicalResourceId },
+    ...ownerTags(event),
     { Key: Tag.VALIDATES, Value: imageId },
     { Key: Tag.VALIDATION_REQUEST, Value: event.RequestId },
   ];

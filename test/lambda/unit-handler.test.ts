@@ -71,9 +71,9 @@ function ownTags(name: string, stackId = STACK_ID, logicalId = LOGICAL_ID) {
   return [
     { Key: 'Name', Value: name },
     { Key: Tag.MANAGED_BY, Value: MANAGED_BY_VALUE },
-    { Key: Tag.STACK_NAME, Value: stackId.split('/')[1] },
     { Key: Tag.STACK_ID, Value: stackId },
     { Key: Tag.LOGICAL_ID, Value: logicalId },
+    { Key: Tag.STACK_NAME, Value: stackId.split('/')[1] },
     { Key: Tag.IMAGE_NAME, Value: name },
   ];
 }
@@ -127,9 +127,9 @@ describe('onEvent Create', () => {
     const expectedTags = [
       { Key: 'Name', Value: name },
       { Key: 'cdk-baked-image:managed-by', Value: 'cdk-baked-image' },
-      { Key: 'cdk-baked-image:stack-name', Value: 'MyStack' },
       { Key: 'cdk-baked-image:stack-id', Value: STACK_ID },
       { Key: 'cdk-baked-image:logical-id', Value: LOGICAL_ID },
+      { Key: 'cdk-baked-image:stack-name', Value: 'MyStack' },
       { Key: 'cdk-baked-image:image-name', Value: name },
       { Key: 'cdk-baked-image:baked-at', Value: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/) },
     ];
