@@ -77,11 +77,13 @@ export class Sanitize {
   ) {}
 
   /**
-   * The commands to run on a builder of the given operating system, in order.
+   * The commands to run on a builder of the given operating system, in order: what BakedImage renders into
+   * the builder's last config set.
    *
    * @param osType the builder's operating system
+   * @internal
    */
-  public commandsFor(osType: ec2.OperatingSystemType): string[] {
+  public _commandsFor(osType: ec2.OperatingSystemType): string[] {
     if (this.usesDefaults && osType !== ec2.OperatingSystemType.LINUX) {
       return [...this.extra];
     }

@@ -49,7 +49,7 @@ export function createBuilder(
   problems: string[],
 ): Builder {
   const osType = base.osType;
-  const sanitizeCommands = (props.sanitize ?? Sanitize.defaults()).commandsFor(osType);
+  const sanitizeCommands = (props.sanitize ?? Sanitize.defaults())._commandsFor(osType);
   const configSets = props.initOptions?.configSets ?? ['default'];
   const userData = ec2.UserData.forOperatingSystem(osType);
   // The image inputs but the builder itself (IMAGE_INPUTS), and what shapes the builder.
