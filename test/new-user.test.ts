@@ -10,6 +10,7 @@ import * as ts from 'typescript';
 import * as library from '../src';
 import { BakedImage, BakedImageProps, ImageValidation } from '../src';
 import { removeTemporaryAssembliesAfterAll } from './support/temporary-assemblies';
+import { thrownBy } from './support/thrown';
 
 removeTemporaryAssembliesAfterAll();
 
@@ -29,20 +30,10 @@ function bake(stack: Stack, vpc: ec2.IVpc, id: string, props: Partial<BakedImage
   });
 }
 
-/** What the construct throws, for assertions on it. */
-function thrown(fn: () => unknown): Error {
-  try {
-    fn();
-  } catch (error) {
-    return error as Error;
-  }
-  throw new Error('expected a throw');
-}
-
 describe('a BakedImage made from JavaScript without its required props', () => {
   test('says vpc is required, not that vpcSubnets selects nothing', () => {
     const { stack } = newStack();
-    const error = thrown(() => new BakedImage(stack, 'Image', {
+    const error = thrownBy(() => new BakedImage(stack, 'Image', {
       machineImage: ec2.MachineImage.genericLinux({ 'us-east-1': BASE_AMI }),
       init: ec2.CloudFormationInit.fromElements(ec2.InitPackage.yum('nginx')),
     } as unknown as BakedImageProps));
@@ -52,7 +43,7 @@ describe('a BakedImage made from JavaScript without its required props', () => {
 
   test('names every missing prop at once', () => {
     const { stack } = newStack();
-    const error = thrown(() => new BakedImage(stack, 'Image', {} as unknown as BakedImageProps));
+    const error = thrownBy(() => new BakedImage(stack, 'Image', {} as unknown as BakedImageProps));
     expect(error.message).toMatch(/vpc is required, machineImage is required, init is required/);
   });
 });
@@ -60,7 +51,7 @@ describe('a BakedImage made from JavaScript without its required props', () => {
 describe('errors', () => {
   test('are aws-cdk validation errors with a stable name and the construct path', () => {
     const { stack, vpc } = newStack();
-    const error = thrown(() => bake(stack, vpc, 'Image', { imageDescription: 'x'.repeat(256) }));
+    const error = thrownBy(() => bake(stack, vpc, 'Image', { imageDescription: 'x'.repeat(256) }));
     expect(Errors.isValidationError(error)).toBe(true);
     expect(error.name).toBe('BakedImageInvalidProps');
     expect((error as unknown as { constructPath: string }).constructPath).toBe('TestStack/Image');
@@ -68,8 +59,8 @@ describe('errors', () => {
 
   test('of missing props and of the validation helpers are validation errors too', () => {
     const { stack } = newStack();
-    expect(Errors.isValidationError(thrown(() => new BakedImage(stack, 'Image', {} as unknown as BakedImageProps)))).toBe(true);
-    expect(Errors.isValidationError(thrown(() => ImageValidation.fromCommands([])))).toBe(true);
+    expect(Errors.isValidationError(thrownBy(() => new BakedImage(stack, 'Image', {} as unknown as BakedImageProps)))).toBe(true);
+    expect(Errors.isValidationError(thrownBy(() => ImageValidation.fromCommands([])))).toBe(true);
   });
 });
 

@@ -15,6 +15,7 @@ import {
   type BakeSpec,
 } from '../../src/private/contract';
 import { bakeSpec, BUILDER_ID } from '../support/fixtures';
+import { thrownBy } from '../support/thrown';
 
 /**
  * The decoder's own tests below feed it property objects written by hand, as CloudFormation delivers them: only the
@@ -26,16 +27,6 @@ const REQUIRED = { InstanceId: BUILDER_ID, NamePrefix: 'web' };
 /** A spec for imageName: the fixture's, without a description unless the test gives one. */
 function props(overrides: Partial<BakeSpec> = {}): BakeSpec {
   return bakeSpec({ description: undefined, ...overrides });
-}
-
-/** Calls fn and returns what it threw, failing the test if it did not throw. */
-function thrownBy(fn: () => unknown): Error {
-  try {
-    fn();
-  } catch (error) {
-    return error as Error;
-  }
-  throw new Error('expected the call to throw');
 }
 
 describe('parseProperties', () => {
