@@ -9,6 +9,7 @@ import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as cr from 'aws-cdk-lib/custom-resources';
 import { Construct } from 'constructs';
 import type { BakedImageProviderProps } from '../provider-settings';
+import { validationError } from './errors';
 import { HandlerPermissions } from './handler-permissions';
 import { acknowledgeFramework, acknowledgeHandlerRole } from './provider-acknowledgements';
 import { DEFAULT_LOG_RETENTION, effectiveSettings, sameSettings, settingsProblems } from './provider-configuration';
@@ -57,20 +58,20 @@ export class BakeProvider extends Construct {
     const stack = Stack.of(scope);
     const problems = settingsProblems(settings);
     if (problems.length > 0) {
-      throw new Error(`Invalid BakedImageProvider settings for stack ${stack.node.path}:\n  - ${problems.join('\n  - ')}`);
+      throw validationError('BakedImageProviderInvalidSettings', `Invalid BakedImageProvider settings for stack ${stack.node.path}:\n  - ${problems.join('\n  - ')}`, scope);
     }
     const existing = stack.node.tryFindChild(BakeProvider.ID);
     if (existing instanceof BakeProvider) {
       if (!sameSettings(effectiveSettings(existing.settings), effectiveSettings(settings))) {
-        throw new Error(`BakedImageProvider.configure() came too late for stack ${stack.node.path}: its provider was already created, `
-          + `with other settings, for ${existing.createdFor}. Call it before the stack's first BakedImage.`);
+        throw validationError('BakedImageProviderConfiguredTooLate', `BakedImageProvider.configure() came too late for stack ${stack.node.path}: its provider was already created, `
+          + `with other settings, for ${existing.createdFor}. Call it before the stack's first BakedImage.`, scope);
       }
       return;
     }
     const previous = CONFIGURED.get(stack);
     if (previous && !sameSettings(effectiveSettings(previous), effectiveSettings(settings))) {
-      throw new Error(`BakedImageProvider.configure() was already called for stack ${stack.node.path} with other settings: `
-        + 'the stack has one provider, configure it once.');
+      throw validationError('BakedImageProviderConfiguredTwice', `BakedImageProvider.configure() was already called for stack ${stack.node.path} with other settings: `
+        + 'the stack has one provider, configure it once.', scope);
     }
     CONFIGURED.set(stack, settings);
   }
