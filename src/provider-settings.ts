@@ -17,11 +17,13 @@ export interface BakedImageProviderProps {
   /**
    * Run the provider's five functions in this VPC (CT.LAMBDA.PR.3).
    *
-   * They then need a route to the AWS APIs they call: EC2, SSM, CloudFormation, Lambda and Step Functions
-   * of the stack's region, and S3 (CloudFormation's pre-signed response URL), through a NAT gateway or
-   * through interface endpoints plus an S3 gateway endpoint. Images copied to other regions (`copies`)
-   * need a NAT gateway: the EC2 and SSM APIs of other regions are not reachable through this region's endpoints.
-   * On stack deletion, Lambda releases the functions' network interfaces only after some minutes.
+   * They then need a route to the AWS APIs they call: EC2, CloudFormation, Lambda and Step Functions of the
+   * stack's region, and S3 (CloudFormation's pre-signed response URL), through a NAT gateway or through
+   * interface endpoints plus an S3 gateway endpoint. Images copied to other regions (`copies`) need a NAT
+   * gateway: the EC2 and SSM APIs of other regions are not reachable through this region's endpoints.
+   * Endpoints defined in the same stack must exist before the first bake and outlive the last delete: make
+   * each BakedImage depend on them (`image.node.addDependency(endpoint)`). On stack deletion, Lambda releases
+   * the functions' network interfaces only after some minutes.
    *
    * @default - the functions run outside any VPC
    */

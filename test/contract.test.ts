@@ -8,9 +8,10 @@ import { App, Duration, RemovalPolicy, Size, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as kms from 'aws-cdk-lib/aws-kms';
-import { parseProperties } from '../lambda/bake-image/properties';
 import { BakedImage, BakedImageProps, BuilderAfterBake, ImageValidation, Sanitize } from '../src';
 import { removeTemporaryAssembliesAfterAll } from './support/temporary-assemblies';
+// The decoder the handler bundle runs (lambda/bake-image imports it from the contract).
+import { decodeProperties } from '../src/private/contract';
 import { encodeProperties, IMAGE_INPUTS, Prop, type BakeProperties } from '../src/private/contract';
 
 removeTemporaryAssembliesAfterAll();
@@ -102,7 +103,7 @@ const EVERY_PROP: Partial<BakedImageProps> = {
 
 describe('the custom resource properties a BakedImage synthesizes', () => {
   test('decode, with every prop set, to exactly what the props ask for', () => {
-    const decoded = parseProperties(synthesizedProperties(EVERY_PROP, (stack) => ({
+    const decoded = decodeProperties(synthesizedProperties(EVERY_PROP, (stack) => ({
       volumeEncryptionKey: new kms.Key(stack, 'Key'),
       copies: [
         { region: 'us-west-2', encryptionKey: kms.Key.fromKeyArn(stack, 'West', WEST_KEY) },
@@ -144,7 +145,7 @@ describe('the custom resource properties a BakedImage synthesizes', () => {
   });
 
   test('decode, with only the required props, to the documented defaults', () => {
-    const decoded = parseProperties(synthesizedProperties());
+    const decoded = decodeProperties(synthesizedProperties());
 
     expect(decoded).toEqual<BakeProperties>({
       instanceId: RESOLVED.instance,
@@ -176,11 +177,11 @@ describe('the custom resource properties a BakedImage synthesizes', () => {
     [RemovalPolicy.RETAIN, 'retain'],
     [RemovalPolicy.DESTROY, 'destroy'],
   ])('decode removalPolicy %s as %s', (removalPolicy, removal) => {
-    expect(parseProperties(synthesizedProperties({ removalPolicy })).removal).toBe(removal);
+    expect(decodeProperties(synthesizedProperties({ removalPolicy })).removal).toBe(removal);
   });
 
   test.each(Object.values(BuilderAfterBake))('decode builderAfterBake %s as itself', (builderAfterBake) => {
-    expect(parseProperties(synthesizedProperties({ builderAfterBake })).builderAfterBake).toBe(builderAfterBake);
+    expect(decodeProperties(synthesizedProperties({ builderAfterBake })).builderAfterBake).toBe(builderAfterBake);
   });
 
   test('name only properties the contract knows', () => {
@@ -191,7 +192,7 @@ describe('the custom resource properties a BakedImage synthesizes', () => {
 
   test('are what the encoder writes for the decoded spec: decoding loses nothing', () => {
     const written = synthesizedProperties({ ...EVERY_PROP, shareWith: undefined });
-    const { validation, ...decoded } = parseProperties(written);
+    const { validation, ...decoded } = decodeProperties(written);
     const { fingerprint: _fingerprint, ...validationSpec } = validation!;
     expect(encodeProperties({ ...decoded, validation: validationSpec })).toEqual(written);
   });

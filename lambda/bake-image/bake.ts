@@ -8,12 +8,11 @@ import { ec2, homeRegion } from './clients';
 import { describeError, errorCode } from './errors';
 import { findImageByName } from './images';
 import { log } from './log';
-import { imageName } from './naming';
-import type { BakeProperties } from './properties';
 import { startData } from './request-clock';
 import { imageTags } from './tags';
 import type { OnEventRequest, OnEventResponse } from './types';
-import { Attr } from '../../src/private/contract';
+import type { BakeProperties } from '../../src/private/contract';
+import { imageName, Attr } from '../../src/private/contract';
 
 /**
  * Creates the image, or adopts the one these inputs already produced: a retried Create, or the Update

@@ -3,23 +3,23 @@ import { StopInstancesCommand, TerminateInstancesCommand } from '@aws-sdk/client
 import { ec2 } from './clients';
 import { describeError, errorCode } from './errors';
 import { log } from './log';
-import type { BakeProperties } from './properties';
-import { BuilderMode } from '../../src/private/contract';
+import { BuilderAfterBake } from '../../src/builder-after-bake';
+import type { BakeProperties } from '../../src/private/contract';
 
 /** Stops, terminates or leaves the builder once the image is available. Repeatable. */
 export async function settleBuilder(props: BakeProperties): Promise<void> {
   const instanceId = props.instanceId;
   try {
     switch (props.builderAfterBake) {
-      case BuilderMode.STOP:
+      case BuilderAfterBake.STOP:
         await ec2.send(new StopInstancesCommand({ InstanceIds: [instanceId] }));
         log('builder stopping', { instanceId });
         return;
-      case BuilderMode.TERMINATE:
+      case BuilderAfterBake.TERMINATE:
         await ec2.send(new TerminateInstancesCommand({ InstanceIds: [instanceId] }));
         log('builder terminating', { instanceId });
         return;
-      case BuilderMode.KEEP_RUNNING:
+      case BuilderAfterBake.KEEP_RUNNING:
         log('builder left running', { instanceId });
         return;
     }

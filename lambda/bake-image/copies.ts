@@ -9,7 +9,7 @@ import { describeError, errorCode, withContext } from './errors';
 import { bakeProgress } from './image-state';
 import { deleteImage, findImageByName, madeByThisResource, type Owner, type SnapshotInUse } from './images';
 import { log } from './log';
-import type { BakeProperties } from './properties';
+import type { BakeProperties } from '../../src/private/contract';
 import { MAX_TAG_VALUE_LENGTH, Tag } from '../../src/private/contract';
 
 /** Where the copies of an image are: the ones still pending, and the available ones by region. */

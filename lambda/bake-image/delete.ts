@@ -8,14 +8,13 @@ import { homeRegion } from './clients';
 import { deleteCopies, recordedCopyRegions } from './copies';
 import { deleteImage, deleteSnapshots, describeImage, madeByThisResource, type SnapshotInUse } from './images';
 import { log, warn } from './log';
-import { imageName } from './naming';
 import { withdrawCopyIds } from './parameters';
-import { type BakeProperties, parseProperties } from './properties';
 import { secondsSinceStart, SNAPSHOT_RELEASE_SECONDS, startData } from './request-clock';
 import { imagesToDelete } from './retention';
 import type { IsCompleteRequest, OnEventRequest, OnEventResponse } from './types';
 import { terminateTestInstances } from './validation';
-import { Attr, RemovalMode } from '../../src/private/contract';
+import { type BakeProperties, decodeProperties } from '../../src/private/contract';
+import { imageName, Attr, RemovalMode } from '../../src/private/contract';
 
 /** Deletes the resource's image (unless the removal policy retains it), and the superseded images no longer kept. */
 export async function remove(event: OnEventRequest): Promise<OnEventResponse> {
@@ -25,7 +24,7 @@ export async function remove(event: OnEventRequest): Promise<OnEventResponse> {
     log('no image to delete', { physicalResourceId: imageId });
     return { PhysicalResourceId: imageId };
   }
-  const props = parseProperties(event.ResourceProperties);
+  const props = decodeProperties(event.ResourceProperties);
   if (props.removal === RemovalMode.RETAIN) {
     log('removal policy RETAIN: image and snapshots kept', { imageId });
     if (props.copyParameterName !== undefined) {

@@ -18,9 +18,9 @@ import {
 import { ec2In, homeRegion } from './clients';
 import { describeError, errorCode, isImageGone, withContext } from './errors';
 import { log, warn } from './log';
-import type { BakeProperties, Sharing } from './properties';
 import { launchPermissionChange, type LaunchPermission } from './sharing';
 import { ownedBy, type Owner } from './tags';
+import type { BakeProperties, Sharing } from '../../src/private/contract';
 import { Tag } from '../../src/private/contract';
 
 export type { Owner } from './tags';

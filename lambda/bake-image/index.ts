@@ -21,8 +21,8 @@ import { forCloudFormation } from './errors';
 import { keepImage } from './keep';
 import { log } from './log';
 import { pollBake } from './poll';
-import { imageInputsChanged, parseProperties } from './properties';
 import type { IsCompleteRequest, IsCompleteResponse, OnEventRequest, OnEventResponse } from './types';
+import { imageInputsChanged, decodeProperties } from '../../src/private/contract';
 
 export async function onEvent(event: OnEventRequest): Promise<OnEventResponse> {
   try {
@@ -45,7 +45,7 @@ async function handleEvent(event: OnEventRequest): Promise<OnEventResponse> {
   const requestType = event.RequestType;
   switch (requestType) {
     case 'Create':
-      return bakeOrAdopt(event, parseProperties(event.ResourceProperties));
+      return bakeOrAdopt(event, decodeProperties(event.ResourceProperties));
     case 'Update':
       return update(event);
     case 'Delete':
@@ -68,7 +68,7 @@ async function pollEvent(event: IsCompleteRequest): Promise<IsCompleteResponse> 
       if (!await releaseSnapshots(event)) {
         return { IsComplete: false };
       }
-      return pollBake(event, parseProperties(event.ResourceProperties));
+      return pollBake(event, decodeProperties(event.ResourceProperties));
     default: {
       const unknown: never = requestType;
       throw new Error(`Unknown request type: ${unknown}`);
@@ -77,7 +77,7 @@ async function pollEvent(event: IsCompleteRequest): Promise<IsCompleteResponse> 
 }
 
 async function update(event: OnEventRequest): Promise<OnEventResponse> {
-  const props = parseProperties(event.ResourceProperties);
+  const props = decodeProperties(event.ResourceProperties);
   const physicalId = event.PhysicalResourceId;
   if (!isImageId(physicalId) || imageInputsChanged(event.OldResourceProperties ?? {}, event.ResourceProperties)) {
     // A new physical id makes this a replacement: CloudFormation deletes the old image once the whole

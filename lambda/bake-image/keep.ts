@@ -8,17 +8,16 @@ import { deleteCopies } from './copies';
 import { otherRegions, snapshotsInUseData } from './delete';
 import { describeImage, type SnapshotInUse } from './images';
 import { log } from './log';
-import { imageName } from './naming';
 import { withdrawCopyIds } from './parameters';
-import { type BakeProperties, parseCopyParameterName, parseCopyRegions } from './properties';
 import { startData } from './request-clock';
 import type { OnEventRequest, OnEventResponse } from './types';
-import { RemovalMode } from '../../src/private/contract';
+import { type BakeProperties, decodeCopyParameterName, decodeCopyRegions } from '../../src/private/contract';
+import { imageName, RemovalMode } from '../../src/private/contract';
 
 /** Keeps the image of the resource (physicalId) and withdraws what these properties no longer ask for. */
 export async function keepImage(event: OnEventRequest, physicalId: string, props: BakeProperties): Promise<OnEventResponse> {
   log('image inputs unchanged: keeping the image', { imageId: physicalId });
-  const oldRegions = parseCopyRegions(event.OldResourceProperties ?? {});
+  const oldRegions = decodeCopyRegions(event.OldResourceProperties ?? {});
   const dropped = oldRegions.filter((region) => !props.copyToRegions.includes(region));
   // The parameters the previous properties published and these no longer do: in the regions dropped, or all of them
   // when the parameter's name changed or went (these properties publish under the new name once the copies are checked).
@@ -43,7 +42,7 @@ export async function keepImage(event: OnEventRequest, physicalId: string, props
 /** The copy parameter name of the properties before an Update; undefined when they publish none (or cannot be read). */
 function previousCopyParameterName(event: OnEventRequest): string | undefined {
   try {
-    return parseCopyParameterName(event.OldResourceProperties ?? {});
+    return decodeCopyParameterName(event.OldResourceProperties ?? {});
   } catch {
     return undefined;
   }

@@ -10,13 +10,12 @@ import { pollCopies } from './copies';
 import { bakeProgress } from './image-state';
 import { describeImage, setLifecycle, shareImage } from './images';
 import { log } from './log';
-import { imageName } from './naming';
 import { publishCopyIds } from './parameters';
-import { type BakeProperties, parseProperties, parseSharing, sharesWithNobody } from './properties';
 import { NOT_VISIBLE_GRACE_SECONDS, secondsSinceStart } from './request-clock';
 import type { IsCompleteRequest, IsCompleteResponse, OnEventRequest } from './types';
 import { terminateTestInstances, validateImage } from './validation';
-import { Attr, copyImageIdAttribute, Tag } from '../../src/private/contract';
+import { type BakeProperties, decodeProperties, decodeSharing, sharesWithAnyone } from '../../src/private/contract';
+import { imageName, Attr, copyImageIdAttribute, Tag } from '../../src/private/contract';
 
 /** One poll of the bake started by onEvent: complete once the image (and its copies) are ready to use. */
 export async function pollBake(event: IsCompleteRequest, props: BakeProperties): Promise<IsCompleteResponse> {
@@ -85,11 +84,11 @@ async function finishBake(event: IsCompleteRequest, available: Image, props: Bak
   }
 
   await settleBuilder(props);
-  const sharedBefore = event.RequestType === 'Update' && !sharesWithNobody(parseSharing(event.OldResourceProperties ?? {}));
+  const sharedBefore = event.RequestType === 'Update' && !!sharesWithAnyone(decodeSharing(event.OldResourceProperties ?? {}));
   const before = event.RequestType === 'Update' ? previousProperties(event) : undefined;
   const images = [{ region: homeRegion(), imageId }, ...copies.available.map((copy) => ({ region: copy.region, imageId: copy.image.ImageId ?? '' }))];
   for (const target of images) {
-    if (!sharesWithNobody(props.sharing) || sharedBefore) {
+    if (!!sharesWithAnyone(props.sharing) || sharedBefore) {
       await shareImage(target.region, target.imageId, props.sharing);
     }
     // Copies deprecate together with their source: the date counts from the source's creation.
@@ -133,7 +132,7 @@ function failIfPastBakeTimeout(event: IsCompleteRequest, props: BakeProperties, 
 /** The properties of the resource before an Update; undefined when they cannot be read. */
 function previousProperties(event: OnEventRequest): BakeProperties | undefined {
   try {
-    return event.OldResourceProperties ? parseProperties(event.OldResourceProperties) : undefined;
+    return event.OldResourceProperties ? decodeProperties(event.OldResourceProperties) : undefined;
   } catch {
     return undefined;
   }

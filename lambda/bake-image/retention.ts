@@ -9,9 +9,9 @@ import { cloudFormation, ec2 } from './clients';
 import { withContext } from './errors';
 import { madeByThisResource } from './images';
 import { log } from './log';
-import type { BakeProperties } from './properties';
 import { stackName } from './tags';
 import type { OnEventRequest } from './types';
+import type { BakeProperties } from '../../src/private/contract';
 import { Tag } from '../../src/private/contract';
 
 /**

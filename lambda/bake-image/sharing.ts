@@ -1,4 +1,4 @@
-import type { Sharing } from './properties';
+import type { Sharing } from '../../src/private/contract';
 
 /** One launch permission, as EC2's LaunchPermission shape (one of its fields set). */
 export interface LaunchPermission {

@@ -3,8 +3,8 @@
  * deletion and retention look for), and the manifest of what was baked.
  */
 import type { Tag as Ec2Tag } from '@aws-sdk/client-ec2';
-import type { BakeProperties } from './properties';
 import type { OnEventRequest } from './types';
+import type { BakeProperties } from '../../src/private/contract';
 import { MANAGED_BY_VALUE, MAX_TAG_VALUE_LENGTH, Tag } from '../../src/private/contract';
 
 /** Which custom resource a request is for: its stack and logical id. */

@@ -24,9 +24,9 @@ import { ec2, homeRegion } from './clients';
 import { describeError, errorCode, withContext } from './errors';
 import { deleteImage, type Owner } from './images';
 import { log, warn } from './log';
-import type { BakeProperties, Validation } from './properties';
 import { ownerTags } from './tags';
 import type { IsCompleteRequest } from './types';
+import type { BakeProperties, Validation } from '../../src/private/contract';
 import { Tag, VALIDATION_REPORT_PREFIX } from '../../src/private/contract';
 
 /** At most this many of the last output lines go into the CloudFormation reason. */

@@ -99,6 +99,6 @@ export function acknowledgeFramework(provider: cr.Provider, scope: Construct, se
   if (settings.waiterTracing || settings.waiterLogLevel !== sfn.LogLevel.OFF) {
     const waiterRole = settings.waiterRole ?? waiterStateMachine(provider).role;
     acknowledge(waiterRole, 'AwsSolutions-IAM5[Resource::*]',
-      'The waiter state machine\'s role may only send traces to X-Ray (with waiterTracing) and manage Step Functions log deliveries (with waiterLogLevel, granted by the provider framework): these actions support no resource-level permissions.');
+      'The waiter state machine\'s role may only send traces to X-Ray (with waiterTracing; X-Ray actions take no resource) and manage Step Functions log deliveries (with waiterLogLevel: granted on * by the provider framework, as the Step Functions guide shows; most log-delivery actions take no resource).');
   }
 }

@@ -24,7 +24,7 @@ export function waiterStateMachine(provider: cr.Provider): { readonly resource: 
   const role = machines.length === 1 ? machines[0].node.scope?.node.children.find((c): c is iam.Role => c instanceof iam.Role) : undefined;
   if (!role) {
     throw new Error(`cdk-baked-image cannot find the waiter state machine and its role under ${provider.node.path} (found ${machines.length} state machines): `
-      + 'this aws-cdk-lib version builds the provider framework differently. Set BakedImageProvider.configure({ waiterTracing: false }) and report it.');
+      + 'this aws-cdk-lib version builds the provider framework differently. Turn waiterTracing off and leave waiterLogLevel unset in BakedImageProvider.configure, and report it.');
   }
   return { resource: machines[0], role };
 }

@@ -31,10 +31,8 @@ import {
   REGION,
 } from './moto-server';
 import { customResourceEvent, imageProps, useMotoSuite } from './moto-suite';
-import { imageName } from '../../lambda/bake-image/naming';
-import { parseProperties } from '../../lambda/bake-image/properties';
 import type { IsCompleteRequest, OnEventRequest, OnEventResponse } from '../../lambda/bake-image/types';
-import { Attr, copyImageIdAttribute, Prop, Tag } from '../../src/private/contract';
+import { imageName, decodeProperties, Attr, copyImageIdAttribute, Prop, Tag } from '../../src/private/contract';
 
 jest.setTimeout(30_000);
 
@@ -184,7 +182,7 @@ class Bake {
   private snapshot: string | undefined;
 
   private constructor(readonly builder: string, readonly options: BakeOptions, readonly props: Props) {
-    this.name = imageName(parseProperties(props));
+    this.name = imageName(decodeProperties(props));
     this.createEvent = event('Create', props);
   }
 

@@ -1,12 +1,11 @@
 import { EC2ServiceException } from '@aws-sdk/client-ec2';
 import { fitReason, forCloudFormation, MAX_REASON_BYTES } from '../../lambda/bake-image/errors';
 import { bakeProgress } from '../../lambda/bake-image/image-state';
-import { imageName } from '../../lambda/bake-image/naming';
-import { type BakeProperties, imageInputsChanged, InvalidPropertiesError, parseProperties } from '../../lambda/bake-image/properties';
 import { NOT_VISIBLE_GRACE_SECONDS, secondsSinceStart, SNAPSHOT_RELEASE_SECONDS, startData } from '../../lambda/bake-image/request-clock';
 import { stackName } from '../../lambda/bake-image/tags';
 import { BuilderAfterBake } from '../../src/builder-after-bake';
 import {
+  type BakeProperties, imageInputsChanged, InvalidPropertiesError, decodeProperties,
   IMAGE_NAME_PATTERN,
   IMAGE_INPUTS,
   MAX_IMAGE_NAME_LENGTH,
@@ -14,6 +13,7 @@ import {
   NAME_FINGERPRINT_LENGTH,
   type BakeSpec,
 } from '../../src/private/contract';
+import { imageName } from '../../src/private/contract';
 import { bakeSpec, BUILDER_ID } from '../support/fixtures';
 import { thrownBy } from '../support/thrown';
 
@@ -29,9 +29,9 @@ function props(overrides: Partial<BakeSpec> = {}): BakeSpec {
   return bakeSpec({ description: undefined, ...overrides });
 }
 
-describe('parseProperties', () => {
+describe('decodeProperties', () => {
   test('applies the defaults when only the required properties are given', () => {
-    expect(parseProperties({ ...REQUIRED })).toEqual({
+    expect(decodeProperties({ ...REQUIRED })).toEqual({
       instanceId: BUILDER_ID,
       namePrefix: 'web',
       description: undefined,
@@ -51,7 +51,7 @@ describe('parseProperties', () => {
   });
 
   test('parses every property from the strings CloudFormation delivers', () => {
-    expect(parseProperties({
+    expect(decodeProperties({
       ServiceToken: 'arn:aws:lambda:us-east-1:123456789012:function:provider',
       InstanceId: BUILDER_ID,
       NamePrefix: 'web',
@@ -95,7 +95,7 @@ describe('parseProperties', () => {
   });
 
   test.each(['-1', '2.5', '51', 'three'])('rejects KeepSupersededImages %s', (value) => {
-    expect(() => parseProperties({ ...REQUIRED, KeepSupersededImages: value })).toThrow(/KeepSupersededImages must be a whole number from 0 to 50/);
+    expect(() => decodeProperties({ ...REQUIRED, KeepSupersededImages: value })).toThrow(/KeepSupersededImages must be a whole number from 0 to 50/);
   });
 
   test.each([
@@ -104,30 +104,30 @@ describe('parseProperties', () => {
     ['ShareWithOrganizations', ['o-abcdef1234'], /ShareWithOrganizations must list organization ARNs/],
     ['ShareWithOrganizationalUnits', ['ou-ab12-cdef3456'], /ShareWithOrganizationalUnits must list organizational unit ARNs/],
   ])('rejects %s %j', (name, value, message) => {
-    expect(() => parseProperties({ ...REQUIRED, [name]: value })).toThrow(message);
+    expect(() => decodeProperties({ ...REQUIRED, [name]: value })).toThrow(message);
   });
 
   test.each([
     ['true', true],
     ['false', false],
   ])('reads NoReboot %s as the boolean %s', (value, expected) => {
-    expect(parseProperties({ ...REQUIRED, NoReboot: value }).noReboot).toBe(expected);
+    expect(decodeProperties({ ...REQUIRED, NoReboot: value }).noReboot).toBe(expected);
   });
 
   test('accepts each builder mode', () => {
     for (const mode of ['stop', 'terminate', 'keep-running']) {
-      expect(parseProperties({ ...REQUIRED, BuilderAfterBake: mode }).builderAfterBake).toBe(mode);
+      expect(decodeProperties({ ...REQUIRED, BuilderAfterBake: mode }).builderAfterBake).toBe(mode);
     }
   });
 
   test('accepts each removal mode', () => {
     for (const mode of ['destroy', 'retain']) {
-      expect(parseProperties({ ...REQUIRED, Removal: mode }).removal).toBe(mode);
+      expect(decodeProperties({ ...REQUIRED, Removal: mode }).removal).toBe(mode);
     }
   });
 
   test('treats empty optional strings as absent', () => {
-    const parsed = parseProperties({
+    const parsed = decodeProperties({
       ...REQUIRED,
       Description: '',
       NoReboot: '',
@@ -137,7 +137,7 @@ describe('parseProperties', () => {
       BakeTimeoutSeconds: '',
     });
 
-    expect(parsed).toEqual(parseProperties({ ...REQUIRED }));
+    expect(parsed).toEqual(decodeProperties({ ...REQUIRED }));
   });
 
   test.each([
@@ -152,7 +152,7 @@ describe('parseProperties', () => {
     ['BakeTimeoutSeconds', '90.5'],
     ['BakeTimeoutSeconds', 'an hour'],
   ])('rejects %s %p with an error naming the property and the value', (name, value) => {
-    const error = thrownBy(() => parseProperties({ ...REQUIRED, [name]: value }));
+    const error = thrownBy(() => decodeProperties({ ...REQUIRED, [name]: value }));
 
     expect(error).toBeInstanceOf(InvalidPropertiesError);
     expect(error.name).toBe('InvalidPropertiesError');
@@ -161,7 +161,7 @@ describe('parseProperties', () => {
   });
 
   test('lists the allowed values when a mode is not one of them', () => {
-    expect(() => parseProperties({ ...REQUIRED, BuilderAfterBake: 'hibernate' }))
+    expect(() => decodeProperties({ ...REQUIRED, BuilderAfterBake: 'hibernate' }))
       .toThrow("Property BuilderAfterBake must be one of stop, terminate, keep-running, got 'hibernate'");
   });
 
@@ -169,13 +169,13 @@ describe('parseProperties', () => {
     const missing: Record<string, unknown> = { ...REQUIRED };
     delete missing[name];
 
-    expect(() => parseProperties(missing)).toThrow(InvalidPropertiesError);
-    expect(() => parseProperties(missing)).toThrow(`Property ${name} is required`);
-    expect(() => parseProperties({ ...REQUIRED, [name]: '' })).toThrow(`Property ${name} is required`);
+    expect(() => decodeProperties(missing)).toThrow(InvalidPropertiesError);
+    expect(() => decodeProperties(missing)).toThrow(`Property ${name} is required`);
+    expect(() => decodeProperties({ ...REQUIRED, [name]: '' })).toThrow(`Property ${name} is required`);
   });
 
   test('rejects a property that is not a scalar', () => {
-    expect(() => parseProperties({ ...REQUIRED, Description: { text: 'x' } })).toThrow('Property Description must be a string, got object');
+    expect(() => decodeProperties({ ...REQUIRED, Description: { text: 'x' } })).toThrow('Property Description must be a string, got object');
   });
 });
 

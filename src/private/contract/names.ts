@@ -126,6 +126,3 @@ export const MANIFEST_DIRECTORY = '/etc/baked-image';
 
 /** Value of Tag.MANAGED_BY. */
 export const MANAGED_BY_VALUE = 'cdk-baked-image';
-
-/** @deprecated the handlers' name of BuilderAfterBake, until they use it directly. */
-export { BuilderAfterBake as BuilderMode } from '../../builder-after-bake';

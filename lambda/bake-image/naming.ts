@@ -1,1 +1,0 @@
-export { imageName } from '../../src/private/contract';
