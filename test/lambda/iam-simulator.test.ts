@@ -44,6 +44,21 @@ function byResource(checks: AuthorizationCheck[], action: string, resource: stri
 
 const OWN = { [Tag.STACK_ID]: STACK_ID, [Tag.LOGICAL_ID]: 'Image1234' };
 
+/** The RunInstances request the handler makes for a validation's test instance. */
+function testInstanceRequest(imageId: string, instanceType: string, subnetId: string, groupIds: string[], tags: Record<string, string>): ApiRequest {
+  return ec2Request('RunInstances', {
+    'ImageId': imageId,
+    'InstanceType': instanceType,
+    'MinCount': '1',
+    'MaxCount': '1',
+    'SubnetId': subnetId,
+    ...Object.fromEntries(groupIds.map((id, i) => [`SecurityGroupId.${i + 1}`, id])),
+    'MetadataOptions.HttpTokens': 'required',
+    'MetadataOptions.HttpEndpoint': 'enabled',
+    ...tagSpecifications(tags, 'instance', 'volume'),
+  });
+}
+
 function copyRequest(): ApiRequest {
   return ec2Request('CopyImage', { SourceImageId: 'ami-1', SourceRegion: REGION, Name: 'copy', ...tagSpecifications(OWN, 'image', 'snapshot') }, 'us-west-2');
 }
@@ -362,17 +377,7 @@ describe('the policy synthesized for a BakedImage', () => {
     const tags = { [Tag.MANAGED_BY]: 'cdk-baked-image', [Tag.STACK_ID]: STACK_ID, [Tag.LOGICAL_ID]: logicalId, [Tag.VALIDATES]: 'ami-1' };
     const lookup = new FakeLookup().add(REGION, 'image', 'ami-1', { tags, owner: ACCOUNT }).add(REGION, 'subnet', subnetId, { tags: {}, owner: ACCOUNT });
     groupIds.forEach((id) => lookup.add(REGION, 'security-group', id, { tags: {}, owner: ACCOUNT }));
-    const decision = await fixture.simulator.authorizeRequest(ec2Request('RunInstances', {
-      'ImageId': 'ami-1',
-      'InstanceType': 't3.micro',
-      'MinCount': '1',
-      'MaxCount': '1',
-      'SubnetId': subnetId,
-      ...Object.fromEntries(groupIds.map((id, i) => [`SecurityGroupId.${i + 1}`, id])),
-      'MetadataOptions.HttpTokens': 'required',
-      'MetadataOptions.HttpEndpoint': 'enabled',
-      ...tagSpecifications(tags, 'instance', 'volume'),
-    }), lookup);
+    const decision = await fixture.simulator.authorizeRequest(testInstanceRequest('ami-1', 't3.micro', subnetId, groupIds, tags), lookup);
     expect(decision.denials).toEqual([]);
   });
 
@@ -435,17 +440,7 @@ describe('the policy synthesized for a BakedImage with a copy, sharing, validati
       'ModifyImageAttribute of the copy': ec2Request('ModifyImageAttribute', { 'ImageId': 'ami-west', 'LaunchPermission.Add.1.UserId': '444455556666' }, WEST),
       'EnableImageDeprecation of the copy': ec2Request('EnableImageDeprecation', { ImageId: 'ami-west', DeprecateAt: '2030-01-01T00:00:00Z' }, WEST),
       'EnableImageDeregistrationProtection of the image': ec2Request('EnableImageDeregistrationProtection', { ImageId: 'ami-home', WithCooldown: 'false' }),
-      'RunInstances of the test instance': ec2Request('RunInstances', {
-        'ImageId': 'ami-home',
-        'InstanceType': 't3.medium',
-        'MinCount': '1',
-        'MaxCount': '1',
-        'SubnetId': subnetId,
-        ...Object.fromEntries(groupIds.map((id, i) => [`SecurityGroupId.${i + 1}`, id])),
-        'MetadataOptions.HttpTokens': 'required',
-        'MetadataOptions.HttpEndpoint': 'enabled',
-        ...tagSpecifications(test, 'instance', 'volume'),
-      }),
+      'RunInstances of the test instance': testInstanceRequest('ami-home', 't3.medium', subnetId, groupIds, test),
       'GetConsoleOutput of the test instance': ec2Request('GetConsoleOutput', { InstanceId: 'i-test', Latest: 'true' }),
       'CreateTags of the validation passed': ec2Request('CreateTags', { 'ResourceId.1': 'ami-home', 'Tag.1.Key': Tag.VALIDATED, 'Tag.1.Value': 'fingerprint' }),
       'TerminateInstances of the test instance': ec2Request('TerminateInstances', { 'InstanceId.1': 'i-test' }),
