@@ -251,6 +251,21 @@ export interface BakedImageProps {
   readonly deregistrationProtection?: boolean;
 
   /**
+   * Make the image, and each of its copies, IMDSv2-only once it is available (`ImdsSupport` `v2.0`):
+   * instances launched from it require IMDSv2 (`HttpTokens` required, hop limit 2) even from a launch
+   * template or `RunInstances` call that says nothing about metadata options. The builder already ran the
+   * baked software with IMDSv2 required, so the software is known to work with it.
+   *
+   * EC2 cannot take the attribute back from an image: setting this to `false` replaces the builder and
+   * bakes a new image without it (and setting it to `true` again bakes another one). An image of an
+   * earlier version of this library, which did not set it, is made IMDSv2-only in place by the first
+   * deploy with this version: its builder is not replaced.
+   *
+   * @default true
+   */
+  readonly requireImdsv2?: boolean;
+
+  /**
    * Publish the image id to an SSM parameter of this name, of data type `aws:ec2:image` (so that EC2
    * launch templates and instance refresh can resolve it). The parameter follows every rebake and is
    * deleted with the stack.

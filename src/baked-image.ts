@@ -153,6 +153,7 @@ export class BakedImage extends Construct implements ec2.IMachineImage, iam.IGra
         },
         deprecateAfterSeconds: props.deprecateAfter?.toSeconds(),
         deregistrationProtection: props.deregistrationProtection ?? false,
+        requireImdsv2: props.requireImdsv2 ?? true,
         keepSuperseded: props.keepSupersededImages ?? 0,
         validation: props.validation ? {
           userData: validationUserData(props.validation.script, props.validation.timeout.toSeconds()),

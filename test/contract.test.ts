@@ -95,6 +95,7 @@ const EVERY_PROP: Partial<BakedImageProps> = {
   keepSupersededImages: 3,
   deprecateAfter: Duration.days(90),
   deregistrationProtection: true,
+  requireImdsv2: false,
   imageIdParameterName: '/web/ami',
   validation: ImageValidation.fromCommands(['curl -sf localhost'], { timeout: Duration.minutes(5), instanceType: new ec2.InstanceType('t3.small') }),
   copies: [{ region: 'us-west-2' }, { region: 'eu-west-1' }],
@@ -123,6 +124,7 @@ describe('the custom resource properties a BakedImage synthesizes', () => {
       sharing: { accounts: ['444455556666'], organizationArns: [ORGANIZATION], organizationalUnitArns: [UNIT] },
       deprecateAfterSeconds: 90 * 24 * 3600,
       deregistrationProtection: true,
+      requireImdsv2: false,
       keepSuperseded: 3,
       copyToRegions: ['us-west-2', 'eu-west-1'],
       copyKmsKeyIds: { 'us-west-2': WEST_KEY, 'eu-west-1': EU_KEY },
@@ -159,6 +161,7 @@ describe('the custom resource properties a BakedImage synthesizes', () => {
       sharing: { accounts: [], organizationArns: [], organizationalUnitArns: [] },
       deprecateAfterSeconds: undefined,
       deregistrationProtection: false,
+      requireImdsv2: true,
       keepSuperseded: 0,
       copyToRegions: [],
       copyKmsKeyIds: {},
@@ -219,5 +222,9 @@ describe('the custom resource properties a BakedImage synthesizes', () => {
     for (const [input, change] of Object.entries(changes)) {
       expect([input, builderId(change)]).not.toEqual([input, before]);
     }
+    // Not an image input of the handler (an image is made IMDSv2-only in place), but EC2 cannot undo it: turning it
+    // off must bake a new image from a new builder. The default writes nothing, so an upgrade keeps the builder.
+    expect(builderId({ requireImdsv2: false })).not.toEqual(before);
+    expect(builderId({ requireImdsv2: true })).toEqual(before);
   });
 });

@@ -240,6 +240,32 @@ export async function shareImage(region: string, imageId: string, sharing: Shari
   log('launch permissions updated', { imageId, added: change.add, removed: change.remove, ...regionField(region) });
 }
 
+/** The value of an image's `ImdsSupport` that makes instances launched from it require IMDSv2. */
+export const IMDS_V2_ONLY = 'v2.0';
+
+/**
+ * Makes the image IMDSv2-only (`ImdsSupport` `v2.0`) unless DescribeImages already shows it so. EC2 cannot take
+ * the attribute back, and setting it again is harmless: a poll that does not see it yet (EC2 is eventually
+ * consistent) sets it again.
+ *
+ * @param image the image as DescribeImages answered for it
+ */
+export async function requireImdsv2(region: string, image: Image): Promise<void> {
+  const imageId = image.ImageId ?? '';
+  if (image.ImdsSupport === IMDS_V2_ONLY) {
+    return;
+  }
+  try {
+    await ec2In(region).send(new ModifyImageAttributeCommand({ ImageId: imageId, ImdsSupport: { Value: IMDS_V2_ONLY } }));
+  } catch (error) {
+    throw new Error(
+      `Could not make image ${imageId}${inRegion(region)} IMDSv2-only (ModifyImageAttribute ImdsSupport ${IMDS_V2_ONLY}): ` +
+      `${describeError(error)}. The image is deleted with this resource; set requireImdsv2: false only for software that needs IMDSv1.`,
+    );
+  }
+  log('image made IMDSv2-only', { imageId, ...regionField(region) });
+}
+
 /**
  * Deprecation and deregistration protection, as asked; what the previous properties asked for and these
  * no longer do is lifted. No call at all when neither is asked for now or before.

@@ -1,14 +1,15 @@
 /**
  * Waiting for the bake (isComplete of a Create or an Update): one DescribeImages call per poll until the image is
- * available, then its validation and its copies, all within bakeTimeout. Once everything is ready, the builder is
- * settled and the image and its copies are shared, given their lifecycle and their ids published.
+ * available, then its validation and its copies, all within bakeTimeout. The image is made IMDSv2-only as soon as it
+ * is available, its copies once they are; once everything is ready, the builder is settled and the image and its
+ * copies are shared, given their lifecycle and their ids published.
  */
 import type { Image } from '@aws-sdk/client-ec2';
 import { settleBuilder } from './builder';
 import { homeRegion } from './clients';
 import { pollCopies } from './copies';
 import { bakeProgress } from './image-state';
-import { describeImage, setLifecycle, shareImage } from './images';
+import { describeImage, requireImdsv2, setLifecycle, shareImage } from './images';
 import { log } from './log';
 import { publishCopyIds } from './parameters';
 import { NOT_VISIBLE_GRACE_SECONDS, secondsSinceStart } from './request-clock';
@@ -58,6 +59,10 @@ export async function pollBake(event: IsCompleteRequest, props: BakeProperties):
 async function finishBake(event: IsCompleteRequest, available: Image, props: BakeProperties): Promise<IsCompleteResponse> {
   const imageId = event.PhysicalResourceId;
   let image = available;
+  if (props.requireImdsv2) {
+    // First: the validation then tests the image as the fleet will launch it, and the copies start from it.
+    await requireImdsv2(homeRegion(), image);
+  }
   if (props.validation) {
     // Before the copies: only a tested image is copied.
     if (await validateImage(event, image, props) === 'running') {
@@ -87,6 +92,12 @@ async function finishBake(event: IsCompleteRequest, available: Image, props: Bak
   const sharedBefore = event.RequestType === 'Update' && !!sharesWithAnyone(decodeSharing(event.OldResourceProperties ?? {}));
   const before = event.RequestType === 'Update' ? previousProperties(event) : undefined;
   const images = [{ region: homeRegion(), imageId }, ...copies.available.map((copy) => ({ region: copy.region, imageId: copy.image.ImageId ?? '' }))];
+  if (props.requireImdsv2) {
+    // Before the copies are shared and published: nobody launches a copy that is not IMDSv2-only yet.
+    for (const copy of copies.available) {
+      await requireImdsv2(copy.region, copy.image);
+    }
+  }
   for (const target of images) {
     if (!!sharesWithAnyone(props.sharing) || sharedBefore) {
       await shareImage(target.region, target.imageId, props.sharing);

@@ -64,6 +64,9 @@ export function createBuilder(
     sanitize: sanitizeCommands.length > 0 ? createHash('sha256').update(JSON.stringify(sanitizeCommands)).digest('hex').slice(0, 16) : 'none',
     ...imageShaping,
     instanceType: inputs.instanceType.toString(),
+    // Only when off: EC2 cannot take ImdsSupport v2.0 back from an image, so turning it off needs a new one. The
+    // default writes nothing, which keeps the builders of images baked before the attribute existed.
+    ...(props.requireImdsv2 === false ? { imdsSupport: 'unset' } : {}),
   })}`);
   if (osType === ec2.OperatingSystemType.LINUX) {
     // Some images (AL2023 minimal, for one) lack aws-cfn-bootstrap; cfn-init below needs it.

@@ -339,7 +339,12 @@ const MAPPERS: Record<string, Mapper> = {
   // Not wildcard-only: the reference lists the image, with its tags.
   'ec2:DescribeImageAttribute': image,
   'ec2:ModifyImageAttribute': async (m) => {
-    const attribute = m.params.get('Attribute') ?? ([...m.params.keys()].some((k) => k.startsWith('LaunchPermission.')) ? 'launchPermission' : undefined);
+    // The attribute a request changes: named, or implied by the parameter that carries the new value.
+    const keys = [...m.params.keys()];
+    const attribute = m.params.get('Attribute')
+      ?? (keys.some((k) => k.startsWith('LaunchPermission.')) ? 'launchPermission' : undefined)
+      ?? (keys.some((k) => k.startsWith('ImdsSupport.')) ? 'imdsSupport' : undefined)
+      ?? (keys.some((k) => k.startsWith('Description.')) ? 'description' : undefined);
     return [await m.existing('image', param(m.params, 'ImageId'), { what: 'image', extra: { 'ec2:Attribute': attribute } })];
   },
   'ec2:EnableImageDeprecation': image,

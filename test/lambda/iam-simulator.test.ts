@@ -392,6 +392,19 @@ describe('the policy synthesized for a BakedImage', () => {
     expect((await decide('DeleteSnapshot', { SnapshotId: 'snap-own' })).denials).toEqual([]);
     expect((await decide('DeregisterImage', { ImageId: 'ami-other' })).allowed).toBe(false);
   });
+
+  test('allows making an image of this stack IMDSv2-only, and denies it on another stack\'s image', async () => {
+    const other = { [Tag.STACK_ID]: STACK_ID.replace('TestStack', 'OtherStack'), [Tag.LOGICAL_ID]: logicalId };
+    const lookup = new FakeLookup()
+      .add(REGION, 'image', 'ami-own', { tags: { [Tag.STACK_ID]: STACK_ID, [Tag.LOGICAL_ID]: logicalId }, owner: ACCOUNT })
+      .add(REGION, 'image', 'ami-other', { tags: other, owner: ACCOUNT })
+      .add(REGION, 'image', 'ami-untagged', { tags: {}, owner: ACCOUNT });
+    const imdsv2Only = (imageId: string) => fixture.simulator.authorizeRequest(
+      ec2Request('ModifyImageAttribute', { 'ImageId': imageId, 'ImdsSupport.Value': 'v2.0' }), lookup);
+    expect((await imdsv2Only('ami-own')).denials).toEqual([]);
+    expect((await imdsv2Only('ami-other')).allowed).toBe(false);
+    expect((await imdsv2Only('ami-untagged')).allowed).toBe(false);
+  });
 });
 
 describe('the policy synthesized for a BakedImage with a copy, sharing, validation and keys', () => {

@@ -39,6 +39,11 @@ export interface ConsistencyOptions {
    * DescribeInstances requests that show it; their `instance-state-name` filter is applied to that reported state.
    */
   readonly newInstancePendingFor?: number;
+  /**
+   * An image made IMDSv2-only (ModifyImageAttribute `ImdsSupport`) is shown without its new `imdsSupport` by the first
+   * N DescribeImages requests that include it.
+   */
+  readonly changedAttributeStaleFor?: number;
 }
 
 /** A resource not yet (or still) visible to the next `remaining` requests of its region that would see it. */
@@ -79,11 +84,13 @@ export class Ec2Consistency {
     deregisteredSnapshotsInUseFor: 0,
     newInstanceHiddenFor: 0,
     newInstancePendingFor: 0,
+    changedAttributeStaleFor: 0,
   };
   private readonly hiddenImages = new Map<string, Window>();
   private readonly inUseSnapshots = new Map<string, Window & { readonly imageId: string }>();
   private readonly hiddenInstances = new Map<string, Window>();
   private readonly pendingInstances = new Map<string, Window>();
+  private readonly staleAttributes = new Map<string, Window>();
 
   /**
    * Replaces the settings (what is left out is 0). New resources get the new windows; the windows already open are
@@ -95,6 +102,7 @@ export class Ec2Consistency {
       deregisteredSnapshotsInUseFor: options.deregisteredSnapshotsInUseFor ?? 0,
       newInstanceHiddenFor: options.newInstanceHiddenFor ?? 0,
       newInstancePendingFor: options.newInstancePendingFor ?? 0,
+      changedAttributeStaleFor: options.changedAttributeStaleFor ?? 0,
     };
     const cut = (windows: Map<string, Window>, limit: number) => {
       for (const window of windows.values()) {
@@ -105,6 +113,7 @@ export class Ec2Consistency {
     cut(this.inUseSnapshots, this.options.deregisteredSnapshotsInUseFor);
     cut(this.hiddenInstances, this.options.newInstanceHiddenFor);
     cut(this.pendingInstances, this.options.newInstancePendingFor);
+    cut(this.staleAttributes, this.options.changedAttributeStaleFor);
   }
 
   get settings(): Required<ConsistencyOptions> {
@@ -117,12 +126,28 @@ export class Ec2Consistency {
     this.inUseSnapshots.clear();
     this.hiddenInstances.clear();
     this.pendingInstances.clear();
+    this.staleAttributes.clear();
   }
 
   imageCreated(region: string, imageId: string): void {
     if (this.options.newImageHiddenFor > 0) {
       this.hiddenImages.set(imageId, { region, remaining: this.options.newImageHiddenFor });
     }
+  }
+
+  imageAttributeChanged(region: string, imageId: string): void {
+    if (this.options.changedAttributeStaleFor > 0) {
+      this.staleAttributes.set(imageId, { region, remaining: this.options.changedAttributeStaleFor });
+    }
+  }
+
+  /** Whether this DescribeImages shows the image's attributes as they were before their last change (one of N used up). */
+  showsStaleAttributes(region: string, imageId: string): boolean {
+    if (!open(this.staleAttributes, imageId, region)) {
+      return false;
+    }
+    consume(this.staleAttributes, [imageId]);
+    return true;
   }
 
   imageDeregistered(region: string, imageId: string, snapshotIds: string[]): void {

@@ -134,7 +134,7 @@ export class EmulatedImages {
     if (!parts || parts.items.length === 0) {
       return result;
     }
-    const items = parts.items.map((item) => appendToItem(item, this.lifecycle.describeImageFields(itemField(item, 'imageId') ?? '')));
+    const items = parts.items.map((item) => appendToItem(item, this.lifecycle.describeImageFields(region, itemField(item, 'imageId') ?? '')));
     return { ...result, body: Buffer.from(joinXmlItems({ ...parts, items }, 'imagesSet'), 'utf8') };
   }
 

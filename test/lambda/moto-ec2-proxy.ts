@@ -24,7 +24,7 @@ import {
   readBody,
   RegionalEc2Clients,
 } from './moto-http';
-import { IMAGE_LIFECYCLE_ACTIONS, type ImageLifecycle, ImageLifecycles } from './moto-image-lifecycle';
+import { IMAGE_LIFECYCLE_ACTIONS, type ImageLifecycle, ImageLifecycles, imdsSupportChange } from './moto-image-lifecycle';
 import { type Ec2Fault, Injections, type LostResponse, type RequestMatcher } from './moto-injection';
 import { type ProxiedRequest, recordOf } from './moto-requests';
 import type { ValidationInstance } from './moto-validation-runs';
@@ -79,7 +79,7 @@ export class Ec2Proxy {
       motoIn: (region) => this.motoClients.in(region),
       now: () => this.now(),
     };
-    this.lifecycles = new ImageLifecycles(moto);
+    this.lifecycles = new ImageLifecycles(moto, this.consistency);
     this.images = new EmulatedImages(moto, this.consistency, this.lifecycles);
     this.instances = new EmulatedInstances(moto, this.consistency, (message) => this.errors.push(message));
     this.server = http.createServer((request, response) => {
@@ -321,6 +321,12 @@ export class Ec2Proxy {
     }
     if (IMAGE_LIFECYCLE_ACTIONS.includes(action)) {
       return this.lifecycles.call(region, action, params);
+    }
+    if (action === 'ModifyImageAttribute' && imdsSupportChange(params) !== undefined) {
+      return this.lifecycles.modifyImdsSupport(region, params);
+    }
+    if (action === 'DescribeImageAttribute' && params.get('Attribute') === 'imdsSupport') {
+      return this.lifecycles.describeImdsSupport(region, params);
     }
     switch (action) {
       case 'CreateImage':

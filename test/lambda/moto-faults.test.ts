@@ -2,7 +2,7 @@
  * The shipped bake-image handler bundle under EC2 and network faults, against moto_server behind the fault-injecting
  * proxy of moto-server.ts:
  * - throttling and 5xx answers on every EC2 and CloudFormation call the handlers make, those of the options included
- *   (sharing, deprecation, deregistration protection, copies to another region, keepSupersededImages), retried with
+ *   (IMDSv2-only, sharing, deprecation, deregistration protection, copies to another region, keepSupersededImages), retried with
  *   backoff until the bake or the delete succeeds, and a clear failure once the SDK gives up;
  * - answers lost after EC2 carried a request out (the SDK retries a request that already took effect);
  * - an image that goes `failed`, and one that stays `pending` past bakeTimeout, then the Delete that follows.
@@ -65,6 +65,8 @@ interface BakeOptions {
   readonly copyToRegions?: readonly string[];
   /** KeepSupersededImages: the Delete asks CloudFormation (the proxy's stack, see Bake.delete) why the image goes. */
   readonly keepSupersededImages?: number;
+  /** RequireImdsv2: ModifyImageAttribute (ImdsSupport v2.0) once the image is available. */
+  readonly requireImdsv2?: boolean;
   /** Any other property. */
   readonly props?: Props;
 }
@@ -76,6 +78,7 @@ const DEPRECATION: BakeOptions = { deprecateAfterSeconds: NINETY_DAYS };
 const PROTECTION: BakeOptions = { deregistrationProtection: true };
 const COPIES: BakeOptions = { copyToRegions: [COPY_REGION] };
 const RETENTION: BakeOptions = { keepSupersededImages: 1 };
+const IMDS_V2_ONLY: BakeOptions = { requireImdsv2: true };
 
 function optionProps(options: BakeOptions): Props {
   return {
@@ -85,6 +88,7 @@ function optionProps(options: BakeOptions): Props {
     ...(options.deregistrationProtection ? { [Prop.DEREGISTRATION_PROTECTION]: 'true' } : {}),
     ...(options.copyToRegions ? { [Prop.COPY_TO_REGIONS]: [...options.copyToRegions] } : {}),
     ...(options.keepSupersededImages !== undefined ? { [Prop.KEEP_SUPERSEDED]: String(options.keepSupersededImages) } : {}),
+    ...(options.requireImdsv2 ? { [Prop.REQUIRE_IMDSV2]: 'true' } : {}),
     ...options.props,
   };
 }
@@ -261,6 +265,7 @@ class Bake {
         expect(Math.abs(Date.parse(lifecycle.deprecateAt ?? '') - expected)).toBeLessThanOrEqual(1000);
       }
       expect(lifecycle.protection).toBe(this.options.deregistrationProtection ? 'enabled' : undefined);
+      expect(lifecycle.imdsSupport).toBe(this.options.requireImdsv2 ? 'v2.0' : undefined);
     }
   }
 
@@ -396,8 +401,17 @@ const CALLS: readonly HandlerCall[] = [
     label: 'ModifyImageAttribute (sharing)',
     action: 'ModifyImageAttribute',
     phase: 'poll',
+    matches: (params) => [...params.keys()].some((key) => key.startsWith('LaunchPermission.')),
     bake: SHARING,
     names: ({ imageId }) => `Could not share image ${imageId} (launch permissions)`,
+  },
+  {
+    label: 'ModifyImageAttribute (IMDSv2-only)',
+    action: 'ModifyImageAttribute',
+    phase: 'poll',
+    matches: (params) => params.get('ImdsSupport.Value') === 'v2.0',
+    bake: IMDS_V2_ONLY,
+    names: ({ imageId }) => `Could not make image ${imageId} IMDSv2-only (ModifyImageAttribute ImdsSupport v2.0)`,
   },
   {
     label: 'EnableImageDeprecation',

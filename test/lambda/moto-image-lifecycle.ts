@@ -1,9 +1,11 @@
 /**
- * Image deprecation and deregistration protection for the moto proxy: moto 5.2.1 has neither. The proxy keeps them per
- * image (image ids are random, so ids of different regions never collide), answers EC2's four calls, shows them in
- * DescribeImages and refuses to deregister a protected image (see the module comment of moto-server.ts).
+ * Image deprecation, deregistration protection and the IMDSv2-only attribute for the moto proxy: moto 5.2.1 has
+ * none of them (its ModifyImageAttribute ignores `ImdsSupport`). The proxy keeps them per image (image ids are
+ * random, so ids of different regions never collide), answers EC2's calls, shows them in DescribeImages and
+ * DescribeImageAttribute, and refuses to deregister a protected image (see the module comment of moto-server.ts).
  */
 import { DescribeImagesCommand } from '@aws-sdk/client-ec2';
+import type { Ec2Consistency } from './moto-consistency';
 import { ec2Error, type HttpResult, type MotoBackend, xmlResult } from './moto-http';
 
 /** The calls this module answers. */
@@ -24,6 +26,22 @@ export interface ImageLifecycle {
   readonly deprecateAt?: string;
   readonly protection?: 'enabled' | 'enabled-with-cooldown';
   readonly deregistrationProtection: string;
+  /** `v2.0` once ModifyImageAttribute made the image IMDSv2-only; EC2 has no call that takes it back. */
+  readonly imdsSupport?: string;
+}
+
+/** The only `ImdsSupport` value EC2 accepts (ModifyImageAttribute). */
+const IMDS_V2_ONLY = 'v2.0';
+
+/**
+ * The `ImdsSupport` value a ModifyImageAttribute sets (`ImdsSupport.Value`, or `Attribute=imdsSupport` with `Value`);
+ * undefined when it modifies another attribute (moto answers those).
+ */
+export function imdsSupportChange(params: URLSearchParams): string | undefined {
+  if (params.has('ImdsSupport.Value')) {
+    return params.get('ImdsSupport.Value') ?? '';
+  }
+  return params.get('Attribute') === 'imdsSupport' ? params.get('Value') ?? '' : undefined;
 }
 
 /** EC2 keeps an image protected with cooldown undeletable for this long after its protection is disabled. */
@@ -35,6 +53,7 @@ function ec2Time(ms: number): string {
 }
 
 interface LifecycleState {
+  imdsSupport?: string;
   deprecateAt?: string;
   protection?: 'enabled' | 'enabled-with-cooldown';
   cooldownUntil?: number;
@@ -44,7 +63,7 @@ interface LifecycleState {
 export class ImageLifecycles {
   private readonly states = new Map<string, LifecycleState>();
 
-  constructor(private readonly moto: MotoBackend) {}
+  constructor(private readonly moto: MotoBackend, private readonly consistency: Ec2Consistency) {}
 
   /** The deprecation time and deregistration protection of an image. */
   of(imageId: string): ImageLifecycle {
@@ -53,14 +72,45 @@ export class ImageLifecycles {
       ...(state?.deprecateAt !== undefined ? { deprecateAt: state.deprecateAt } : {}),
       ...(state?.protection !== undefined ? { protection: state.protection } : {}),
       deregistrationProtection: this.protectionShown(imageId),
+      ...(state?.imdsSupport !== undefined ? { imdsSupport: state.imdsSupport } : {}),
     };
+  }
+
+  /** ModifyImageAttribute with `ImdsSupport` ({@link imdsSupportChange}): only `v2.0`, on an image that exists. */
+  async modifyImdsSupport(region: string, params: URLSearchParams): Promise<HttpResult> {
+    const imageId = params.get('ImageId') ?? '';
+    const value = imdsSupportChange(params);
+    if (value !== IMDS_V2_ONLY) {
+      return ec2Error(400, 'InvalidParameterValue', `Value (${value}) for parameter imdsSupport is invalid. Supported value: ${IMDS_V2_ONLY}`);
+    }
+    if (!await this.exists(region, imageId)) {
+      return ec2Error(400, 'InvalidAMIID.NotFound', `The image id '[${imageId}]' does not exist`);
+    }
+    const state = this.states.get(imageId) ?? {};
+    // Setting it again is accepted: the attribute is the same.
+    state.imdsSupport = value;
+    this.states.set(imageId, state);
+    this.consistency.imageAttributeChanged(region, imageId);
+    return xmlResult('<?xml version="1.0" encoding="UTF-8"?><ModifyImageAttributeResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/">'
+      + `<requestId>ModifyImageAttribute-${imageId}</requestId><return>true</return></ModifyImageAttributeResponse>`);
+  }
+
+  /** DescribeImageAttribute `imdsSupport`: moto's answers none. */
+  async describeImdsSupport(region: string, params: URLSearchParams): Promise<HttpResult> {
+    const imageId = params.get('ImageId') ?? '';
+    if (!await this.exists(region, imageId)) {
+      return ec2Error(400, 'InvalidAMIID.NotFound', `The image id '[${imageId}]' does not exist`);
+    }
+    const value = this.states.get(imageId)?.imdsSupport;
+    return xmlResult('<?xml version="1.0" encoding="UTF-8"?><DescribeImageAttributeResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/">'
+      + `<requestId>DescribeImageAttribute-${imageId}</requestId><imageId>${imageId}</imageId>`
+      + `${value !== undefined ? `<imdsSupport><value>${value}</value></imdsSupport>` : '<imdsSupport/>'}</DescribeImageAttributeResponse>`);
   }
 
   /** EC2's image deprecation and deregistration protection calls ({@link IMAGE_LIFECYCLE_ACTIONS}). */
   async call(region: string, action: string, params: URLSearchParams): Promise<HttpResult> {
     const imageId = params.get('ImageId') ?? '';
-    const found = await this.moto.motoIn(region).send(new DescribeImagesCommand({ ImageIds: [imageId] })).catch(() => undefined);
-    if (!found?.Images?.length) {
+    if (!await this.exists(region, imageId)) {
       return ec2Error(400, 'InvalidAMIID.NotFound', `The image id '[${imageId}]' does not exist`);
     }
     const state = this.states.get(imageId) ?? {};
@@ -92,14 +142,21 @@ export class ImageLifecycles {
       + `<requestId>${action}-${imageId}</requestId><return>${answer}</return></${action}Response>`);
   }
 
-  /** What EC2 adds to the image's `<item>` in DescribeImages: its `deprecationTime` (if any) and `deregistrationProtection`. */
-  describeImageFields(imageId: string): string {
+  /**
+   * What EC2 adds to the image's `<item>` in DescribeImages: its `deprecationTime` (if any), `deregistrationProtection`
+   * and `imdsSupport` (if set, and once EC2 shows the change: moto-consistency.ts).
+   */
+  describeImageFields(region: string, imageId: string): string {
+    const imdsSupport = this.states.get(imageId)?.imdsSupport;
+    const imds = imdsSupport !== undefined && !this.consistency.showsStaleAttributes(region, imageId)
+      ? `<imdsSupport>${imdsSupport}</imdsSupport>`
+      : '';
     const deprecateAt = this.states.get(imageId)?.deprecateAt;
     // EC2 rounds the deprecation time to the minute.
     const deprecation = deprecateAt !== undefined && !Number.isNaN(Date.parse(deprecateAt))
       ? `<deprecationTime>${ec2Time(Math.round(Date.parse(deprecateAt) / 60_000) * 60_000)}</deprecationTime>`
       : '';
-    return `${deprecation}<deregistrationProtection>${this.protectionShown(imageId)}</deregistrationProtection>`;
+    return `${deprecation}<deregistrationProtection>${this.protectionShown(imageId)}</deregistrationProtection>${imds}`;
   }
 
   /** EC2's refusal to deregister a protected image, and one in the cooldown after its protection was disabled; undefined when it may go. */
@@ -113,6 +170,11 @@ export class ImageLifecycles {
 
   clear(): void {
     this.states.clear();
+  }
+
+  private async exists(region: string, imageId: string): Promise<boolean> {
+    const found = await this.moto.motoIn(region).send(new DescribeImagesCommand({ ImageIds: [imageId] })).catch(() => undefined);
+    return (found?.Images?.length ?? 0) > 0;
   }
 
   /** What DescribeImages shows as the image's `deregistrationProtection`. */

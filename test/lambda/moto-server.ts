@@ -17,7 +17,7 @@
  * moto_server process), moto-handler-bundle.ts (loading the shipped handler bundle), moto-http.ts (HTTP, the AWS
  * protocols, EC2's XML), moto-ec2-proxy.ts (the proxy: records, authorizes and routes each request), moto-requests.ts
  * (what it records), moto-injection.ts (faults, lost answers, rewrites, gates), moto-ec2-images.ts (image and
- * snapshot calls), moto-image-lifecycle.ts (deprecation, deregistration protection), moto-ec2-instances.ts (instance
+ * snapshot calls), moto-image-lifecycle.ts (deprecation, deregistration protection, ImdsSupport), moto-ec2-instances.ts (instance
  * calls), moto-validation-runs.ts and moto-power-calls.ts (the user-data runner of validation instances),
  * moto-consistency.ts (eventual consistency), moto-cloudformation.ts (the handler's CloudFormation reads),
  * moto-access.ts (the authorizer hook and resource lookups).
@@ -67,6 +67,9 @@
  *   `enabled-with-cooldown`, `disabled-until-<time>`). DeregisterImage of a protected image is refused
  *   (`InvalidParameterValue`), and so it is for 24 hours after protection enabled with cooldown was disabled; tests
  *   move the proxy's clock with {@link Ec2Proxy.advanceClock}.
+ * - moto 5.2.1's ModifyImageAttribute ignores `ImdsSupport`. The proxy keeps it (only `v2.0` is accepted, as by EC2),
+ *   and shows it in DescribeImages (`imdsSupport`, late while `changedAttributeStaleFor` is on) and in
+ *   DescribeImageAttribute `imdsSupport`.
  * - moto's StopInstances "stops" a terminated instance. The proxy answers `IncorrectInstanceState` like EC2.
  * - moto's images are `available` at once. Tests hold an image `pending` with {@link Ec2Proxy.holdPending} (asked for by id)
  *   or {@link Ec2Proxy.holdPendingByName} (looked up by name, as the handler finds its copies).

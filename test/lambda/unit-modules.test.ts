@@ -44,6 +44,8 @@ describe('decodeProperties', () => {
       manifest: { baseImageId: undefined, configSets: undefined, initFingerprint: undefined, libraryVersion: undefined },
       deprecateAfterSeconds: undefined,
       deregistrationProtection: false,
+      // Absent in the properties of earlier versions: they never made an image IMDSv2-only.
+      requireImdsv2: false,
       keepSuperseded: 0,
       copyToRegions: [],
       copyKmsKeyIds: {},
@@ -70,6 +72,7 @@ describe('decodeProperties', () => {
       LibraryVersion: '1.2.3',
       DeprecateAfterSeconds: '7776000',
       DeregistrationProtection: 'true',
+      RequireImdsv2: 'true',
       KeepSupersededImages: '3',
     })).toEqual({
       instanceId: BUILDER_ID,
@@ -88,6 +91,7 @@ describe('decodeProperties', () => {
       manifest: { baseImageId: 'ami-0aaaaaaaaaaaaaaaa', configSets: 'packages app', initFingerprint: '0123456789abcdef', libraryVersion: '1.2.3' },
       deprecateAfterSeconds: 7776000,
       deregistrationProtection: true,
+      requireImdsv2: true,
       keepSuperseded: 3,
       copyToRegions: [],
       copyKmsKeyIds: {},

@@ -42,7 +42,7 @@ export const HOME_REGION = 'us-east-1';
 /**
  * A spec as the construct would hand it to the encoder: the builder {@link BUILDER_ID}, name prefix `web`, a
  * description, removal destroy, the builder stopped after the bake, the construct's default bakeTimeout, shared with
- * nobody, no copies, no validation, no deprecation or protection, an empty manifest; `overrides` replace fields whole
+ * nobody, no copies, no validation, no deprecation, protection or IMDSv2-only attribute, an empty manifest; `overrides` replace fields whole
  * (`{ bakeTimeoutSeconds: undefined }` for a spec without one).
  */
 export function bakeSpec(overrides: Partial<BakeSpec> = {}): BakeSpec {
@@ -56,6 +56,8 @@ export function bakeSpec(overrides: Partial<BakeSpec> = {}): BakeSpec {
     bakeTimeoutSeconds: DEFAULT_BAKE_TIMEOUT_SECONDS,
     sharing: { accounts: [], organizationArns: [], organizationalUnitArns: [] },
     deregistrationProtection: false,
+    // Off, as in the properties of the constructs before it: the tests of IMDSv2-only images set it.
+    requireImdsv2: false,
     keepSuperseded: 0,
     copyToRegions: [],
     copyKmsKeyIds: {},

@@ -40,6 +40,11 @@ export interface BakeSpec {
   readonly deprecateAfterSeconds?: number;
   /** Whether the image is protected from deregistration (the stack's Delete lifts it first). */
   readonly deregistrationProtection: boolean;
+  /**
+   * Whether the image and its copies are made IMDSv2-only (ImdsSupport v2.0) once available. Not an image input
+   * here: EC2 cannot undo it, so the construct replaces the builder when it is turned off (its user data records it).
+   */
+  readonly requireImdsv2: boolean;
   /** How many superseded images to keep after a replacement. */
   readonly keepSuperseded: number;
   /** The regions the image is copied to, besides its own. */
@@ -163,6 +168,7 @@ export function encodeProperties(spec: BakeSpec): Record<string, unknown> {
     [Prop.SHARE_ORGANIZATIONAL_UNITS]: spec.sharing.organizationalUnitArns,
     ...(spec.deprecateAfterSeconds !== undefined ? { [Prop.DEPRECATE_AFTER_SECONDS]: String(spec.deprecateAfterSeconds) } : {}),
     [Prop.DEREGISTRATION_PROTECTION]: String(spec.deregistrationProtection),
+    [Prop.REQUIRE_IMDSV2]: String(spec.requireImdsv2),
     [Prop.KEEP_SUPERSEDED]: String(spec.keepSuperseded),
     ...(validation ? {
       [Prop.VALIDATION_USER_DATA]: validation.userData,
@@ -206,6 +212,7 @@ export function decodeProperties(props: Record<string, unknown>): BakeProperties
     deprecateAfterSeconds: parsePositiveInteger(props, Prop.DEPRECATE_AFTER_SECONDS),
     keepSuperseded: parseCount(props, Prop.KEEP_SUPERSEDED),
     deregistrationProtection: parseBoolean(props, Prop.DEREGISTRATION_PROTECTION),
+    requireImdsv2: parseBoolean(props, Prop.REQUIRE_IMDSV2),
     copyToRegions: decodeCopyRegions(props),
     copyKmsKeyIds: decodeCopyKeys(props),
     copyParameterName: decodeCopyParameterName(props),

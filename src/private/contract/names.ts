@@ -34,6 +34,11 @@ export const Prop = {
   DEPRECATE_AFTER_SECONDS: 'DeprecateAfterSeconds',
   /** 'true' to protect the image from deregistration (the Delete lifts it first). */
   DEREGISTRATION_PROTECTION: 'DeregistrationProtection',
+  /**
+   * 'true' to make the image and its copies IMDSv2-only (ImdsSupport v2.0) once available; absent: 'false' (the
+   * constructs before it never asked). EC2 cannot undo it: the construct bakes a new image when it is turned off.
+   */
+  REQUIRE_IMDSV2: 'RequireImdsv2',
   /** How many superseded images of this resource to keep after a replacement; '0' or absent: none. */
   KEEP_SUPERSEDED: 'KeepSupersededImages',
   /** Regions the image is copied to once available; a list. */
