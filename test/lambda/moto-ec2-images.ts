@@ -1,12 +1,14 @@
 /**
  * EC2's image and snapshot calls where moto 5.2.1 differs from EC2 (see the module comment of moto-server.ts):
  * CreateImage's snapshot tags, unique AMI names per region, CopyImage's tags, encryption request and ClientToken,
- * snapshots kept in use by RegisterImage, DeregisterImage's DeleteAssociatedSnapshots, and the lifecycle fields and
- * eventual consistency of DescribeImages.
+ * snapshots kept in use by RegisterImage, DeregisterImage's DeleteAssociatedSnapshots, the fast snapshot restores a
+ * deleted snapshot loses (moto-fast-snapshot-restores.ts), and the lifecycle fields and eventual consistency of
+ * DescribeImages.
  */
 import type * as http from 'http';
 import { CreateTagsCommand, DeleteSnapshotCommand, DescribeImagesCommand, type Tag } from '@aws-sdk/client-ec2';
 import type { Ec2Consistency } from './moto-consistency';
+import type { FastSnapshotRestores } from './moto-fast-snapshot-restores';
 import {
   appendToItem,
   ec2Error,
@@ -75,6 +77,8 @@ export class EmulatedImages {
     private readonly moto: MotoBackend,
     private readonly consistency: Ec2Consistency,
     private readonly lifecycle: ImageLifecycles,
+    /** Told of every snapshot deleted through the proxy: EBS disables its fast snapshot restores. */
+    private readonly fastRestores: FastSnapshotRestores,
   ) {}
 
   /** What the CopyImage that made this copy asked for; undefined for an image no CopyImage made. */
@@ -138,14 +142,21 @@ export class EmulatedImages {
     return { ...result, body: Buffer.from(joinXmlItems({ ...parts, items }, 'imagesSet'), 'utf8') };
   }
 
-  /** DeleteSnapshot: `InvalidSnapshot.InUse` while EC2 still sees a deregistered image, or a registered one, using it. */
+  /**
+   * DeleteSnapshot: `InvalidSnapshot.InUse` while EC2 still sees a deregistered image, or a registered one, using it;
+   * a deleted snapshot's fast snapshot restores are disabled.
+   */
   async deleteSnapshot(region: string, request: http.IncomingMessage, params: URLSearchParams, body: Buffer): Promise<HttpResult> {
     const snapshotId = params.get('SnapshotId') ?? '';
     const user = this.consistency.snapshotStillInUse(region, snapshotId) ?? await this.registeredUserOf(region, snapshotId);
     if (user) {
       return ec2Error(400, 'InvalidSnapshot.InUse', `The snapshot ${snapshotId} is currently in use by ${user}`);
     }
-    return this.moto.forward(request, body);
+    const result = await this.moto.forward(request, body);
+    if (result.status === 200) {
+      this.fastRestores.snapshotDeleted(region, snapshotId);
+    }
+    return result;
   }
 
   /** DeregisterImage: refused while the image is protected; DeleteAssociatedSnapshots carried out as EC2 does. */
@@ -177,6 +188,7 @@ export class EmulatedImages {
         returnCode = 'client-error'; // InvalidSnapshot.InUse: EC2 still sees the image using it
       } else {
         await this.moto.motoIn(region).send(new DeleteSnapshotCommand({ SnapshotId: snapshotId }));
+        this.fastRestores.snapshotDeleted(region, snapshotId);
         returnCode = 'success';
       }
       outcomes.push(`<item><snapshotId>${snapshotId}</snapshotId><returnCode>${returnCode}</returnCode></item>`);

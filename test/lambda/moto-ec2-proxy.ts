@@ -3,8 +3,9 @@
  * gate, asks the authorizer, injects faults and routes it to the emulation of what moto lacks, or to moto. What it
  * emulates, and why, is listed in the module comment of moto-server.ts (keep that list current when a part changes):
  * moto-injection.ts (faults, lost answers, rewrites, gates), moto-ec2-images.ts and moto-image-lifecycle.ts (images
- * and snapshots), moto-ec2-instances.ts (instances, validation scripts), moto-consistency.ts (eventual consistency),
- * moto-cloudformation.ts (the handler's CloudFormation reads), moto-access.ts (the authorizer hook).
+ * and snapshots), moto-fast-snapshot-restores.ts (EBS fast snapshot restore), moto-ec2-instances.ts (instances,
+ * validation scripts), moto-consistency.ts (eventual consistency), moto-cloudformation.ts (the handler's
+ * CloudFormation reads), moto-access.ts (the authorizer hook).
  */
 import * as http from 'http';
 import { performance } from 'perf_hooks';
@@ -13,6 +14,7 @@ import { CLOUDFORMATION_ACTIONS, EmulatedCloudFormation, type StackStatus } from
 import { type ConsistencyOptions, Ec2Consistency } from './moto-consistency';
 import { type CopyRequest, EmulatedImages } from './moto-ec2-images';
 import { EmulatedInstances } from './moto-ec2-instances';
+import { FAST_SNAPSHOT_RESTORE_ACTIONS, FastSnapshotRestores } from './moto-fast-snapshot-restores';
 import {
   accessKeyOf,
   ec2Error,
@@ -66,6 +68,7 @@ export class Ec2Proxy {
   private readonly injections = new Injections((message) => this.errors.push(message));
   private readonly consistency = new Ec2Consistency();
   private readonly lifecycles: ImageLifecycles;
+  private readonly fastRestores: FastSnapshotRestores;
   private readonly images: EmulatedImages;
   private readonly instances: EmulatedInstances;
   private readonly cloudFormation = new EmulatedCloudFormation();
@@ -80,7 +83,8 @@ export class Ec2Proxy {
       now: () => this.now(),
     };
     this.lifecycles = new ImageLifecycles(moto, this.consistency);
-    this.images = new EmulatedImages(moto, this.consistency, this.lifecycles);
+    this.fastRestores = new FastSnapshotRestores(moto);
+    this.images = new EmulatedImages(moto, this.consistency, this.lifecycles, this.fastRestores);
     this.instances = new EmulatedInstances(moto, this.consistency, (message) => this.errors.push(message));
     this.server = http.createServer((request, response) => {
       this.handle(request, response).catch((error: unknown) => {
@@ -165,6 +169,11 @@ export class Ec2Proxy {
     return this.lifecycles.of(imageId);
   }
 
+  /** {@inheritDoc FastSnapshotRestores.of} */
+  fastSnapshotRestores(snapshotId: string): Record<string, string> {
+    return this.fastRestores.of(snapshotId);
+  }
+
   /** {@inheritDoc EmulatedImages.copyRequest} */
   copyRequest(imageId: string): CopyRequest | undefined {
     return this.images.copyRequest(imageId);
@@ -243,6 +252,7 @@ export class Ec2Proxy {
     this.instances.clear();
     this.cloudFormation.clear();
     this.lifecycles.clear();
+    this.fastRestores.clear();
     this.images.clear();
     this.requests.length = 0;
     this.denials.length = 0;
@@ -321,6 +331,9 @@ export class Ec2Proxy {
     }
     if (IMAGE_LIFECYCLE_ACTIONS.includes(action)) {
       return this.lifecycles.call(region, action, params);
+    }
+    if (FAST_SNAPSHOT_RESTORE_ACTIONS.includes(action)) {
+      return this.fastRestores.call(region, action, params);
     }
     if (action === 'ModifyImageAttribute' && imdsSupportChange(params) !== undefined) {
       return this.lifecycles.modifyImdsSupport(region, params);

@@ -15,15 +15,20 @@ import {
   CreateTagsCommand,
   DeleteSnapshotCommand,
   DeregisterImageCommand,
+  DescribeAvailabilityZonesCommand,
+  DescribeFastSnapshotRestoresCommand,
+  type DescribeFastSnapshotRestoreSuccessItem,
   DescribeImagesCommand,
   type DescribeImagesCommandInput,
   DescribeInstancesCommand,
   DescribeSecurityGroupsCommand,
   DescribeSnapshotsCommand,
   DescribeSubnetsCommand,
+  DisableFastSnapshotRestoresCommand,
   DisableImageDeprecationCommand,
   DisableImageDeregistrationProtectionCommand,
   EC2Client,
+  EnableFastSnapshotRestoresCommand,
   EnableImageDeprecationCommand,
   EnableImageDeregistrationProtectionCommand,
   GetConsoleOutputCommand,
@@ -751,6 +756,227 @@ describe('the image lifecycle as DescribeImages shows it', () => {
     expect(await snapshotsIn(REGION, firstSnapshot)).toEqual([]);
     expect(skipped.DeleteSnapshotResults).toEqual([{ SnapshotId: sharedSnapshot, ReturnCode: 'skipped' }]);
     expect(await snapshotsIn(REGION, sharedSnapshot)).toHaveLength(1);
+  });
+});
+
+describe('fast snapshot restore', () => {
+  const A = 'us-east-1a';
+  const B = 'us-east-1b';
+  const MISSING_SNAPSHOT = 'snap-0123456789abcdef0';
+
+  /** A snapshot of this account in us-east-1: the one of an image baked through the proxy. */
+  async function snapshotNamed(name: string): Promise<{ imageId: string; snapshotId: string }> {
+    const imageId = await sourceImage(name);
+    return { imageId, snapshotId: snapshotOf(await imageIn(REGION, imageId)) };
+  }
+
+  const enable = (snapshotIds: string[], zones: string[], client = harness().ec2ViaProxy) =>
+    client.send(new EnableFastSnapshotRestoresCommand({ SourceSnapshotIds: snapshotIds, AvailabilityZones: zones }));
+  const disable = (snapshotIds: string[], zones: string[]) =>
+    harness().ec2ViaProxy.send(new DisableFastSnapshotRestoresCommand({ SourceSnapshotIds: snapshotIds, AvailabilityZones: zones }));
+  const describeRestores = async (filters: Record<string, string[]> = {}, client = harness().ec2ViaProxy) =>
+    (await client.send(new DescribeFastSnapshotRestoresCommand({
+      Filters: Object.entries(filters).map(([Name, Values]) => ({ Name, Values })),
+    }))).FastSnapshotRestores ?? [];
+  /** `snapshot zone state` of each pair shown, in the order shown. */
+  const shown = (items: DescribeFastSnapshotRestoreSuccessItem[]) => items.map((item) => `${item.SnapshotId} ${item.AvailabilityZone} ${item.State}`);
+
+  test('moto\'s us-east-1 has the zones these tests enable in', async () => {
+    const zones = await harness().ec2.send(new DescribeAvailabilityZonesCommand({}));
+    expect(zones.AvailabilityZones?.map((zone) => zone.ZoneName)).toEqual(expect.arrayContaining([A, B]));
+    expect(zones.AvailabilityZones?.map((zone) => zone.ZoneName)).not.toContain('us-west-2a');
+  });
+
+  test('enable in two zones answers enabling; each Describe that shows a pair moves it on: enabling, optimizing, enabled', async () => {
+    const { snapshotId } = await snapshotNamed('proxy-fsr-enable');
+
+    const enabled = await enable([snapshotId], [A, B]);
+
+    expect(enabled.Unsuccessful).toEqual([]);
+    expect(enabled.Successful).toEqual([A, B].map((zone) => ({
+      SnapshotId: snapshotId,
+      AvailabilityZone: zone,
+      AvailabilityZoneId: zone === A ? 'use1-az6' : 'use1-az1',
+      State: 'enabling',
+      StateTransitionReason: 'Client.UserInitiated',
+      OwnerId: MOTO_ACCOUNT_ID,
+      EnablingTime: expect.any(Date),
+    })));
+    expect(harness().proxy.fastSnapshotRestores(snapshotId)).toEqual({ [A]: 'enabling', [B]: 'enabling' });
+
+    expect(shown(await describeRestores())).toEqual([`${snapshotId} ${A} enabling`, `${snapshotId} ${B} enabling`]);
+    expect(shown(await describeRestores())).toEqual([`${snapshotId} ${A} optimizing`, `${snapshotId} ${B} optimizing`]);
+    const done = await describeRestores();
+    expect(shown(done)).toEqual([`${snapshotId} ${A} enabled`, `${snapshotId} ${B} enabled`]);
+    expect(shown(await describeRestores())).toEqual([`${snapshotId} ${A} enabled`, `${snapshotId} ${B} enabled`]);
+    expect(done[0]).toEqual({
+      SnapshotId: snapshotId,
+      AvailabilityZone: A,
+      AvailabilityZoneId: 'use1-az6',
+      State: 'enabled',
+      StateTransitionReason: 'Client.UserInitiated - Lifecycle state transition',
+      OwnerId: MOTO_ACCOUNT_ID,
+      EnablingTime: expect.any(Date),
+      OptimizingTime: expect.any(Date),
+      EnabledTime: expect.any(Date),
+    });
+    expect(harness().proxy.fastSnapshotRestores(snapshotId)).toEqual({ [A]: 'enabled', [B]: 'enabled' });
+
+    // Enabling again changes nothing: listed as successful with the current state (an assumption).
+    const again = await enable([snapshotId], [A]);
+    expect(again.Successful?.map((item) => item.State)).toEqual(['enabled']);
+    expect(harness().proxy.fastSnapshotRestores(snapshotId)).toEqual({ [A]: 'enabled', [B]: 'enabled' });
+  });
+
+  test('Describe filters by snapshot-id, availability-zone, availability-zone-id, owner-id and state, and moves on only what it shows', async () => {
+    const first = (await snapshotNamed('proxy-fsr-filter-first')).snapshotId;
+    const second = (await snapshotNamed('proxy-fsr-filter-second')).snapshotId;
+    await enable([first], [A, B]);
+    await enable([second], [A]);
+
+    expect(shown(await describeRestores({ 'snapshot-id': [second] }))).toEqual([`${second} ${A} enabling`]);
+    // Only the pair shown moved on.
+    expect(shown(await describeRestores({ state: ['optimizing'] }))).toEqual([`${second} ${A} optimizing`]);
+    expect(shown(await describeRestores({ 'availability-zone': [B] }))).toEqual([`${first} ${B} enabling`]);
+    expect(shown(await describeRestores({ 'availability-zone-id': ['use1-az6'], 'snapshot-id': [first] }))).toEqual([`${first} ${A} enabling`]);
+    expect(shown(await describeRestores({ 'owner-id': ['999999999999'] }))).toEqual([]);
+    expect(shown(await describeRestores({ 'owner-id': [MOTO_ACCOUNT_ID] }))).toEqual([
+      `${first} ${A} optimizing`,
+      `${first} ${B} optimizing`,
+      `${second} ${A} enabled`,
+    ]);
+    // The pairs are of us-east-1: a Describe signed for us-west-2 sees none of them.
+    expect(await describeRestores({}, westViaProxy)).toEqual([]);
+    await expect(describeRestores({ 'volume-id': ['vol-1'] })).rejects.toMatchObject({ name: 'InvalidParameterValue' });
+  });
+
+  test('Describe pages with MaxResults and NextToken', async () => {
+    const { snapshotId } = await snapshotNamed('proxy-fsr-pages');
+    await enable([snapshotId], [A, B]);
+
+    const page1 = await harness().ec2ViaProxy.send(new DescribeFastSnapshotRestoresCommand({ MaxResults: 1 }));
+    const page2 = await harness().ec2ViaProxy.send(new DescribeFastSnapshotRestoresCommand({ MaxResults: 1, NextToken: page1.NextToken }));
+
+    expect(shown(page1.FastSnapshotRestores ?? [])).toEqual([`${snapshotId} ${A} enabling`]);
+    expect(page1.NextToken).toEqual(expect.any(String));
+    expect(shown(page2.FastSnapshotRestores ?? [])).toEqual([`${snapshotId} ${B} enabling`]);
+    expect(page2.NextToken).toBeUndefined();
+  });
+
+  test('an unknown snapshot and a zone of another region come back in Unsuccessful with their codes, beside what succeeded', async () => {
+    const { snapshotId } = await snapshotNamed('proxy-fsr-unsuccessful');
+
+    const answer = await enable([snapshotId, MISSING_SNAPSHOT], [A, 'us-west-2a']);
+
+    expect(answer.Successful?.map((item) => `${item.SnapshotId} ${item.AvailabilityZone} ${item.State}`)).toEqual([`${snapshotId} ${A} enabling`]);
+    expect(answer.Unsuccessful).toEqual([
+      {
+        SnapshotId: snapshotId,
+        FastSnapshotRestoreStateErrors: [
+          { AvailabilityZone: 'us-west-2a', Error: { Code: 'InvalidParameterValue', Message: 'Invalid availability zone: [us-west-2a]' } },
+        ],
+      },
+      {
+        SnapshotId: MISSING_SNAPSHOT,
+        FastSnapshotRestoreStateErrors: [A, 'us-west-2a'].map((zone) => ({
+          AvailabilityZone: zone,
+          Error: { Code: 'InvalidSnapshot.NotFound', Message: `The snapshot '${MISSING_SNAPSHOT}' does not exist.` },
+        })),
+      },
+    ]);
+    expect(harness().proxy.fastSnapshotRestores(snapshotId)).toEqual({ [A]: 'enabling' });
+    expect(harness().proxy.fastSnapshotRestores(MISSING_SNAPSHOT)).toEqual({});
+
+    // The snapshot is in us-east-1: signed for us-west-2, EC2 does not find it.
+    const west = await enable([snapshotId], ['us-west-2a'], westViaProxy);
+    expect(west.Successful).toEqual([]);
+    expect(west.Unsuccessful?.[0]?.FastSnapshotRestoreStateErrors?.[0]?.Error?.Code).toBe('InvalidSnapshot.NotFound');
+  });
+
+  test('zones can be named by id instead (not both); DryRun answers DryRunOperation and changes nothing', async () => {
+    const { snapshotId } = await snapshotNamed('proxy-fsr-zone-ids');
+
+    const byId = await harness().ec2ViaProxy.send(new EnableFastSnapshotRestoresCommand({
+      SourceSnapshotIds: [snapshotId],
+      AvailabilityZoneIds: ['use1-az1', 'usw2-az1'],
+    }));
+
+    expect(byId.Successful?.map((item) => `${item.AvailabilityZone} ${item.AvailabilityZoneId} ${item.State}`)).toEqual([`${B} use1-az1 enabling`]);
+    expect(byId.Unsuccessful?.[0]?.FastSnapshotRestoreStateErrors).toEqual([
+      { AvailabilityZoneId: 'usw2-az1', Error: { Code: 'InvalidParameterValue', Message: 'Invalid availability zone id: [usw2-az1]' } },
+    ]);
+    await expect(harness().ec2ViaProxy.send(new EnableFastSnapshotRestoresCommand({
+      SourceSnapshotIds: [snapshotId],
+      AvailabilityZones: [A],
+      AvailabilityZoneIds: ['use1-az6'],
+    }))).rejects.toMatchObject({ name: 'InvalidParameterCombination' });
+    const dryRun = new EnableFastSnapshotRestoresCommand({ SourceSnapshotIds: [snapshotId], AvailabilityZones: [A], DryRun: true });
+    await expect(harness().ec2ViaProxy.send(dryRun)).rejects.toMatchObject({ name: 'DryRunOperation' });
+    expect(harness().proxy.fastSnapshotRestores(snapshotId)).toEqual({ [B]: 'enabling' });
+  });
+
+  test('disable moves a pair to disabling, then disabled (shown once), then it is gone; disabling a pair that is not enabled is unsuccessful', async () => {
+    const { snapshotId } = await snapshotNamed('proxy-fsr-disable');
+    await enable([snapshotId], [A, B]);
+    await describeRestores();
+    await describeRestores();
+    expect(harness().proxy.fastSnapshotRestores(snapshotId)).toEqual({ [A]: 'enabled', [B]: 'enabled' });
+
+    const disabled = await disable([snapshotId], [A, 'us-east-1c']);
+
+    expect(disabled.Successful).toEqual([expect.objectContaining({
+      SnapshotId: snapshotId,
+      AvailabilityZone: A,
+      State: 'disabling',
+      StateTransitionReason: 'Client.UserInitiated',
+      EnabledTime: expect.any(Date),
+      DisablingTime: expect.any(Date),
+    })]);
+    // us-east-1c was never enabled (the code is an assumption).
+    expect(disabled.Unsuccessful?.map((item) => item.FastSnapshotRestoreStateErrors?.map((error) => `${error.AvailabilityZone} ${error.Error?.Code}`)))
+      .toEqual([['us-east-1c IncorrectState']]);
+    expect(harness().proxy.fastSnapshotRestores(snapshotId)).toEqual({ [A]: 'disabling', [B]: 'enabled' });
+
+    expect(shown(await describeRestores({ 'availability-zone': [A] }))).toEqual([`${snapshotId} ${A} disabling`]);
+    const last = await describeRestores({ 'availability-zone': [A] });
+    expect(shown(last)).toEqual([`${snapshotId} ${A} disabled`]);
+    expect(last[0]).toMatchObject({ StateTransitionReason: 'Client.UserInitiated - Lifecycle state transition', DisabledTime: expect.any(Date) });
+    expect(await describeRestores({ 'availability-zone': [A] })).toEqual([]);
+    expect(harness().proxy.fastSnapshotRestores(snapshotId)).toEqual({ [B]: 'enabled' });
+
+    // Once forgotten, it can be enabled again from the start.
+    expect((await enable([snapshotId], [A])).Successful?.map((item) => item.State)).toEqual(['enabling']);
+  });
+
+  test('DeleteSnapshot disables the snapshot\'s restores in every zone; a refused DeleteSnapshot does not', async () => {
+    const { imageId, snapshotId } = await snapshotNamed('proxy-fsr-delete');
+    await enable([snapshotId], [A, B]);
+    await describeRestores();
+
+    // moto refuses to delete the snapshot of a registered image: nothing changes.
+    await expect(harness().ec2ViaProxy.send(new DeleteSnapshotCommand({ SnapshotId: snapshotId }))).rejects.toMatchObject({ name: 'InvalidSnapshot.InUse' });
+    expect(harness().proxy.fastSnapshotRestores(snapshotId)).toEqual({ [A]: 'optimizing', [B]: 'optimizing' });
+
+    await harness().ec2.send(new DeregisterImageCommand({ ImageId: imageId }));
+    await harness().ec2ViaProxy.send(new DeleteSnapshotCommand({ SnapshotId: snapshotId }));
+
+    expect(harness().proxy.fastSnapshotRestores(snapshotId)).toEqual({ [A]: 'disabled', [B]: 'disabled' });
+    expect(shown(await describeRestores())).toEqual([`${snapshotId} ${A} disabled`, `${snapshotId} ${B} disabled`]);
+    expect(await describeRestores()).toEqual([]);
+    // The snapshot is gone: enabling it again is unsuccessful.
+    expect((await enable([snapshotId], [A])).Unsuccessful?.[0]?.FastSnapshotRestoreStateErrors?.[0]?.Error?.Code).toBe('InvalidSnapshot.NotFound');
+  });
+
+  test('DeregisterImage with DeleteAssociatedSnapshots disables the restores of the snapshots it deletes', async () => {
+    const { imageId, snapshotId } = await snapshotNamed('proxy-fsr-deregister');
+    const kept = (await snapshotNamed('proxy-fsr-deregister-kept')).snapshotId;
+    await enable([snapshotId, kept], [A]);
+
+    await harness().ec2ViaProxy.send(new DeregisterImageCommand({ ImageId: imageId, DeleteAssociatedSnapshots: true }));
+
+    expect(await snapshotsIn(REGION, snapshotId)).toEqual([]);
+    expect(harness().proxy.fastSnapshotRestores(snapshotId)).toEqual({ [A]: 'disabled' });
+    expect(harness().proxy.fastSnapshotRestores(kept)).toEqual({ [A]: 'enabling' });
   });
 });
 

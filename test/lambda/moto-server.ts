@@ -17,7 +17,8 @@
  * moto_server process), moto-handler-bundle.ts (loading the shipped handler bundle), moto-http.ts (HTTP, the AWS
  * protocols, EC2's XML), moto-ec2-proxy.ts (the proxy: records, authorizes and routes each request), moto-requests.ts
  * (what it records), moto-injection.ts (faults, lost answers, rewrites, gates), moto-ec2-images.ts (image and
- * snapshot calls), moto-image-lifecycle.ts (deprecation, deregistration protection, ImdsSupport), moto-ec2-instances.ts (instance
+ * snapshot calls), moto-image-lifecycle.ts (deprecation, deregistration protection, ImdsSupport),
+ * moto-fast-snapshot-restores.ts (EBS fast snapshot restore), moto-ec2-instances.ts (instance
  * calls), moto-validation-runs.ts and moto-power-calls.ts (the user-data runner of validation instances),
  * moto-consistency.ts (eventual consistency), moto-cloudformation.ts (the handler's CloudFormation reads),
  * moto-access.ts (the authorizer hook and resource lookups).
@@ -70,6 +71,15 @@
  * - moto 5.2.1's ModifyImageAttribute ignores `ImdsSupport`. The proxy keeps it (only `v2.0` is accepted, as by EC2),
  *   and shows it in DescribeImages (`imdsSupport`, late while `changedAttributeStaleFor` is on) and in
  *   DescribeImageAttribute `imdsSupport`.
+ * - moto 5.2.1 has no EBS fast snapshot restore. The proxy keeps a state per snapshot and Availability Zone
+ *   ({@link Ec2Proxy.fastSnapshotRestores}) and answers Enable/Disable/DescribeFastSnapshotRestores
+ *   (moto-fast-snapshot-restores.ts): a pair goes `enabling` -> `optimizing` -> `enabled` and `disabling` -> `disabled`,
+ *   one step per DescribeFastSnapshotRestores that shows it (counted in requests), and a `disabled` pair is shown once
+ *   more, then forgotten. Unknown snapshots (`InvalidSnapshot.NotFound`) and zones not of the region
+ *   (`InvalidParameterValue`) are answered per pair in `unsuccessful`. DeleteSnapshot and DeregisterImage's
+ *   DeleteAssociatedSnapshots make a deleted snapshot's pairs `disabled` (EBS User Guide). Assumptions: enabling a pair
+ *   already on its way (and disabling one `disabling`) answers its current state; disabling a pair that is not enabled
+ *   is unsuccessful with `IncorrectState`; the per-pair codes and messages.
  * - moto's StopInstances "stops" a terminated instance. The proxy answers `IncorrectInstanceState` like EC2.
  * - moto's images are `available` at once. Tests hold an image `pending` with {@link Ec2Proxy.holdPending} (asked for by id)
  *   or {@link Ec2Proxy.holdPendingByName} (looked up by name, as the handler finds its copies).
