@@ -14,6 +14,7 @@ import {
   SEED_FIGURE,
 } from './cost-model';
 import type { BundleSize, LoadTiming } from './handlers';
+import { duration, EBS_DOCUMENTED, LAUNCH_SOURCES, type LaunchModel } from './launch-model';
 import { bytes, ms, usd } from './stats';
 import type { SynthTiming } from './synth';
 
@@ -76,6 +77,8 @@ export interface Figures {
   readonly loadRuns: number;
   readonly api: ApiCallResults;
   readonly cost: CostFigures;
+  /** Modelled from the EBS documentation, not measured (bench/launch-model.ts). */
+  readonly launch: LaunchModel;
   readonly targets: Target[];
 }
 
@@ -264,9 +267,106 @@ export function renderReport(f: Figures): string {
         totalTimeoutDivides ? 'yes' : 'no'];
     })), '');
 
+  out.push(renderLaunchSection(f.launch));
+
   out.push('## Notes', '');
   out.push('- Synth times are noisy on 2 cores; each ratio is of medians of interleaved runs, so slow periods hit both apps.');
   out.push('- The API-call counts come from moto 5.2.1 behind the harness proxy; real EC2 answers the same actions. The SDK client '
     + '(maxAttempts 6) adds calls only under throttling or transient errors.');
   return `${out.join('\n')}\n`;
+}
+
+/** The heading of the launch section, which `bench/run.ts --launch-only` looks for. */
+export const LAUNCH_HEADING = '## Launch';
+
+/** Dollars per launch: four decimals, enough for a hundredth of a cent. */
+function perLaunch(value: number): string {
+  return `$${value.toFixed(4)}`;
+}
+
+/** Credits and counts: whole numbers as such, fractions with two decimals. */
+function credits(value: number): string {
+  return Number.isInteger(value) ? String(value) : value.toFixed(2);
+}
+
+/**
+ * The "## Launch" section: one table of the modelled time to a fully initialized root volume and the price per
+ * launch, lazy loading, each provisioned rate and fast snapshot restore side by side, then the assumptions and
+ * sources. Written by the full run and by `bench/run.ts --launch-only`, which replaces only this section.
+ */
+export function renderLaunchSection(model: LaunchModel): string {
+  const out: string[] = [];
+  const a = model.assumptions;
+  const launchesPerDay = model.rows[0]?.fsr.cost.launchesPerAzPerDay ?? a.fsrLaunchesPerAzPerDay;
+  out.push(LAUNCH_HEADING, '');
+  out.push('**Modelled from the EBS documentation, not measured**: how long the root volume of an instance launched from the '
+    + 'image takes to be fully initialized (every block loaded from Amazon S3, full performance), and what that costs per '
+    + 'launch. Each cell: time to full initialization (the range EBS promises for 99% of the time) · price per launch.', '');
+  out.push(table(
+    ['root volume (snapshot data)', 'lazy (EBS and newLaunchTemplate default)', ...model.ratesMiBs.map((rate) => `${rate} MiB/s`),
+      'fast snapshot restore', 'fast snapshot restore credits, per AZ'],
+    model.rows.map((row) => [
+      `${row.volumeGiB} GiB`,
+      'unpredictable (no rate in the EBS docs) · no charge',
+      ...row.provisioned.map((p) => `${duration(p.seconds)} (${duration(p.fastest)}–${duration(p.slowest)}) · ${perLaunch(p.usd)}`),
+      `at creation, while a credit is left · $${row.fsr.cost.usdPerAzHour.toFixed(2)} per AZ-hour: ${perLaunch(row.fsr.cost.usdPerLaunchAtCreditLimit)} `
+        + `per launch at ${credits(row.fsr.credits.refillPerHour)} launches per AZ-hour, ${perLaunch(row.fsr.cost.usdPerLaunchAtLaunchCount)} at ${launchesPerDay} per AZ-day`,
+      `bucket ${credits(row.fsr.credits.bucket)}, refills ${credits(row.fsr.credits.refillPerHour)} per hour (from 0 when enabled); `
+        + `optimizing ${row.fsr.optimizingMinutes.toFixed(1)} min first`,
+    ]),
+  ), '');
+  out.push('How each column is modelled:', '');
+  out.push('- **lazy**: blocks come from S3 as they are first read, and in the background at a rate that "fluctuates throughout '
+    + 'the initialization process, which could make completion times unpredictable"; the EBS docs give no figure, so none is modelled. '
+    + 'No initialization charge.');
+  out.push(`- **provisioned rate**: time = snapshot data / rate (the docs' example: 10 GiB at 300 MiB/s, 34.1 s), within ±${EBS_DOCUMENTED.rateAccuracy * 100}% `
+    + 'of the rate 99% of the time; price = Region price × snapshot data GiB × rate MiB/s, billed once when the volume is active, '
+    + 'also for a volume deleted before it is initialized; failed requests are not billed. Concurrent initializations of a Region share '
+    + `${EBS_DOCUMENTED.regionRateQuotaMiBs.toLocaleString('en-US')} MiB/s: ${model.concurrency.map((c) => `${c.volumes} at ${c.rateMiBs} MiB/s`).join(', ')}; `
+    + 'a request beyond the quota, or one EBS lacks the capacity for, **fails** (a failed launch, which lazy loading never causes).');
+  out.push('- **fast snapshot restore**: volumes are fully initialized at creation while the snapshot\'s credit bucket in that AZ has a credit; '
+    + 'without one, a volume is created without it (lazy). It is billed per snapshot and AZ for every minute it is enabled '
+    + `(one-hour minimum), launches or not: $${EBS_DOCUMENTED.fsrUsdPerAzHour.toFixed(2)} per AZ-hour, $${(EBS_DOCUMENTED.fsrUsdPerAzHour * 720).toFixed(0)} per AZ for 30 days. `
+    + 'Per launch it is that hourly price shared over the launches: the lowest at one launch per credit refilled. It is enabled per '
+    + 'snapshot, so every rebake\'s new snapshot starts again with an empty bucket and an optimizing phase. A volume with a provisioned '
+    + 'rate is initialized at that rate instead of by fast snapshot restore.');
+  out.push('');
+  out.push('Assumptions (not in the documents readable from this machine):', '');
+  out.push(`- Provisioned rate price: **$${a.provisionedRateUsdPerGiBPerMiBs} per GiB of snapshot data per MiB/s** (us-east-1), so `
+    + `$${(a.provisionedRateUsdPerGiBPerMiBs * EBS_DOCUMENTED.minRateMiBs).toFixed(4)} per GiB at ${EBS_DOCUMENTED.minRateMiBs} MiB/s. `
+    + `The EBS pricing page (${LAUNCH_SOURCES.ebsPricing}) could not be read here; the figure is third-party write-ups' $0.0036 per GB at 300 MiB/s `
+    + 'divided by 300, with the docs\' formula linear in the rate. One of them quotes $0.0024 per GB for every rate from 100 to 200 MiB/s: '
+    + 'were that right, 100 MiB/s would cost twice the figures above. Check the pricing page for your Region.');
+  out.push('- Snapshot data = the whole root volume: the upper bound of time and price. Both grow with the snapshot\'s data '
+    + '(FullSnapshotSizeInBytes), not the volume\'s size, and an image\'s snapshot holds only the blocks written.');
+  out.push(`- Fast snapshot restore per launch at **${launchesPerDay} launches per AZ and day**: a stated launch count, yours will differ.`);
+  out.push('');
+  out.push('Sources:', '');
+  out.push(`- Initialize Amazon EBS volumes (rate range, time, accuracy, quota, billing): ${LAUNCH_SOURCES.initialization}`);
+  out.push(`- Fast snapshot restore (full performance at creation, optimizing 60 min per TiB, billing, the $540 example): ${LAUNCH_SOURCES.fastSnapshotRestore}`);
+  out.push(`- Volume creation credits (bucket MAX(1, MIN(10, 1024 ÷ snapshot GiB)), refill MIN(10, 1024 ÷ snapshot GiB) per hour): ${LAUNCH_SOURCES.creationCredits}`);
+  out.push(`- How AWS Pricing Works, Amazon EBS ($0.75 per fast snapshot restore DSU-hour per AZ, us-east-1): ${LAUNCH_SOURCES.pricingWhitepaper}`);
+  out.push(`- AWS::EC2::LaunchTemplate Ebs VolumeInitializationRate (what newLaunchTemplate sets): ${LAUNCH_SOURCES.cloudFormation}`);
+  out.push('');
+  return `${out.join('\n')}\n`;
+}
+
+/**
+ * A report with its launch section replaced by `section` (or put before "## Notes", or at the end, when it has none),
+ * the measured sections left as they are.
+ */
+export function replaceLaunchSection(report: string, section: string): string {
+  const lines = report.split('\n');
+  const start = lines.indexOf(LAUNCH_HEADING);
+  const sectionLines = section.replace(/\n+$/, '').split('\n');
+  if (start >= 0) {
+    const next = lines.findIndex((line, index) => index > start && line.startsWith('## '));
+    const end = next >= 0 ? next : lines.length;
+    return [...lines.slice(0, start), ...sectionLines, '', ...lines.slice(end)].join('\n');
+  }
+  const notes = lines.indexOf('## Notes');
+  if (notes >= 0) {
+    return [...lines.slice(0, notes), ...sectionLines, '', ...lines.slice(notes)].join('\n');
+  }
+  return `${report.replace(/\n+$/, '')}\n\n${sectionLines.join('\n')}\n`;
 }

@@ -5,8 +5,14 @@
  *
  * Measures, in one run: synth time and template growth against a plain app, the handler bundle's size and
  * cold load time, the EC2 calls per custom-resource lifecycle (the shipped bundle against moto_server), and
- * a poll cost model read from the synthesized provider. Writes bench/RESULTS.md and prints the same text.
+ * a poll cost model read from the synthesized provider, and a launch speed model (the root volume's initialization,
+ * from the EBS documentation's figures). Writes bench/RESULTS.md and prints the same text.
  * Needs the handler bundle (npx projen bundle) and moto_server on PATH; no AWS account.
+ *
+ *   npx ts-node --project tsconfig.dev.json bench/run.ts --launch-only
+ *
+ * computes the launch model alone (no bundle, no moto_server, nothing measured) and replaces only the "## Launch"
+ * section of bench/RESULTS.md, leaving the measured sections as they were.
  */
 import * as fs from 'fs';
 import * as os from 'os';
@@ -14,7 +20,8 @@ import * as path from 'path';
 import { countApiCalls } from './api-calls';
 import { bakeCost, FRAMEWORK_DEFAULT_INTERVAL_SECONDS, meanDetectionDelay, readProviderSettings } from './cost-model';
 import { bundleSize, REPO_ROOT, timeColdLoads } from './handlers';
-import { type Environment, type Figures, renderReport, type SynthFigures, type Target } from './report';
+import { launchModel } from './launch-model';
+import { type Environment, type Figures, renderLaunchSection, renderReport, replaceLaunchSection, type SynthFigures, type Target } from './report';
 import { usd } from './stats';
 import { countByType, resourceBytes, type SynthTiming, timeSynth } from './synth';
 import { type BakeImageHandler, MotoHarness } from '../test/lambda/moto-server';
@@ -101,7 +108,7 @@ function synthFigures(timings: SynthTiming[]): SynthFigures {
   };
 }
 
-function evaluateTargets(figures: Omit<Figures, 'targets' | 'runSeconds' | 'loadAverageAtEnd'>): Target[] {
+function evaluateTargets(figures: Omit<Figures, 'targets' | 'runSeconds' | 'loadAverageAtEnd' | 'launch'>): Target[] {
   const { synth, bundle, loads, api, cost } = figures;
   const one = synth.timings.find((timing) => timing.images === 1);
   const ownPerImage = [...synth.ownResources.values()].reduce((a, b) => a + b, 0);
@@ -200,7 +207,7 @@ async function main(): Promise<void> {
 
   const measured = { env, synth, bundle, loads, loadRuns: LOAD_RUNS, api, cost };
   const targets = evaluateTargets(measured);
-  const report = renderReport({ ...measured, targets, runSeconds: process.uptime(), loadAverageAtEnd: os.loadavg()[0] });
+  const report = renderReport({ ...measured, launch: launchModel(), targets, runSeconds: process.uptime(), loadAverageAtEnd: os.loadavg()[0] });
   fs.writeFileSync(RESULTS_FILE, report);
   process.stdout.write(report);
   progress(`wrote ${path.relative(REPO_ROOT, RESULTS_FILE)}`);
@@ -209,7 +216,16 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((error: unknown) => {
+/** The launch model alone: modelled, not measured, so the measured sections of RESULTS.md stay as they were. */
+function launchOnly(): void {
+  const section = renderLaunchSection(launchModel());
+  const previous = fs.existsSync(RESULTS_FILE) ? fs.readFileSync(RESULTS_FILE, 'utf8') : '';
+  fs.writeFileSync(RESULTS_FILE, replaceLaunchSection(previous, section));
+  process.stdout.write(section);
+  progress(`replaced the launch section of ${path.relative(REPO_ROOT, RESULTS_FILE)}`);
+}
+
+(process.argv.includes('--launch-only') ? Promise.resolve().then(launchOnly) : main()).catch((error: unknown) => {
   process.stderr.write(`bench failed: ${error instanceof Error ? error.stack || error.message : String(error)}\n`);
   process.exit(1);
 });

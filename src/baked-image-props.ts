@@ -266,6 +266,27 @@ export interface BakedImageProps {
   readonly requireImdsv2?: boolean;
 
   /**
+   * Availability Zones of the stack's region (such as `us-east-1a`) where the image's snapshots get EBS
+   * fast snapshot restore once the image is available: volumes created there from the image deliver their
+   * full performance at once, without lazy loading from S3, within the snapshot's volume creation credits
+   * (for a snapshot of S GiB, a bucket of MIN(10, MAX(1, FLOOR(1024 / S))) credits per zone, refilled at
+   * the same number per hour).
+   *
+   * It costs while it is enabled, whether instances launch or not: one DSU-hour per snapshot and zone,
+   * billed per minute with a one-hour minimum, USD 0.75 in us-east-1 (about USD 540 a month per zone;
+   * see the Amazon EBS pricing page for other regions). A synth-time warning says so. It is disabled when
+   * a superseded image is kept (`keepSupersededImages`), and EBS disables it when the image's snapshots
+   * are deleted with the image. Copies in other regions do not get it. It cannot be combined with
+   * `removalPolicy` RETAIN: a retained image would keep it, and its price, with no stack left to disable it.
+   *
+   * `newLaunchTemplate()` then leaves the root volume's initialization rate out: EBS initializes a
+   * volume with a rate at that rate instead of by fast snapshot restore.
+   *
+   * @default - no fast snapshot restore
+   */
+  readonly fastSnapshotRestoreZones?: string[];
+
+  /**
    * Publish the image id to an SSM parameter of this name, of data type `aws:ec2:image` (so that EC2
    * launch templates and instance refresh can resolve it). The parameter follows every rebake and is
    * deleted with the stack.

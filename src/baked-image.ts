@@ -6,6 +6,7 @@ import * as ssm from 'aws-cdk-lib/aws-ssm';
 import { Construct } from 'constructs';
 import { BakedImageProps } from './baked-image-props';
 import { BuilderAfterBake } from './builder-after-bake';
+import type { BakedImageLaunchTemplateProps } from './launch-template-props';
 import { BakeProvider } from './private/bake-provider';
 import { builderSubnetId, createBuilder, defaultNamePrefix } from './private/builder';
 import {
@@ -21,6 +22,7 @@ import {
 import { Attr, copyImageIdAttribute, DEFAULT_BAKE_TIMEOUT_SECONDS, encodeProperties, type Removal, sharesWithAnyone, Tag } from './private/contract';
 import { validationError } from './private/errors';
 import { COPY_KEY_ACTIONS, grantKeyToAutoScaling, grantKeyUse, LAUNCH_KEY_ACTIONS, shareKey, warnSharedCopyKeys } from './private/key-policies';
+import { mapRootVolume, rootDeviceNameFor, setVolumeInitializationRate } from './private/root-device';
 import { validationUserData } from './private/validation-script';
 
 /**
@@ -80,6 +82,12 @@ export class BakedImage extends Construct implements ec2.IMachineImage, iam.IGra
   public readonly osType: ec2.OperatingSystemType;
 
   /**
+   * The device name of the image's root volume: `rootDeviceName`, or `/dev/xvda` (Linux) and `/dev/sda1`
+   * (Windows). A launch template of your own maps its root volume settings to it (see Launch speed in the README).
+   */
+  public readonly rootDeviceName: string;
+
+  /**
    * A fingerprint of the builder's cfn-init configuration (the rendered metadata of the config sets it
    * runs). The same configuration gives the same fingerprint; it is recorded in the image's manifest.
    */
@@ -90,6 +98,9 @@ export class BakedImage extends Construct implements ec2.IMachineImage, iam.IGra
 
   /** The regions the image is copied to (`copies`). */
   public readonly copyRegions: string[];
+
+  /** The Availability Zones where the image's snapshots get fast snapshot restore (`fastSnapshotRestoreZones`). */
+  public readonly fastSnapshotRestoreZones: string[];
 
   private readonly imageResource: CustomResource;
 
@@ -118,6 +129,7 @@ export class BakedImage extends Construct implements ec2.IMachineImage, iam.IGra
     }
     const base = props.machineImage.getImage(this);
     this.osType = base.osType;
+    this.rootDeviceName = rootDeviceNameFor(base.osType, props.rootDeviceName);
     problems.push(...operatingSystemProblems(this, props, base.osType));
     problems.push(...parameterNameProblems(this, props.imageIdParameterName));
 
@@ -127,6 +139,7 @@ export class BakedImage extends Construct implements ec2.IMachineImage, iam.IGra
     this.role = this.builder.role;
     this.grantPrincipal = this.builder.grantPrincipal;
     this.copyRegions = (props.copies ?? []).map((copy) => copy.region);
+    this.fastSnapshotRestoreZones = [...props.fastSnapshotRestoreZones ?? []];
     const copyEncryptionKeys = copyKeys(props.copies);
     const copyParameterName = this.copyRegions.length > 0 ? props.imageIdParameterName : undefined;
     const builderSecurityGroupIds = this.builder.connections.securityGroups.map((group) => group.securityGroupId);
@@ -154,6 +167,7 @@ export class BakedImage extends Construct implements ec2.IMachineImage, iam.IGra
         deprecateAfterSeconds: props.deprecateAfter?.toSeconds(),
         deregistrationProtection: props.deregistrationProtection ?? false,
         requireImdsv2: props.requireImdsv2 ?? true,
+        fastSnapshotRestoreZones: this.fastSnapshotRestoreZones,
         keepSuperseded: props.keepSupersededImages ?? 0,
         validation: props.validation ? {
           userData: validationUserData(props.validation.script, props.validation.timeout.toSeconds()),
@@ -178,6 +192,9 @@ export class BakedImage extends Construct implements ec2.IMachineImage, iam.IGra
       if (props.volumeEncryptionKey) {
         grantKeyUse(props.volumeEncryptionKey, provider.role, COPY_KEY_ACTIONS);
       }
+    }
+    if (this.fastSnapshotRestoreZones.length > 0) {
+      provider.grantFastSnapshotRestores();
     }
     if (this.copyRegions.length > 0) {
       provider.grantCopies(this.copyRegions);
@@ -234,23 +251,48 @@ export class BakedImage extends Construct implements ec2.IMachineImage, iam.IGra
    * group with `init` adds its cfn-init call to it), and a new instance role when `props` gives none (the
    * group's cfn-init and cfn-signal run with it). Every other property is passed on as given.
    *
+   * With `rootVolumeInitialization` at a provisioned rate, the template maps `rootDeviceName` to a gp3 volume
+   * deleted on termination, with no size (the snapshot's) and no encryption setting (the snapshot's encryption
+   * carries over), or sets the rate on the mapping `blockDevices` gives it. By default EBS initializes the
+   * root volume lazily, and the template maps nothing.
+   *
    * @param scope the scope of the launch template
    * @param id its construct id
    * @param props launch template properties; `machineImage` defaults to this image
    */
-  public newLaunchTemplate(scope: Construct, id: string, props: ec2.LaunchTemplateProps = {}): ec2.LaunchTemplate {
+  public newLaunchTemplate(scope: Construct, id: string, props: BakedImageLaunchTemplateProps = {}): ec2.LaunchTemplate {
+    const { rootVolumeInitialization, ...templateProps } = props;
+    const templatePath = `${scope.node.path}/${id}`;
+    const ownImage = templateProps.machineImage === undefined || templateProps.machineImage === this;
+    if (!ownImage && rootVolumeInitialization?.rate !== undefined) {
+      throw validationError('BakedImageRootVolumeInitialization',
+        `${templatePath}: rootVolumeInitialization sets a rate for the root volume of ${this.node.path} (${this.rootDeviceName}), but machineImage is another image. `
+        + 'Remove rootVolumeInitialization, or leave machineImage to this image.', scope);
+    }
+    const rateMiBs = ownImage ? rootVolumeInitialization?.rate?.toMebibytes() : undefined;
+    if (rateMiBs !== undefined && this.fastSnapshotRestoreZones.length > 0) {
+      Annotations.of(scope).addWarningV2('cdk-baked-image:rateOverridesFastSnapshotRestore',
+        `${templatePath}: rootVolumeInitialization sets ${rateMiBs} MiB/s, but ${this.node.path} has fast snapshot restore in `
+        + `${this.fastSnapshotRestoreZones.join(', ')}: EBS initializes a volume with a rate at that rate instead of by fast snapshot restore. `
+        + 'Leave rootVolumeInitialization out (lazy) to use fast snapshot restore.');
+    }
+    const root = rateMiBs !== undefined ? mapRootVolume(scope, templatePath, this.rootDeviceName, templateProps.blockDevices) : undefined;
     const template = new ec2.LaunchTemplate(scope, id, {
       requireImdsv2: true,
-      ...props,
-      machineImage: props.machineImage ?? this,
+      ...templateProps,
+      blockDevices: root?.blockDevices ?? templateProps.blockDevices,
+      machineImage: templateProps.machineImage ?? this,
       // Without feature flags a launch template takes no user data from its image, and a group with
       // `init` then refuses it: the group adds its cfn-init call to this user data.
-      userData: props.userData ?? ec2.UserData.forOperatingSystem(this.osType),
-      role: props.role ?? new iam.Role(scope, `${id}Role`, {
+      userData: templateProps.userData ?? ec2.UserData.forOperatingSystem(this.osType),
+      role: templateProps.role ?? new iam.Role(scope, `${id}Role`, {
         assumedBy: new iam.ServicePrincipal('ec2.amazonaws.com'),
         description: `Instances launched from ${this.node.path}: the launch-time cfn-init and cfn-signal run with it`,
       }),
     });
+    if (root && rateMiBs !== undefined) {
+      setVolumeInitializationRate(template, root.index, rateMiBs);
+    }
     return template;
   }
 

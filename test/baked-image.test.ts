@@ -151,6 +151,7 @@ describe('the bake custom resource', () => {
       BuilderAfterBake: 'stop',
       BakeTimeoutSeconds: '3000',
       DeregistrationProtection: 'false',
+      RequireImdsv2: 'true',
       KeepSupersededImages: '0',
       ShareWithAccounts: [],
       ShareWithOrganizations: [],
@@ -392,6 +393,9 @@ describe('least privilege', () => {
       if (actions.every((action) => OWN_IMAGE_ACTIONS.includes(action))) {
         return ownStack ? 'delete-own' : undefined;
       }
+      if (actions.every((action) => action === 'ec2:EnableFastSnapshotRestores')) {
+        return ownStack && homeRegion && resource.includes('::snapshot/*') ? 'fast-restore-own' : undefined;
+      }
       return undefined;
     }
     if (/:(volume|network-interface)\/\*"/.test(resource)) {
@@ -458,6 +462,14 @@ describe('least privilege', () => {
       'own-instance', 'read-delete-own-parameter', 'record-on-own-image', 'tag-on-copy', 'tag-on-create', 'tag-on-launch', 'test-instance-parts',
       'trace-waiter',
     ]);
+  });
+
+  test('with fast snapshot restore, enabling it is one more allowed kind: this stack\'s snapshots, in its region', () => {
+    const { stack, vpc } = newStack();
+    bake(stack, vpc, 'First', { fastSnapshotRestoreZones: ['us-east-1a'] });
+    const { kinds, offenders } = wildcardsOf(Template.fromStack(stack));
+    expect(offenders).toEqual([]);
+    expect(kinds.has('fast-restore-own')).toBe(true);
   });
 
   test('the builder role can read init metadata and signal only in its own stack', () => {
@@ -1090,11 +1102,12 @@ describe('warnings', () => {
 const OWN_IMAGE_ACTIONS = [
   'ec2:ModifyImageAttribute', 'ec2:EnableImageDeprecation', 'ec2:DisableImageDeprecation',
   'ec2:EnableImageDeregistrationProtection', 'ec2:DisableImageDeregistrationProtection', 'ec2:DeregisterImage', 'ec2:DeleteSnapshot',
+  'ec2:DisableFastSnapshotRestores',
 ];
 
 /** What a Delete needs, whatever the template it runs under: to find, read, stop and delete. */
 const READ_AND_DELETE = [
-  'ec2:DescribeImages', 'ec2:DescribeSnapshots', 'ec2:DescribeImageAttribute', 'ec2:DescribeInstances',
+  'ec2:DescribeImages', 'ec2:DescribeSnapshots', 'ec2:DescribeImageAttribute', 'ec2:DescribeInstances', 'ec2:DescribeFastSnapshotRestores',
   'ec2:StopInstances', 'ec2:TerminateInstances', 'ec2:GetConsoleOutput',
   ...OWN_IMAGE_ACTIONS,
   'cloudformation:DescribeStacks', 'cloudformation:DescribeStackResource',

@@ -6,6 +6,7 @@
 import { isImageId } from './bake';
 import { homeRegion } from './clients';
 import { deleteCopies, recordedCopyRegions } from './copies';
+import { disableFastSnapshotRestores } from './fast-restore';
 import { deleteImage, deleteSnapshots, describeImage, madeByThisResource, type SnapshotInUse } from './images';
 import { log, warn } from './log';
 import { withdrawCopyIds } from './parameters';
@@ -27,6 +28,8 @@ export async function remove(event: OnEventRequest): Promise<OnEventResponse> {
   const props = decodeProperties(event.ResourceProperties);
   if (props.removal === RemovalMode.RETAIN) {
     log('removal policy RETAIN: image and snapshots kept', { imageId });
+    // The construct refuses RETAIN with fast snapshot restore; should it reach here, the kept image stops costing.
+    await withoutFastSnapshotRestores(event, imageId, props);
     if (props.copyParameterName !== undefined) {
       // The stack's own region's parameter goes with the stack (a CloudFormation resource): so do the copies' while
       // they still name this image's copies (after a rebake they name the new image's, and are left to it).
@@ -39,10 +42,26 @@ export async function remove(event: OnEventRequest): Promise<OnEventResponse> {
     return { PhysicalResourceId: imageId };
   }
   const inUse: SnapshotInUse[] = [];
-  for (const doomed of await imagesToDelete(event, imageId, props)) {
-    inUse.push(...await deleteEverywhere(event, doomed, props));
+  const doomed = await imagesToDelete(event, imageId, props);
+  if (!doomed.includes(imageId)) {
+    // A superseded image kept for rollback: instances no longer launch from it, so fast snapshot restore goes.
+    await withoutFastSnapshotRestores(event, imageId, props);
+  }
+  for (const image of doomed) {
+    inUse.push(...await deleteEverywhere(event, image, props));
   }
   return { PhysicalResourceId: imageId, Data: { ...startData(), ...snapshotsInUseData(inUse) } };
+}
+
+/** Disables the fast snapshot restore these properties enabled for an image of this resource that stays. */
+async function withoutFastSnapshotRestores(event: OnEventRequest, imageId: string, props: BakeProperties): Promise<void> {
+  if (props.fastSnapshotRestoreZones.length === 0) {
+    return;
+  }
+  const image = await describeImage(homeRegion(), imageId);
+  if (image && madeByThisResource(image, event)) {
+    await disableFastSnapshotRestores(homeRegion(), image);
+  }
 }
 
 /**

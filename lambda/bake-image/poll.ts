@@ -1,13 +1,14 @@
 /**
  * Waiting for the bake (isComplete of a Create or an Update): one DescribeImages call per poll until the image is
  * available, then its validation and its copies, all within bakeTimeout. The image is made IMDSv2-only as soon as it
- * is available, its copies once they are; once everything is ready, the builder is settled and the image and its
- * copies are shared, given their lifecycle and their ids published.
+ * is available, its copies once they are; once everything is ready, the builder is settled, the image and its
+ * copies are shared and given their lifecycle, the image's snapshots get fast snapshot restore, and the ids are published.
  */
 import type { Image } from '@aws-sdk/client-ec2';
 import { settleBuilder } from './builder';
 import { homeRegion } from './clients';
 import { pollCopies } from './copies';
+import { disableFastSnapshotRestores, enableFastSnapshotRestores } from './fast-restore';
 import { bakeProgress } from './image-state';
 import { describeImage, requireImdsv2, setLifecycle, shareImage } from './images';
 import { log } from './log';
@@ -105,6 +106,13 @@ async function finishBake(event: IsCompleteRequest, available: Image, props: Bak
     // Copies deprecate together with their source: the date counts from the source's creation.
     await setLifecycle(target.region, target.imageId, image.CreationDate, props, before);
   }
+  const droppedZones = (before?.fastSnapshotRestoreZones ?? []).filter((zone) => !props.fastSnapshotRestoreZones.includes(zone));
+  if (droppedZones.length > 0) {
+    // An Update that kept the image and no longer lists these zones: billed while enabled.
+    await disableFastSnapshotRestores(homeRegion(), image, props.fastSnapshotRestoreZones);
+  }
+  // Last before the ids are published: only the stack's region (the zones are its own), never the copies.
+  await enableFastSnapshotRestores(homeRegion(), image, props.fastSnapshotRestoreZones);
   if (props.copyParameterName !== undefined && copies.available.length > 0) {
     // Last: consumers in the copy regions see a copy only once it is shared and has its lifecycle.
     await publishCopyIds(event, props.copyParameterName,

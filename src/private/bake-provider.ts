@@ -166,6 +166,11 @@ export class BakeProvider extends Construct {
     acknowledgeFramework(provider, this, { vpc: settings.vpc !== undefined, waiterLogLevel, waiterTracing, waiterRole });
   }
 
+  /** Lets the handlers enable fast snapshot restore for the stack's snapshots (HandlerPermissions.grantFastSnapshotRestores). */
+  public grantFastSnapshotRestores(): void {
+    this.permissions.grantFastSnapshotRestores();
+  }
+
   /**
    * Lets the handlers copy the stack's images to these regions (HandlerPermissions.grantCopies).
    */

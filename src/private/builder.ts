@@ -8,6 +8,7 @@ import { acknowledge, acknowledgeEncryptedVolumes } from './acknowledge';
 import { configSetProblems, ResolvedInputs, throwIfInvalid } from './checks';
 import { imageInputs, MANIFEST_DIRECTORY, type Manifest } from './contract';
 import { validationError } from './errors';
+import { rootDeviceNameFor } from './root-device';
 import { RootVolume } from './root-volume';
 import type { BakedImageProps } from '../baked-image-props';
 import { Sanitize } from '../sanitize';
@@ -96,7 +97,7 @@ export function createBuilder(
     associatePublicIpAddress: false,
     detailedMonitoring: props.detailedMonitoring ?? true,
     blockDevices: [{
-      deviceName: props.rootDeviceName ?? (osType === ec2.OperatingSystemType.WINDOWS ? '/dev/sda1' : '/dev/xvda'),
+      deviceName: rootDeviceNameFor(osType, props.rootDeviceName),
       volume: new RootVolume({
         encrypted: true,
         kmsKey: props.volumeEncryptionKey,

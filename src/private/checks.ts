@@ -3,10 +3,13 @@ import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import { Construct, IConstruct } from 'constructs';
 import {
+  AVAILABILITY_ZONE_PATTERN,
+  FAST_SNAPSHOT_RESTORE_USD_PER_DSU_HOUR,
   IMAGE_NAME_PATTERN,
   MAX_BAKE_TIMEOUT_SECONDS,
   MAX_DEPRECATE_AFTER_SECONDS,
   MAX_DESCRIPTION_LENGTH,
+  MAX_FAST_SNAPSHOT_RESTORE_ZONES,
   MAX_KEEP_SUPERSEDED,
   MAX_NAME_PREFIX_LENGTH,
   MAX_SIGNAL_TIMEOUT_SECONDS,
@@ -127,10 +130,43 @@ function inputProblems(scope: Construct, props: BakedImageProps, inputs: Resolve
       problems.push(`deprecateAfter must be between 1 minute and 10 years (EC2's range), got ${props.deprecateAfter.toHumanString()}`);
     }
   }
+  problems.push(...fastSnapshotRestoreProblems(scope, props.fastSnapshotRestoreZones ?? [], removalPolicy));
   if (props.initOptions?.timeout && !props.initOptions.timeout.isUnresolved() && props.initOptions.timeout.toSeconds() > MAX_SIGNAL_TIMEOUT_SECONDS) {
     problems.push(`initOptions.timeout must be at most 12 hours (CloudFormation's limit for a CreationPolicy signal), got ${props.initOptions.timeout.toHumanString()}`);
   }
   problems.push(...subnetProblems(scope, props.vpc, inputs.vpcSubnets));
+  return problems;
+}
+
+/** Fast snapshot restore: zone names of the stack's region, never with RETAIN; and a warning with its price. */
+function fastSnapshotRestoreProblems(scope: Construct, zones: string[], removalPolicy: RemovalPolicy): string[] {
+  if (zones.length === 0) {
+    return [];
+  }
+  const problems: string[] = [];
+  const region = Stack.of(scope).region;
+  const known = zones.filter((zone) => !Token.isUnresolved(zone));
+  // A zone's name is its region's and one letter (us-east-1a); EC2 checks the letter.
+  const bad = known.filter((zone) => !AVAILABILITY_ZONE_PATTERN.test(zone)
+    || (!Token.isUnresolved(region) && !(zone.startsWith(region) && /^[a-z]$/.test(zone.slice(region.length)))));
+  if (bad.length > 0) {
+    problems.push(`fastSnapshotRestoreZones must name Availability Zones of the stack's region${Token.isUnresolved(region) ? '' : ` (${region}a, ${region}b, ...)`}, got '${bad.join("', '")}'`);
+  }
+  if (new Set(known).size !== known.length) {
+    problems.push(`fastSnapshotRestoreZones names a zone twice: '${known.join("', '")}'`);
+  }
+  if (zones.length > MAX_FAST_SNAPSHOT_RESTORE_ZONES) {
+    problems.push(`fastSnapshotRestoreZones may name at most ${MAX_FAST_SNAPSHOT_RESTORE_ZONES} Availability Zones, got ${zones.length}`);
+  }
+  if (removalPolicy === RemovalPolicy.RETAIN) {
+    problems.push('fastSnapshotRestoreZones cannot be combined with removalPolicy RETAIN: the retained image would keep fast snapshot restore, '
+      + 'billed every hour, with no stack left to disable it. Remove one of them.');
+  }
+  const monthly = Math.round(FAST_SNAPSHOT_RESTORE_USD_PER_DSU_HOUR * 730 * zones.length);
+  Annotations.of(scope).addWarningV2('cdk-baked-image:fastSnapshotRestore',
+    `Fast snapshot restore in ${zones.length} Availability Zone(s) is billed while enabled, launches or not: one DSU-hour per snapshot `
+    + `and zone, USD ${FAST_SNAPSHOT_RESTORE_USD_PER_DSU_HOUR} in us-east-1: about USD ${monthly} a month for each snapshot of the image `
+    + '(see the Amazon EBS pricing page for other regions).');
   return problems;
 }
 

@@ -12,6 +12,9 @@ const OWN_IMAGE_ACTIONS = [
   'ec2:DisableImageDeregistrationProtection',
   'ec2:DeregisterImage',
   'ec2:DeleteSnapshot',
+  // A superseded image that is kept, or an image whose zones were dropped, loses its fast snapshot restore; the
+  // template that asked for it may be gone by then.
+  'ec2:DisableFastSnapshotRestores',
 ];
 
 /**
@@ -38,6 +41,9 @@ export class HandlerPermissions {
 
   /** The statement that lets the handlers launch test instances into the validated images' subnets and groups. */
   private validationNetwork?: iam.PolicyStatement;
+
+  /** Whether the handlers may enable fast snapshot restore (granted for the first image that asks for it). */
+  private fastSnapshotRestores = false;
 
   /** Grants the base statements to the role (grantHandlerBase). */
   public constructor(role: iam.Role) {
@@ -159,6 +165,23 @@ export class HandlerPermissions {
   }
 
   /**
+   * Lets the handlers enable fast snapshot restore for the snapshots of this stack's images, in this region only (the
+   * zones are the region's). Disabling it is a base permission: a kept superseded image loses it under later templates.
+   */
+  public grantFastSnapshotRestores(): void {
+    if (this.fastSnapshotRestores) {
+      return;
+    }
+    this.fastSnapshotRestores = true;
+    this.role.addToPrincipalPolicy(new iam.PolicyStatement({
+      sid: 'FastRestoreOwnSnapshots',
+      actions: ['ec2:EnableFastSnapshotRestores'],
+      resources: [snapshotArn('*')],
+      conditions: { StringEquals: { [`aws:ResourceTag/${Tag.STACK_ID}`]: Aws.STACK_ID } },
+    }));
+  }
+
+  /**
    * What every stack's handlers may do, whatever its images ask for. Everything that reads or destroys is here and
    * scoped by this stack's id tag alone (on ARNs of every region), never by the current template's logical ids, copy
    * regions or features: during a stack update CloudFormation replaces this policy with the new template's BEFORE the
@@ -173,7 +196,7 @@ export class HandlerPermissions {
     this.role.addToPrincipalPolicy(new iam.PolicyStatement({
       sid: 'Describe',
       // Describe calls support no resource-level permissions.
-      actions: ['ec2:DescribeImages', 'ec2:DescribeSnapshots', 'ec2:DescribeImageAttribute', 'ec2:DescribeInstances'],
+      actions: ['ec2:DescribeImages', 'ec2:DescribeSnapshots', 'ec2:DescribeImageAttribute', 'ec2:DescribeInstances', 'ec2:DescribeFastSnapshotRestores'],
       resources: ['*'],
     }));
     this.role.addToPrincipalPolicy(new iam.PolicyStatement({

@@ -1,7 +1,8 @@
 /**
  * The IAM policy every handler integration test is held to: the handler role's policy that the construct synthesizes
  * for a stack whose image uses every feature (copies to us-west-2 and eu-west-1 with a key there, validation, sharing
- * with a customer managed key, kept superseded images, deprecation, deregistration protection), resolved for the moto
+ * with a customer managed key, kept superseded images, deprecation, deregistration protection, fast snapshot restore),
+ * resolved for the moto
  * world: the tests' stack id, moto's default subnet and security group (where the tests launch test instances).
  *
  * Requests the handler bundle signs (with HANDLER_ACCESS_KEY_ID) are authorized against it by the IAM simulator, as AWS
@@ -43,6 +44,7 @@ function fullFeaturedTemplate(): StackTemplate {
       keepSupersededImages: 2,
       deprecateAfter: Duration.days(180),
       deregistrationProtection: true,
+      fastSnapshotRestoreZones: ['us-east-1a', 'us-east-1b'],
     });
   });
   return fullFeatured;

@@ -180,6 +180,12 @@ function resourceValues(idKey: string | undefined, id: string, facts: ResourceFa
   };
 }
 
+function fastSnapshotRestoreChecks(m: Mapping): Promise<AuthorizationCheck[]> {
+  const zones = indexed(m.params, 'AvailabilityZone');
+  return Promise.all(indexed(m.params, 'SourceSnapshotId').flatMap((id) =>
+    zones.map((zone) => m.existing('snapshot', id, { what: `snapshot (in ${zone})`, extra: { 'ec2:AvailabilityZone': zone } }))));
+}
+
 function param(params: URLSearchParams, name: string): string {
   const value = params.get(name);
   if (!value) {
@@ -333,6 +339,10 @@ const MAPPERS: Record<string, Mapper> = {
     return checks;
   },
   'ec2:DeleteSnapshot': async (m) => [await m.existing('snapshot', param(m.params, 'SnapshotId'), { what: 'snapshot' })],
+  // One check per snapshot and zone: the reference lists ec2:AvailabilityZone for the snapshot in these two actions.
+  'ec2:EnableFastSnapshotRestores': (m) => fastSnapshotRestoreChecks(m),
+  'ec2:DisableFastSnapshotRestores': (m) => fastSnapshotRestoreChecks(m),
+  'ec2:DescribeFastSnapshotRestores': (m) => m.wildcard(),
   'ec2:DescribeImages': (m) => m.wildcard(),
   'ec2:DescribeSnapshots': (m) => m.wildcard(),
   'ec2:DescribeInstances': (m) => m.wildcard(),

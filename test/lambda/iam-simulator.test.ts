@@ -407,6 +407,35 @@ describe('the policy synthesized for a BakedImage', () => {
   });
 });
 
+describe('fast snapshot restore, decided as AWS would', () => {
+  const own = { [Tag.STACK_ID]: STACK_ID, [Tag.LOGICAL_ID]: 'Image' };
+  const other = { [Tag.STACK_ID]: STACK_ID.replace('TestStack', 'OtherStack'), [Tag.LOGICAL_ID]: 'Image' };
+  const lookup = new FakeLookup()
+    .add(REGION, 'snapshot', 'snap-own', { tags: own, owner: ACCOUNT })
+    .add(REGION, 'snapshot', 'snap-other', { tags: other, owner: ACCOUNT })
+    .add('us-west-2', 'snapshot', 'snap-west', { tags: own, owner: ACCOUNT });
+  const request = (action: string, snapshotId: string, zone: string, region = REGION) =>
+    ec2Request(action, { 'SourceSnapshotId.1': snapshotId, 'AvailabilityZone.1': zone }, region);
+
+  test('with fastSnapshotRestoreZones: enabling only for this stack\'s snapshots of its region; reading everywhere', async () => {
+    const fixture = bakedImageFixture({ Image: () => ({ fastSnapshotRestoreZones: ['us-east-1a'] }) });
+    const decide = (apiRequest: ApiRequest) => fixture.simulator.authorizeRequest(apiRequest, lookup);
+    expect((await decide(request('EnableFastSnapshotRestores', 'snap-own', 'us-east-1a'))).denials).toEqual([]);
+    expect((await decide(request('EnableFastSnapshotRestores', 'snap-other', 'us-east-1a'))).allowed).toBe(false);
+    expect((await decide(request('EnableFastSnapshotRestores', 'snap-west', 'us-west-2a', 'us-west-2'))).allowed).toBe(false);
+    expect((await decide(ec2Request('DescribeFastSnapshotRestores', { 'Filter.1.Name': 'snapshot-id', 'Filter.1.Value.1': 'snap-own' }))).denials).toEqual([]);
+  });
+
+  test('without it: no enabling, but disabling this stack\'s snapshots (in any region) stays for images an earlier template enabled', async () => {
+    const fixture = bakedImageFixture({ Image: () => ({}) });
+    const decide = (apiRequest: ApiRequest) => fixture.simulator.authorizeRequest(apiRequest, lookup);
+    expect((await decide(request('EnableFastSnapshotRestores', 'snap-own', 'us-east-1a'))).allowed).toBe(false);
+    expect((await decide(request('DisableFastSnapshotRestores', 'snap-own', 'us-east-1a'))).denials).toEqual([]);
+    expect((await decide(request('DisableFastSnapshotRestores', 'snap-west', 'us-west-2a', 'us-west-2'))).denials).toEqual([]);
+    expect((await decide(request('DisableFastSnapshotRestores', 'snap-other', 'us-east-1a'))).allowed).toBe(false);
+  });
+});
+
 describe('the policy synthesized for a BakedImage with a copy, sharing, validation and keys', () => {
   const WEST = 'us-west-2';
   const WEST_KEY = `arn:aws:kms:${WEST}:${ACCOUNT}:key/west`;

@@ -67,6 +67,8 @@ interface BakeOptions {
   readonly keepSupersededImages?: number;
   /** RequireImdsv2: ModifyImageAttribute (ImdsSupport v2.0) once the image is available. */
   readonly requireImdsv2?: boolean;
+  /** FastSnapshotRestoreZones: DescribeFastSnapshotRestores, then EnableFastSnapshotRestores once the image is available. */
+  readonly fastSnapshotRestoreZones?: readonly string[];
   /** Any other property. */
   readonly props?: Props;
 }
@@ -79,6 +81,7 @@ const PROTECTION: BakeOptions = { deregistrationProtection: true };
 const COPIES: BakeOptions = { copyToRegions: [COPY_REGION] };
 const RETENTION: BakeOptions = { keepSupersededImages: 1 };
 const IMDS_V2_ONLY: BakeOptions = { requireImdsv2: true };
+const FAST_RESTORE: BakeOptions = { fastSnapshotRestoreZones: ['us-east-1a'] };
 
 function optionProps(options: BakeOptions): Props {
   return {
@@ -89,6 +92,7 @@ function optionProps(options: BakeOptions): Props {
     ...(options.copyToRegions ? { [Prop.COPY_TO_REGIONS]: [...options.copyToRegions] } : {}),
     ...(options.keepSupersededImages !== undefined ? { [Prop.KEEP_SUPERSEDED]: String(options.keepSupersededImages) } : {}),
     ...(options.requireImdsv2 ? { [Prop.REQUIRE_IMDSV2]: 'true' } : {}),
+    ...(options.fastSnapshotRestoreZones ? { [Prop.FAST_SNAPSHOT_RESTORE_ZONES]: [...options.fastSnapshotRestoreZones] } : {}),
     ...options.props,
   };
 }
@@ -267,6 +271,7 @@ class Bake {
       expect(lifecycle.protection).toBe(this.options.deregistrationProtection ? 'enabled' : undefined);
       expect(lifecycle.imdsSupport).toBe(this.options.requireImdsv2 ? 'v2.0' : undefined);
     }
+    expect(Object.keys(harness.proxy.fastSnapshotRestores(this.snapshotId)).sort()).toEqual([...this.options.fastSnapshotRestoreZones ?? []]);
   }
 
   /**
@@ -412,6 +417,20 @@ const CALLS: readonly HandlerCall[] = [
     matches: (params) => params.get('ImdsSupport.Value') === 'v2.0',
     bake: IMDS_V2_ONLY,
     names: ({ imageId }) => `Could not make image ${imageId} IMDSv2-only (ModifyImageAttribute ImdsSupport v2.0)`,
+  },
+  {
+    label: 'DescribeFastSnapshotRestores',
+    action: 'DescribeFastSnapshotRestores',
+    phase: 'poll',
+    bake: FAST_RESTORE,
+    names: ({ snapshotId }) => `DescribeFastSnapshotRestores for snapshots ${snapshotId} failed`,
+  },
+  {
+    label: 'EnableFastSnapshotRestores',
+    action: 'EnableFastSnapshotRestores',
+    phase: 'poll',
+    bake: FAST_RESTORE,
+    names: ({ imageId, snapshotId }) => `Could not enable fast snapshot restore for image ${imageId} (${snapshotId}) in us-east-1a`,
   },
   {
     label: 'EnableImageDeprecation',

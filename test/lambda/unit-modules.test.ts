@@ -46,6 +46,7 @@ describe('decodeProperties', () => {
       deregistrationProtection: false,
       // Absent in the properties of earlier versions: they never made an image IMDSv2-only.
       requireImdsv2: false,
+      fastSnapshotRestoreZones: [],
       keepSuperseded: 0,
       copyToRegions: [],
       copyKmsKeyIds: {},
@@ -73,6 +74,7 @@ describe('decodeProperties', () => {
       DeprecateAfterSeconds: '7776000',
       DeregistrationProtection: 'true',
       RequireImdsv2: 'true',
+      FastSnapshotRestoreZones: ['us-east-1a', 'us-east-1b', 'us-east-1a'],
       KeepSupersededImages: '3',
     })).toEqual({
       instanceId: BUILDER_ID,
@@ -92,6 +94,7 @@ describe('decodeProperties', () => {
       deprecateAfterSeconds: 7776000,
       deregistrationProtection: true,
       requireImdsv2: true,
+      fastSnapshotRestoreZones: ['us-east-1a', 'us-east-1b'],
       keepSuperseded: 3,
       copyToRegions: [],
       copyKmsKeyIds: {},

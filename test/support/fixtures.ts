@@ -58,6 +58,7 @@ export function bakeSpec(overrides: Partial<BakeSpec> = {}): BakeSpec {
     deregistrationProtection: false,
     // Off, as in the properties of the constructs before it: the tests of IMDSv2-only images set it.
     requireImdsv2: false,
+    fastSnapshotRestoreZones: [],
     keepSuperseded: 0,
     copyToRegions: [],
     copyKmsKeyIds: {},

@@ -1,5 +1,6 @@
 import { createHash } from 'crypto';
 import {
+  AVAILABILITY_ZONE_PATTERN,
   KMS_KEY_ARN_PATTERN,
   MAX_KEEP_SUPERSEDED,
   NAME_FINGERPRINT_LENGTH,
@@ -45,6 +46,11 @@ export interface BakeSpec {
    * here: EC2 cannot undo it, so the construct replaces the builder when it is turned off (its user data records it).
    */
   readonly requireImdsv2: boolean;
+  /**
+   * Availability Zones of the stack's region where the image's snapshots get fast snapshot restore once it is
+   * available; disabled again when the image is superseded but kept (and automatically when its snapshots go).
+   */
+  readonly fastSnapshotRestoreZones: string[];
   /** How many superseded images to keep after a replacement. */
   readonly keepSuperseded: number;
   /** The regions the image is copied to, besides its own. */
@@ -169,6 +175,7 @@ export function encodeProperties(spec: BakeSpec): Record<string, unknown> {
     ...(spec.deprecateAfterSeconds !== undefined ? { [Prop.DEPRECATE_AFTER_SECONDS]: String(spec.deprecateAfterSeconds) } : {}),
     [Prop.DEREGISTRATION_PROTECTION]: String(spec.deregistrationProtection),
     [Prop.REQUIRE_IMDSV2]: String(spec.requireImdsv2),
+    ...(spec.fastSnapshotRestoreZones.length > 0 ? { [Prop.FAST_SNAPSHOT_RESTORE_ZONES]: spec.fastSnapshotRestoreZones } : {}),
     [Prop.KEEP_SUPERSEDED]: String(spec.keepSuperseded),
     ...(validation ? {
       [Prop.VALIDATION_USER_DATA]: validation.userData,
@@ -213,6 +220,7 @@ export function decodeProperties(props: Record<string, unknown>): BakeProperties
     keepSuperseded: parseCount(props, Prop.KEEP_SUPERSEDED),
     deregistrationProtection: parseBoolean(props, Prop.DEREGISTRATION_PROTECTION),
     requireImdsv2: parseBoolean(props, Prop.REQUIRE_IMDSV2),
+    fastSnapshotRestoreZones: decodeFastSnapshotRestoreZones(props),
     copyToRegions: decodeCopyRegions(props),
     copyKmsKeyIds: decodeCopyKeys(props),
     copyParameterName: decodeCopyParameterName(props),
@@ -247,6 +255,11 @@ export function decodeCopyParameterName(props: Record<string, unknown>): string 
       `Property ${Prop.COPY_IMAGE_ID_PARAMETER_NAME} must be an SSM parameter name of letters, digits and _ . - /, not starting with aws or ssm, got '${name}'`);
   }
   return name;
+}
+
+/** The Availability Zones a set of properties enables fast snapshot restore in (none when it names none). */
+export function decodeFastSnapshotRestoreZones(props: Record<string, unknown>): string[] {
+  return stringList(props, Prop.FAST_SNAPSHOT_RESTORE_ZONES, AVAILABILITY_ZONE_PATTERN, 'Availability Zone names (us-east-1a)');
 }
 
 /** The launch permissions a set of properties asks for (none when the properties carry none). */

@@ -57,6 +57,21 @@ export const ORGANIZATIONAL_UNIT_ARN_PATTERN = /^arn:aws[a-z-]*:organizations::\
 /** An AWS Region name: `us-east-1`, `eu-central-2`, `us-gov-west-1`, `ap-southeast-5`. */
 export const REGION_PATTERN = /^[a-z]{2}(-[a-z]+)+-\d{1,2}$/;
 
+/**
+ * An Availability Zone name, as EnableFastSnapshotRestores takes it: `us-east-1a`, `ap-southeast-5b` (the pattern
+ * of Amazon Data Lifecycle Manager's FastRestoreRule, which enables the same fast snapshot restore).
+ */
+export const AVAILABILITY_ZONE_PATTERN = /^([a-z]+-){2,3}\d[a-z]$/;
+
+/** At most this many Availability Zones for fast snapshot restore (FastRestoreRule's limit). */
+export const MAX_FAST_SNAPSHOT_RESTORE_ZONES = 10;
+
+/**
+ * Fast snapshot restore's price: one DSU-hour per snapshot and Availability Zone while enabled, billed per minute with
+ * a one-hour minimum, USD 0.75 in us-east-1 ("How AWS Pricing Works", Amazon EBS; prices vary by region).
+ */
+export const FAST_SNAPSHOT_RESTORE_USD_PER_DSU_HOUR = 0.75;
+
 /** A KMS key ARN (copies name their key by ARN: a key id or alias means nothing in another region). */
 export const KMS_KEY_ARN_PATTERN = /^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key\/[A-Za-z0-9-]+$/;
 

@@ -39,6 +39,8 @@ export const Prop = {
    * constructs before it never asked). EC2 cannot undo it: the construct bakes a new image when it is turned off.
    */
   REQUIRE_IMDSV2: 'RequireImdsv2',
+  /** Availability Zones of the stack's region where the image's snapshots get fast snapshot restore; a list. */
+  FAST_SNAPSHOT_RESTORE_ZONES: 'FastSnapshotRestoreZones',
   /** How many superseded images of this resource to keep after a replacement; '0' or absent: none. */
   KEEP_SUPERSEDED: 'KeepSupersededImages',
   /** Regions the image is copied to once available; a list. */
