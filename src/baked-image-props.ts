@@ -252,14 +252,18 @@ export interface BakedImageProps {
 
   /**
    * Make the image, and each of its copies, IMDSv2-only once it is available (`ImdsSupport` `v2.0`):
-   * instances launched from it require IMDSv2 (`HttpTokens` required, hop limit 2) even from a launch
-   * template or `RunInstances` call that says nothing about metadata options. The builder already ran the
-   * baked software with IMDSv2 required, so the software is known to work with it.
+   * instances launched from it require IMDSv2 by default (`HttpTokens` required, hop limit 2) when their
+   * launch template or `RunInstances` call says nothing about metadata options. Explicit metadata options
+   * at launch, and an account-level default of `optional`, still win; enforce IMDSv2 account-wide with
+   * EC2's own controls. The builder already ran the baked software with IMDSv2 required, so the software
+   * is known to work with it.
    *
    * EC2 cannot take the attribute back from an image: setting this to `false` replaces the builder and
-   * bakes a new image without it (and setting it to `true` again bakes another one). An image of an
-   * earlier version of this library, which did not set it, is made IMDSv2-only in place by the first
-   * deploy with this version: its builder is not replaced.
+   * bakes a new image without it (and setting it to `true` again bakes another one). An image made from a
+   * base image that has the attribute (Amazon Linux 2023's do) keeps it even then; the handler logs a
+   * warning, and instances need `HttpTokens` optional at launch to use IMDSv1. An image of an earlier
+   * version of this library, which did not set it, is made IMDSv2-only in place by the first deploy with
+   * this version: its builder is not replaced.
    *
    * @default true
    */
@@ -269,15 +273,17 @@ export interface BakedImageProps {
    * Availability Zones of the stack's region (such as `us-east-1a`) where the image's snapshots get EBS
    * fast snapshot restore once the image is available: volumes created there from the image deliver their
    * full performance at once, without lazy loading from S3, within the snapshot's volume creation credits
-   * (for a snapshot of S GiB, a bucket of MIN(10, MAX(1, FLOOR(1024 / S))) credits per zone, refilled at
-   * the same number per hour).
+   * (for a snapshot of S GiB, a bucket of MAX(1, MIN(10, 1024 / S)) credits per zone, refilled at
+   * MIN(10, 1024 / S) per hour, empty when enabled).
    *
    * It costs while it is enabled, whether instances launch or not: one DSU-hour per snapshot and zone,
-   * billed per minute with a one-hour minimum, USD 0.75 in us-east-1 (about USD 540 a month per zone;
-   * see the Amazon EBS pricing page for other regions). A synth-time warning says so. It is disabled when
-   * a superseded image is kept (`keepSupersededImages`), and EBS disables it when the image's snapshots
-   * are deleted with the image. Copies in other regions do not get it. It cannot be combined with
-   * `removalPolicy` RETAIN: a retained image would keep it, and its price, with no stack left to disable it.
+   * billed per minute with a one-hour minimum, USD 0.75 in us-east-1 (USD 540 per 30 days per zone; see
+   * the Amazon EBS pricing page for other regions). A synth-time warning says so. EBS enables it for at
+   * most 5 snapshots per Region by default, and a rebake needs the new image's while the old one's is
+   * still on. It is disabled when a superseded image is kept (`keepSupersededImages`) and before an image
+   * is deleted. Copies in other regions do not get it, nor do the accounts the image is shared with (it
+   * applies to this account only). It cannot be combined with `removalPolicy` RETAIN: a retained image
+   * would keep it, and its price, with no stack left to disable it.
    *
    * `newLaunchTemplate()` then leaves the root volume's initialization rate out: EBS initializes a
    * volume with a rate at that rate instead of by fast snapshot restore.

@@ -19,7 +19,17 @@ import {
   throwIfInvalid,
   throwIfMissing,
 } from './private/checks';
-import { Attr, copyImageIdAttribute, DEFAULT_BAKE_TIMEOUT_SECONDS, encodeProperties, type Removal, sharesWithAnyone, Tag } from './private/contract';
+import {
+  Attr,
+  copyImageIdAttribute,
+  DEFAULT_BAKE_TIMEOUT_SECONDS,
+  encodeProperties,
+  FAST_SNAPSHOT_RESTORE_IMAGES_PER_QUOTA,
+  FAST_SNAPSHOT_RESTORE_SNAPSHOTS_PER_REGION,
+  type Removal,
+  sharesWithAnyone,
+  Tag,
+} from './private/contract';
 import { validationError } from './private/errors';
 import { COPY_KEY_ACTIONS, grantKeyToAutoScaling, grantKeyUse, LAUNCH_KEY_ACTIONS, shareKey, warnSharedCopyKeys } from './private/key-policies';
 import { mapRootVolume, rootDeviceNameFor, setVolumeInitializationRate } from './private/root-device';
@@ -193,8 +203,11 @@ export class BakedImage extends Construct implements ec2.IMachineImage, iam.IGra
         grantKeyUse(props.volumeEncryptionKey, provider.role, COPY_KEY_ACTIONS);
       }
     }
-    if (this.fastSnapshotRestoreZones.length > 0) {
-      provider.grantFastSnapshotRestores();
+    if (this.fastSnapshotRestoreZones.length > 0 && provider.grantFastSnapshotRestores() > FAST_SNAPSHOT_RESTORE_IMAGES_PER_QUOTA) {
+      Annotations.of(this).addWarningV2('cdk-baked-image:fastSnapshotRestoreQuota',
+        `This stack has more than ${FAST_SNAPSHOT_RESTORE_IMAGES_PER_QUOTA} images with fast snapshot restore. EBS enables it for at most `
+        + `${FAST_SNAPSHOT_RESTORE_SNAPSHOTS_PER_REGION} snapshots per Region by default, and a rebake needs a second one for a while `
+        + '(the new image\'s, until the update\'s cleanup): ask for a higher quota, or a bake fails once it is reached.');
     }
     if (this.copyRegions.length > 0) {
       provider.grantCopies(this.copyRegions);

@@ -53,7 +53,7 @@ describe('fastSnapshotRestoreZones', () => {
   test('warns with the price when on', () => {
     const { stack } = bake({ fastSnapshotRestoreZones: ['us-east-1a', 'us-east-1b'] });
     Annotations.fromStack(stack).hasWarning('/TestStack/Image',
-      Match.stringLikeRegexp('Fast snapshot restore in 2 Availability Zone\\(s\\) is billed while enabled.*USD 0.75 in us-east-1: about USD 1095 a month'));
+      Match.stringLikeRegexp('Fast snapshot restore in 2 Availability Zone\\(s\\) is billed while enabled.*USD 0.75 in us-east-1: about USD 1080 per 30 days'));
   });
 
   test('is off by default: no property, no enabling permission, no warning; disabling and reading stay in the base statements', () => {
@@ -82,6 +82,24 @@ describe('fastSnapshotRestoreZones', () => {
   test('accepts any zone name of the right shape when the stack\'s region is not known at synth', () => {
     const { stack } = bake({ fastSnapshotRestoreZones: ['eu-west-1a'] }, null);
     expect(decodeFastSnapshotRestoreZones(customResourceProperties(stack))).toEqual(['eu-west-1a']);
+  });
+
+  test('warns when more images of the stack have it than the default quota of 5 snapshots per Region holds through rebakes', () => {
+    const app = new App();
+    const stack = new Stack(app, 'TestStack', { env: { account: '123456789012', region: 'us-east-1' } });
+    const vpc = new ec2.Vpc(stack, 'Vpc', { maxAzs: 2, natGateways: 1 });
+    const images = ['One', 'Two', 'Three'].map((id) => new BakedImage(stack, id, {
+      vpc,
+      machineImage: ec2.MachineImage.genericLinux({ 'us-east-1': BASE_AMI }),
+      init: ec2.CloudFormationInit.fromElements(ec2.InitPackage.yum('nginx')),
+      imageNamePrefix: id,
+      fastSnapshotRestoreZones: ['us-east-1a'],
+    }));
+    const annotations = Annotations.fromStack(stack);
+    for (const image of images.slice(0, 2)) {
+      annotations.hasNoWarning(`/TestStack/${image.node.id}`, Match.stringLikeRegexp('at most 5 snapshots per Region'));
+    }
+    annotations.hasWarning('/TestStack/Three', Match.stringLikeRegexp('more than 2 images with fast snapshot restore.*at most 5 snapshots per Region'));
   });
 
   test('refuses removalPolicy RETAIN: nothing would disable it on the retained image', () => {

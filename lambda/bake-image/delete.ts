@@ -78,6 +78,10 @@ async function deleteEverywhere(event: OnEventRequest, imageId: string, props: B
     // A bake that failed or timed out while testing: its test instance goes with the image.
     await terminateTestInstances(event, imageId);
   }
+  if (image && props.fastSnapshotRestoreZones.length > 0) {
+    // EBS disables it with a deleted snapshot; this also covers a snapshot EC2 does not delete (still in use).
+    await disableFastSnapshotRestores(homeRegion(), image);
+  }
   const name = image?.Name ?? imageName(props);
   // The regions the properties list now, and every region the image was ever copied to.
   const regions = [...new Set([...props.copyToRegions, ...recordedCopyRegions(image)])];

@@ -1,9 +1,9 @@
 /**
  * Fast snapshot restore (fastSnapshotRestoreZones): enabled for the image's snapshots in the zones asked for once the
- * image is available, disabled for zones no longer asked for and for a superseded image that is kept. A deleted
- * snapshot needs nothing: EBS disables fast snapshot restore for a snapshot its owner deletes ("Configure fast snapshot
- * restore", Amazon EBS User Guide). Fast snapshot restore is billed per snapshot and zone while enabled, so nothing the
- * construct no longer asks for is left enabled.
+ * image is available, disabled for zones no longer asked for, for a superseded image that is kept, and for an image
+ * before it is deleted. EBS disables it for a snapshot its owner deletes ("Configure fast snapshot restore", Amazon EBS
+ * User Guide), but a snapshot EC2 does not delete (still in use) would keep it. It is billed per snapshot and zone while
+ * enabled, so nothing the construct no longer asks for is left enabled.
  */
 import {
   DescribeFastSnapshotRestoresCommand,
@@ -54,9 +54,15 @@ export async function enableFastSnapshotRestores(region: string, image: Image, z
   } catch (error) {
     throw new Error(`Could not enable fast snapshot restore for image ${image.ImageId} (${snapshotIds.join(', ')}) in ${missing.join(', ')}: ${describeError(error)}`);
   }
-  if (unsuccessful.length > 0) {
-    throw new Error(`EBS refused fast snapshot restore for image ${image.ImageId}: ${refusals(unsuccessful)}. ` +
-      'Check fastSnapshotRestoreZones (zones of the stack\'s region) and the account\'s fast snapshot restore quota; the image is deleted with this resource.');
+  // A refusal of a pair that is on after all (one snapshot of the image had it already) is what was asked for.
+  const nowOn = unsuccessful.length > 0 ? await zonesOn(region, snapshotIds) : on;
+  const real = unsuccessful.flatMap((item) => {
+    const failures = (item.FastSnapshotRestoreStateErrors ?? []).filter((failure) => !nowOn.get(item.SnapshotId ?? '')?.has(failure.AvailabilityZone ?? ''));
+    return failures.length > 0 ? [{ ...item, FastSnapshotRestoreStateErrors: failures }] : [];
+  });
+  if (real.length > 0) {
+    throw new Error(`EBS refused fast snapshot restore for image ${image.ImageId}: ${refusals(real)}. ` +
+      'Check fastSnapshotRestoreZones (zones of the stack\'s region) and the Region\'s fast snapshot restore quota (5 snapshots by default).');
   }
   log('fast snapshot restore enabled', { imageId: image.ImageId, snapshots: snapshotIds, zones: missing });
 }

@@ -258,12 +258,28 @@ export async function requireImdsv2(region: string, image: Image): Promise<void>
   try {
     await ec2In(region).send(new ModifyImageAttributeCommand({ ImageId: imageId, ImdsSupport: { Value: IMDS_V2_ONLY } }));
   } catch (error) {
+    // EC2's docs do not say whether setting it again is accepted: an image that has it (a poll before DescribeImages
+    // showed it set it already) is what was asked for.
+    if (await imdsSupportOf(region, imageId) === IMDS_V2_ONLY) {
+      log('image already IMDSv2-only', { imageId, code: errorCode(error), ...regionField(region) });
+      return;
+    }
     throw new Error(
       `Could not make image ${imageId}${inRegion(region)} IMDSv2-only (ModifyImageAttribute ImdsSupport ${IMDS_V2_ONLY}): ` +
-      `${describeError(error)}. The image is deleted with this resource; set requireImdsv2: false only for software that needs IMDSv1.`,
+      `${describeError(error)}. Set requireImdsv2: false only for software that needs IMDSv1.`,
     );
   }
   log('image made IMDSv2-only', { imageId, ...regionField(region) });
+}
+
+/** The image's ImdsSupport as DescribeImageAttribute reports it; undefined when unset or unknown. */
+async function imdsSupportOf(region: string, imageId: string): Promise<string | undefined> {
+  try {
+    const response = await ec2In(region).send(new DescribeImageAttributeCommand({ ImageId: imageId, Attribute: 'imdsSupport' }));
+    return response.ImdsSupport?.Value;
+  } catch {
+    return undefined;
+  }
 }
 
 /**

@@ -11,7 +11,7 @@ import { pollCopies } from './copies';
 import { disableFastSnapshotRestores, enableFastSnapshotRestores } from './fast-restore';
 import { bakeProgress } from './image-state';
 import { describeImage, requireImdsv2, setLifecycle, shareImage } from './images';
-import { log } from './log';
+import { log, warn } from './log';
 import { publishCopyIds } from './parameters';
 import { NOT_VISIBLE_GRACE_SECONDS, secondsSinceStart } from './request-clock';
 import type { IsCompleteRequest, IsCompleteResponse, OnEventRequest } from './types';
@@ -63,6 +63,10 @@ async function finishBake(event: IsCompleteRequest, available: Image, props: Bak
   if (props.requireImdsv2) {
     // First: the validation then tests the image as the fleet will launch it, and the copies start from it.
     await requireImdsv2(homeRegion(), image);
+  } else if (image.ImdsSupport === 'v2.0') {
+    // CreateImage keeps the base image's attribute (Amazon Linux 2023's are IMDSv2-only), and EC2 cannot take it back.
+    warn('image is IMDSv2-only although requireImdsv2 is false: its base image was; launch with HttpTokens optional to allow IMDSv1',
+      { imageId, baseImage: props.manifest.baseImageId });
   }
   if (props.validation) {
     // Before the copies: only a tested image is copied.

@@ -93,6 +93,9 @@ export class BakeProvider extends Construct {
   /** The statements of the role, which the grant methods add to. */
   private readonly permissions: HandlerPermissions;
 
+  /** How many of the stack's images asked for fast snapshot restore. */
+  private fastSnapshotRestoreImages = 0;
+
   private constructor(scope: Construct, id: string, settings: BakedImageProviderProps, createdFor: string) {
     super(scope, id);
     this.settings = settings;
@@ -166,9 +169,14 @@ export class BakeProvider extends Construct {
     acknowledgeFramework(provider, this, { vpc: settings.vpc !== undefined, waiterLogLevel, waiterTracing, waiterRole });
   }
 
-  /** Lets the handlers enable fast snapshot restore for the stack's snapshots (HandlerPermissions.grantFastSnapshotRestores). */
-  public grantFastSnapshotRestores(): void {
+  /**
+   * Lets the handlers enable fast snapshot restore for the stack's snapshots (HandlerPermissions.grantFastSnapshotRestores).
+   *
+   * @returns how many of the stack's images have asked for it, this one included
+   */
+  public grantFastSnapshotRestores(): number {
     this.permissions.grantFastSnapshotRestores();
+    return ++this.fastSnapshotRestoreImages;
   }
 
   /**

@@ -162,10 +162,10 @@ function fastSnapshotRestoreProblems(scope: Construct, zones: string[], removalP
     problems.push('fastSnapshotRestoreZones cannot be combined with removalPolicy RETAIN: the retained image would keep fast snapshot restore, '
       + 'billed every hour, with no stack left to disable it. Remove one of them.');
   }
-  const monthly = Math.round(FAST_SNAPSHOT_RESTORE_USD_PER_DSU_HOUR * 730 * zones.length);
+  const monthly = Math.round(FAST_SNAPSHOT_RESTORE_USD_PER_DSU_HOUR * 720 * zones.length);
   Annotations.of(scope).addWarningV2('cdk-baked-image:fastSnapshotRestore',
     `Fast snapshot restore in ${zones.length} Availability Zone(s) is billed while enabled, launches or not: one DSU-hour per snapshot `
-    + `and zone, USD ${FAST_SNAPSHOT_RESTORE_USD_PER_DSU_HOUR} in us-east-1: about USD ${monthly} a month for each snapshot of the image `
+    + `and zone, USD ${FAST_SNAPSHOT_RESTORE_USD_PER_DSU_HOUR} in us-east-1: about USD ${monthly} per 30 days for each snapshot of the image `
     + '(see the Amazon EBS pricing page for other regions).');
   return problems;
 }

@@ -3,9 +3,10 @@
  * has none: the harness proxy emulates it (moto-fast-snapshot-restores.ts), including EBS disabling it for a snapshot
  * its owner deletes. Every request is held to the synthesized handler policy (moto-suite.ts).
  */
-import { DescribeImagesCommand } from '@aws-sdk/client-ec2';
+import { DescribeImagesCommand, RegisterImageCommand } from '@aws-sdk/client-ec2';
 import { customResourceEvent, imageProps, MOTO_STACK_ID as STACK_ID, MOTO_STACK_NAME as STACK_NAME, runToCompletion, useMotoSuite } from './moto-suite';
-import { Prop } from '../../src/private/contract';
+import type { IsCompleteRequest } from '../../lambda/bake-image/types';
+import { Attr, Prop } from '../../src/private/contract';
 
 jest.setTimeout(60_000);
 
@@ -13,6 +14,9 @@ const LOGICAL_ID = 'FastImage';
 const ZONES = ['us-east-1a', 'us-east-1b'];
 
 const suite = useMotoSuite();
+
+// The proxy keeps its consistency settings across tests (reset() forgets only the windows): no test leaks its own.
+afterEach(() => suite.harness().proxy.setConsistency({}));
 
 function props(instanceId: string, zones: string[] = ZONES, extra: Record<string, unknown> = {}): Record<string, unknown> {
   return imageProps<unknown>(instanceId, 'fast', { ...(zones.length > 0 ? { [Prop.FAST_SNAPSHOT_RESTORE_ZONES]: zones } : {}), ...extra });
@@ -92,7 +96,7 @@ describe('fast snapshot restore through moto', () => {
     expect(zonesOn(await snapshotOf(imageId))).toEqual([]);
   });
 
-  test('the Delete deletes the snapshot, and with it its fast snapshot restore (EBS disables it): no call needed', async () => {
+  test('the Delete disables it before it deletes the snapshot (EBS would too, but not for a snapshot it keeps in use)', async () => {
     const create = event('Create', props(await suite.harness().launchBuilder()));
     const imageId = await complete(create);
     const snapshotId = await snapshotOf(imageId);
@@ -101,7 +105,9 @@ describe('fast snapshot restore through moto', () => {
     await suite.handler().onEvent(event('Delete', create.ResourceProperties, imageId));
 
     expect(zonesOn(snapshotId)).toEqual([]);
-    expect(fastRestoreCalls(from)).toEqual([]);
+    expect(fastRestoreCalls(from)).toEqual([`DisableFastSnapshotRestores ${ZONES.join(',')}`]);
+    const actions = suite.harness().proxy.actions(from);
+    expect(actions.indexOf('DisableFastSnapshotRestores')).toBeLessThan(actions.indexOf('DeregisterImage'));
     const left = await suite.harness().leftovers(['us-east-1']);
     expect({ images: left.images, snapshots: left.snapshots }).toEqual({ images: [], snapshots: [] });
   });
@@ -118,6 +124,53 @@ describe('fast snapshot restore through moto', () => {
 
     expect(zonesOn(await snapshotOf(oldImage))).toEqual([]);
     expect(zonesOn(await snapshotOf(newImage))).toEqual(ZONES);
+  });
+
+  test('a snapshot EC2 keeps in use past the Delete\'s deadline does not keep fast snapshot restore', async () => {
+    const create = event('Create', props(await suite.harness().launchBuilder()));
+    const imageId = await complete(create);
+    const snapshotId = await snapshotOf(imageId);
+    // Another image registered from the snapshot keeps it in use: EC2 will not delete it.
+    await suite.harness().ec2ViaProxy.send(new RegisterImageCommand({
+      Name: 'registered-from-the-fast-snapshot',
+      RootDeviceName: '/dev/xvda',
+      BlockDeviceMappings: [{ DeviceName: '/dev/xvda', Ebs: { SnapshotId: snapshotId } }],
+    }));
+
+    const deleted = await suite.handler().onEvent(event('Delete', create.ResourceProperties, imageId));
+
+    expect(deleted.Data?.[Attr.SNAPSHOTS_IN_USE]).toBe(`us-east-1/${snapshotId}`);
+    expect(zonesOn(snapshotId)).toEqual([]);
+  });
+
+  test('with EC2\'s consistency faults on, an IMDSv2-only image with fast snapshot restore bakes, and its Delete leaves nothing on', async () => {
+    // The image unseen by the first poll, its attribute shown late, its snapshot in use for a while after deregistration.
+    suite.harness().proxy.setConsistency({ newImageHiddenFor: 1, changedAttributeStaleFor: 2, deregisteredSnapshotsInUseFor: 2 });
+    const create = event('Create', props(await suite.harness().launchBuilder(), ZONES, { [Prop.REQUIRE_IMDSV2]: 'true' }));
+    const started = await suite.handler().onEvent(create);
+    const poll: IsCompleteRequest = { ...create, PhysicalResourceId: started.PhysicalResourceId ?? '', Data: started.Data };
+    const answers: boolean[] = [];
+    while (!answers.includes(true) && answers.length < 6) {
+      answers.push((await suite.handler().isComplete(poll)).IsComplete ?? false);
+    }
+    expect(answers).toEqual([false, true]);
+    const snapshotId = await snapshotOf(poll.PhysicalResourceId);
+    expect(zonesOn(snapshotId)).toEqual(ZONES);
+    expect(suite.harness().proxy.imageLifecycle(poll.PhysicalResourceId).imdsSupport).toBe('v2.0');
+
+    const deleteRequest = event('Delete', create.ResourceProperties, poll.PhysicalResourceId);
+    const deleted = await suite.handler().onEvent(deleteRequest);
+    const release: IsCompleteRequest = { ...deleteRequest, PhysicalResourceId: poll.PhysicalResourceId, Data: deleted.Data };
+    const releases: boolean[] = [];
+    while (!releases.includes(true) && releases.length < 6) {
+      releases.push((await suite.handler().isComplete(release)).IsComplete ?? false);
+    }
+    expect(releases[releases.length - 1]).toBe(true);
+    // The snapshot was in use at first (EC2 still saw the image), then deleted, and its fast snapshot restore with it.
+    expect(releases.length).toBeGreaterThan(1);
+    expect(zonesOn(snapshotId)).toEqual([]);
+    const left = await suite.harness().leftovers(['us-east-1']);
+    expect({ images: left.images, snapshots: left.snapshots }).toEqual({ images: [], snapshots: [] });
   });
 
   test('a zone EBS refuses fails the bake naming the snapshot, the zone and the reason; the Delete cleans up', async () => {

@@ -433,6 +433,20 @@ const CALLS: readonly HandlerCall[] = [
     names: ({ imageId, snapshotId }) => `Could not enable fast snapshot restore for image ${imageId} (${snapshotId}) in us-east-1a`,
   },
   {
+    label: 'DescribeFastSnapshotRestores (Delete)',
+    action: 'DescribeFastSnapshotRestores',
+    phase: 'delete',
+    bake: FAST_RESTORE,
+    names: ({ snapshotId }) => `DescribeFastSnapshotRestores for snapshots ${snapshotId} failed`,
+  },
+  {
+    label: 'DisableFastSnapshotRestores (Delete)',
+    action: 'DisableFastSnapshotRestores',
+    phase: 'delete',
+    bake: FAST_RESTORE,
+    names: ({ imageId, snapshotId }) => `Could not disable fast snapshot restore for image ${imageId} (${snapshotId}) in us-east-1a`,
+  },
+  {
     label: 'EnableImageDeprecation',
     action: 'EnableImageDeprecation',
     phase: 'poll',

@@ -4,7 +4,7 @@
  * and (with its consistency faults on) shows the change late. Every request is held to the synthesized handler policy
  * (moto-suite.ts); iam-simulator.test.ts decides the call on another stack's image.
  */
-import { DescribeImageAttributeCommand, DescribeImagesCommand } from '@aws-sdk/client-ec2';
+import { DescribeImageAttributeCommand, DescribeImagesCommand, ModifyImageAttributeCommand } from '@aws-sdk/client-ec2';
 import { ec2ClientFor } from './moto-http';
 import { customResourceEvent, imageProps, runToCompletion, useMotoSuite } from './moto-suite';
 import type { IsCompleteRequest } from '../../lambda/bake-image/types';
@@ -15,6 +15,9 @@ jest.setTimeout(60_000);
 const COPY_REGION = 'us-west-2';
 
 const suite = useMotoSuite();
+
+// The proxy keeps its consistency settings across tests (reset() forgets only the windows): no test leaks its own.
+afterEach(() => suite.harness().proxy.setConsistency({}));
 
 function props(instanceId: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
   return imageProps<unknown>(instanceId, 'imds', { [Prop.REQUIRE_IMDSV2]: 'true', ...extra });
@@ -147,6 +150,23 @@ describe('IMDSv2-only images through moto', () => {
     expect(new Set(requests.map((request) => request.split(' ').slice(0, 2).join(' '))).size).toBe(2);
   });
 
+  test('a refused ModifyImageAttribute on an image that has the attribute already (not shown yet) is not a failure', async () => {
+    const create = event('Create', props(await suite.harness().launchBuilder()));
+    const started = await suite.handler().onEvent(create);
+    const imageId = started.PhysicalResourceId ?? '';
+    // Set already (by an earlier poll, say), and DescribeImages does not show it yet; EC2 then refuses to set it again.
+    suite.harness().proxy.setConsistency({ changedAttributeStaleFor: 5 });
+    await suite.harness().ec2ViaProxy.send(new ModifyImageAttributeCommand({ ImageId: imageId, ImdsSupport: { Value: 'v2.0' } }));
+    const refusal = { status: 400, code: 'InvalidParameterValue', message: 'The image already has the attribute imdsSupport set to v2.0.' };
+    suite.harness().proxy.failNext('ModifyImageAttribute', 1, refusal, (params) => params.has('ImdsSupport.Value'));
+
+    const done = await suite.handler().isComplete({ ...create, PhysicalResourceId: imageId, Data: started.Data });
+
+    expect(done.IsComplete).toBe(true);
+    expect(suite.harness().proxy.unusedFaults()).toEqual({});
+    expect(suite.harness().proxy.count('DescribeImageAttribute')).toBeGreaterThanOrEqual(1);
+  });
+
   test('an image whose attribute cannot be set fails the bake, naming the image and the reason; the Delete cleans up', async () => {
     const create = event('Create', props(await suite.harness().launchBuilder()));
     const started = await suite.handler().onEvent(create);
@@ -159,6 +179,8 @@ describe('IMDSv2-only images through moto', () => {
 
     expect(failure).toContain(`Could not make image ${imageId} IMDSv2-only (ModifyImageAttribute ImdsSupport v2.0): UnauthorizedOperation`);
     expect(failure).toContain('requireImdsv2: false');
+    // The attribute really is not set: the refusal is not mistaken for one of an image that has it.
+    expect(suite.harness().proxy.imageLifecycle(imageId).imdsSupport).toBeUndefined();
     await suite.handler().onEvent(event('Delete', create.ResourceProperties, imageId));
     const left = await suite.harness().leftovers(['us-east-1']);
     expect({ images: left.images, snapshots: left.snapshots }).toEqual({ images: [], snapshots: [] });

@@ -66,6 +66,12 @@ export const AVAILABILITY_ZONE_PATTERN = /^([a-z]+-){2,3}\d[a-z]$/;
 /** At most this many Availability Zones for fast snapshot restore (FastRestoreRule's limit). */
 export const MAX_FAST_SNAPSHOT_RESTORE_ZONES = 10;
 
+/** EBS enables fast snapshot restore for at most this many snapshots per Region by default (Amazon EBS User Guide). */
+export const FAST_SNAPSHOT_RESTORE_SNAPSHOTS_PER_REGION = 5;
+
+/** Images of one stack with fast snapshot restore that fit the default quota, each needing two snapshots during a rebake. */
+export const FAST_SNAPSHOT_RESTORE_IMAGES_PER_QUOTA = Math.floor(FAST_SNAPSHOT_RESTORE_SNAPSHOTS_PER_REGION / 2);
+
 /**
  * Fast snapshot restore's price: one DSU-hour per snapshot and Availability Zone while enabled, billed per minute with
  * a one-hour minimum, USD 0.75 in us-east-1 ("How AWS Pricing Works", Amazon EBS; prices vary by region).
