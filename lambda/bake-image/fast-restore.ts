@@ -13,6 +13,7 @@ import {
 } from '@aws-sdk/client-ec2';
 import { ec2In } from './clients';
 import { describeError, withContext } from './errors';
+import { snapshotsOf } from './images';
 import { log } from './log';
 
 /** A snapshot EnableFastSnapshotRestores or DisableFastSnapshotRestores could not change, with a reason per zone. */
@@ -26,11 +27,6 @@ interface Refusal {
 
 /** The states in which fast snapshot restore is on (and billed) for a snapshot in a zone. */
 const ON_STATES = ['enabling', 'optimizing', 'enabled'];
-
-/** The EBS snapshots of an image. */
-export function snapshotsOf(image: Image): string[] {
-  return [...new Set((image.BlockDeviceMappings ?? []).flatMap((mapping) => (mapping.Ebs?.SnapshotId ? [mapping.Ebs.SnapshotId] : [])))];
-}
 
 /**
  * Enables fast snapshot restore for every snapshot of the image in each of the zones, unless it is on already (one

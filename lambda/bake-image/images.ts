@@ -66,6 +66,11 @@ export function madeByThisResource(image: Image, owner: Owner): boolean {
   return ownedBy(new Map((image.Tags ?? []).map((tag) => [tag.Key, tag.Value])), owner, true);
 }
 
+/** The EBS snapshots of an image, each once. */
+export function snapshotsOf(image: Image): string[] {
+  return [...new Set((image.BlockDeviceMappings ?? []).flatMap((mapping) => (mapping.Ebs?.SnapshotId ? [mapping.Ebs.SnapshotId] : [])))];
+}
+
 /** A snapshot EC2 would not delete yet (`InvalidSnapshot.InUse`), as `region/snap-...`: the Delete retries it. */
 export type SnapshotInUse = string;
 
@@ -97,12 +102,7 @@ export async function deleteImage(
     warn('image does not carry this resource\'s tags: left alone', { imageId, ...regionField(region) });
     return [];
   }
-  const snapshotIds = new Set<string>();
-  for (const mapping of image?.BlockDeviceMappings ?? []) {
-    if (mapping.Ebs?.SnapshotId) {
-      snapshotIds.add(mapping.Ebs.SnapshotId);
-    }
-  }
+  const snapshotIds = new Set<string>(image ? snapshotsOf(image) : []);
   // Snapshots carry the image name: a Delete repeated after the image was deregistered still finds them.
   const label = imageId ?? name;
   for (const snapshotId of await findSnapshotsByImageName(region, owner, image?.Name ?? name, label)) {
